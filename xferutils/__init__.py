@@ -1,0 +1,11 @@
+"""xferutils: the helper package of the executable book on transfer learning.
+
+One module per idea of the book: ``config`` (presets, validation, device), ``data`` (MNIST,
+subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``ensemble``
+(vectorized replicas), ``metrics``, ``plotting``, ``results``; chapters add their own.
+"""
+__version__ = "0.1.0"
+
+from . import config, data, ensemble, metrics, models, plotting, results, train  # noqa: E402
+
+__all__ = ["config", "data", "ensemble", "metrics", "models", "plotting", "results", "train"]

@@ -1,0 +1,175 @@
+"""Presets, parameter validation, device choice and seeding (used by every chapter).
+
+A chapter's ``parameters`` cell holds plain literals; :func:`setup` validates them all before
+any work starts and returns the resolved run configuration.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+PRESETS = ("smoke", "book", "full")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRESET_ENV = "XFER_PRESET"
+
+
+class ParameterError(ValueError):
+    """A notebook or function parameter has a value that is not allowed."""
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise naming the parameter."""
+    if value not in allowed:
+        raise ParameterError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
+    return value
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int within [low, high], else raise naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ParameterError(f"{name}={value} is out of range; allowed: integers in {span}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
+    """Return ``value`` as a float within [low, high], else raise naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ParameterError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not np.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise ParameterError(f"{name}={value} is out of range; allowed: numbers in [{low}, {high}]")
+    return value
+
+
+def check_seeds(name: str, seeds: Any) -> list[int]:
+    """A non-empty list of distinct non-negative integer seeds."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
+        raise ParameterError(f"{name} must be a list of non-negative integers, got {seeds!r}")
+    out = [check_int(f"{name}[{i}]", s, 0, 2**31 - 1) for i, s in enumerate(seeds)]
+    if not out or len(set(out)) != len(out):
+        raise ParameterError(f"{name} must be a non-empty list of distinct integers, got {out}")
+    return out
+
+
+def check_digits(name: str, digits: Any) -> list[int]:
+    """A non-empty list of distinct MNIST digits (0-9), order kept."""
+    if isinstance(digits, (str, bytes)) or not isinstance(digits, Iterable):
+        raise ParameterError(f"{name} must be a list of digits 0-9, got {digits!r}")
+    out = [check_int(f"{name}[{i}]", d, 0, 9) for i, d in enumerate(digits)]
+    if not out:
+        raise ParameterError(f"{name} must not be empty; give digits from 0-9")
+    if len(set(out)) != len(out):
+        raise ParameterError(f"{name} has repeated digits: {out}")
+    return out
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+def resolve_preset(preset: str) -> str:
+    """The preset to run: ``XFER_PRESET`` (if set) overrides the notebook's literal."""
+    forced = os.environ.get(PRESET_ENV)
+    if forced:
+        check_choice(PRESET_ENV, forced, PRESETS)
+        return forced
+    return check_choice("preset", preset, PRESETS)
+
+
+def by_preset(preset: str, *, smoke: Any, book: Any, full: Any) -> Any:
+    """Pick the value for ``preset``: ``by_preset(p, smoke=1, book=5, full=20)``."""
+    return {"smoke": smoke, "book": book, "full": full}[check_choice("preset", preset, PRESETS)]
+
+
+# --- device, threads and seeds ----------------------------------------------------------------
+
+def physical_cores() -> int:
+    """Number of physical CPU cores (logical cores halved when SMT is on, never below 1)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as fh:
+            siblings = len(fh.read().replace("-", ",").split(","))
+    except OSError:
+        siblings = 1
+    return max(1, (os.cpu_count() or 1) // max(1, siblings))
+
+
+def get_device(device: str = "auto") -> torch.device:
+    """Resolve ``device``: ``auto`` picks CUDA, then MPS, then CPU; an absent device is an error."""
+    check_choice("device", device, DEVICES)
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if device == "mps" and not has_mps:
+        raise ParameterError("device='mps' but Apple MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch CPU generator seeded the same way."""
+    seed = check_int("seed", seed, 0, 2**31 - 1)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# --- the run configuration --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    """What a chapter runs with: the validated preset, device and chapter parameters."""
+
+    chapter: str
+    preset: str
+    device: torch.device
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def pick(self, *, smoke: Any, book: Any, full: Any) -> Any:
+        """The value for this run's preset."""
+        return by_preset(self.preset, smoke=smoke, book=book, full=full)
+
+    def summary(self) -> str:
+        """One line: where the results of this run come from."""
+        return environment_summary(self.device) + f" | preset {self.preset} | chapter {self.chapter}"
+
+
+def setup(chapter: str, preset: str = "book", device: str = "auto", **params: Any) -> Run:
+    """Validate the preset and device, set threads, and return the :class:`Run`.
+
+    Chapter-specific parameters are validated by the chapter's own module before calling this;
+    they are stored in :attr:`Run.params` so that they are written to the results file.
+    """
+    run = Run(chapter=chapter, preset=resolve_preset(preset), device=get_device(device), params=params)
+    if run.device.type == "cpu":
+        torch.set_num_threads(physical_cores())
+    return run
+
+
+def environment_summary(device: torch.device | str = "cpu") -> str:
+    """``xferutils 0.1.0 | torch 2.x | python 3.x | device cpu (2 threads, AVX512)``."""
+    from . import __version__
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        where = f"cuda ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        where = f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+    else:
+        where = device.type
+    return (f"xferutils {__version__} | torch {torch.__version__} | "
+            f"python {platform.python_version()} | device {where}")

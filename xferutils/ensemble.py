@@ -1,0 +1,188 @@
+"""K replicas of one architecture trained at once, as one vectorized model (every chapter).
+
+The replicas' parameters are stacked along a leading axis and the forward pass is
+``torch.func.vmap`` over ``functional_call``; each replica has its own batch order (its seed),
+its own Adam state and its own learning rate. Training K replicas this way gives the same
+result as K calls of :func:`xferutils.train.fit` (see ``tests/test_ensemble.py``).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from .config import ParameterError, check_float, check_int, check_seeds
+from .data import Split
+from .train import History, autocast, epoch_generator
+
+Params = dict[str, torch.Tensor]
+LrMult = Mapping[str, float] | Callable[[int], Mapping[str, float]]
+Objective = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def replicate(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> list[nn.Module]:
+    """One freshly initialised model per seed (``torch.manual_seed(seed)`` before construction)."""
+    models = []
+    for s in check_seeds("seeds", seeds):
+        torch.manual_seed(s)
+        models.append(make_model())
+    return models
+
+
+def _multiplier(lr_mult: Mapping[str, float], name: str) -> float:
+    return float(next((m for key, m in lr_mult.items() if name.startswith(key)), 1.0))
+
+
+@dataclass
+class Replicas:
+    """K trained replicas: a template module and its parameters stacked on axis 0."""
+
+    base: nn.Module
+    params: Params
+    buffers: Params
+    seeds: list[int]
+    history: list[History]
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def logits(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+        """Logits of every replica, shape (K, n, classes); ``x`` is (n, d) shared or (K, n, d)."""
+        in_dim = 0 if x.dim() == 3 else None
+        call = vmap(lambda p, b, xb: functional_call(self.base, (p, b), (xb,)), in_dims=(0, 0, in_dim))
+        with torch.no_grad():
+            chunks = [call(self.params, self.buffers, x[..., i:i + batch_size, :])
+                      for i in range(0, x.shape[-2], batch_size)]
+        return torch.cat(chunks, dim=1)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted classes, shape (K, n)."""
+        return self.logits(x).argmax(-1)
+
+    def evaluate(self, data: Split | Sequence[Split]) -> list[float]:
+        """Accuracy of every replica on shared ``data`` or on one split per replica."""
+        x, y = _stack(data, len(self))
+        return (self.predict(x) == y).float().mean(-1).tolist()
+
+    def unstack(self) -> list[nn.Module]:
+        """The replicas as K ordinary modules (copies, on the parameters' device)."""
+        out = []
+        for k in range(len(self)):
+            m = copy.deepcopy(self.base).to_empty(device=next(iter(self.params.values())).device)
+            state = {n: t[k] for n, t in {**self.params, **self.buffers}.items()}
+            m.load_state_dict(state)
+            out.append(m.eval())
+        return out
+
+
+def _stack(data: Split | Sequence[Split], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shared data as (n, d)/(n,), or one equally long split per replica as (K, n, d)/(K, n)."""
+    if isinstance(data, Split):
+        return data.x, data.y
+    if len(data) != k or len({len(s) for s in data}) != 1:
+        raise ParameterError(f"give one split per replica ({k}), all of one length; got "
+                             f"{[len(s) for s in data]}")
+    return torch.stack([s.x for s in data]), torch.stack([s.y for s in data])
+
+
+def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor,
+                  yb: torch.Tensor) -> torch.Tensor:
+    """The default objective: mean cross-entropy of one replica on one batch."""
+    return F.cross_entropy(fmodel(xb), yb)
+
+
+def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], seeds: Sequence[int], *,
+                 epochs: int, lr: float | Sequence[float] = 1e-3, batch_size: int = 256,
+                 lr_mult: LrMult | None = None, val: Split | Sequence[Split] | None = None,
+                 penalty: Callable[[Params, Params], torch.Tensor] | None = None,
+                 objective: Objective = cross_entropy, amp: bool = False) -> Replicas:
+    """Train same-shaped ``models`` together with Adam, replica k with batch order ``seeds[k]``.
+
+    ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
+    multipliers of the rate (0 freezes), or is a function of the epoch returning such a map
+    (gradual unfreezing). ``penalty(params, init)`` is added to each replica's loss, with
+    ``init`` its parameters before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the
+    cross-entropy. ``train``/``val`` are shared splits or one split per replica.
+    """
+    seeds = check_seeds("seeds", seeds)
+    k = len(seeds)
+    if len(models) != k:
+        raise ParameterError(f"models has {len(models)} entries but seeds has {k}; give one seed per model")
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    lrs = [check_float("lr", r, 0.0) for r in ([lr] * k if isinstance(lr, (int, float)) else lr)]
+    if len(lrs) != k:
+        raise ParameterError(f"lr has {len(lrs)} values but there are {k} replicas")
+    x, y = _stack(train, k)
+    device = x.device
+    n = x.shape[-2]
+    if n == 0:
+        raise ParameterError("train is empty; give at least one training sample")
+
+    base = copy.deepcopy(models[0]).to("meta")
+    names = [name for name, _ in models[0].named_parameters()]
+    params = {nm: torch.stack([dict(m.named_parameters())[nm].detach() for m in models]).to(device)
+              for nm in names}
+    buffers = {nm: torch.stack([dict(m.named_buffers())[nm] for m in models]).to(device)
+               for nm, _ in models[0].named_buffers()}
+    init = {nm: t.clone() for nm, t in params.items()}
+    for t in params.values():
+        t.requires_grad_(True)
+    lr_t = torch.tensor(lrs, device=device)
+    state = {nm: (torch.zeros_like(t), torch.zeros_like(t)) for nm, t in params.items()}
+    steps = dict.fromkeys(names, 0)
+
+    def loss_one(p: Params, b: Params, p0: Params, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        loss = objective(lambda inp: functional_call(base, (p, b), (inp,)), xb, yb)
+        return loss + penalty(p, p0) if penalty is not None else loss
+
+    x_dim = 0 if x.dim() == 3 else None
+    batched_loss = vmap(loss_one, in_dims=(0, 0, 0, 0, 0), randomness="different")
+    gens = [epoch_generator(s, device) for s in seeds]
+    bs = min(batch_size, n)
+    rows = torch.arange(k, device=device)[:, None]
+    totals = torch.zeros(epochs, k, device=device)
+    val_acc: list[list[float]] = []
+    result = Replicas(base, params, buffers, seeds, [])
+    for epoch in range(epochs):
+        mults = (lr_mult(epoch) if callable(lr_mult) else lr_mult) or {}
+        active = {nm: _multiplier(mults, nm) for nm in names}
+        perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
+        for i in range(n // bs):
+            idx = perms[:, i * bs:(i + 1) * bs]
+            xb = x[idx] if x_dim is None else x[rows, idx]
+            yb = y[idx] if x_dim is None else y[rows, idx]
+            with autocast(device, amp):
+                losses = batched_loss(params, buffers, init, xb, yb)
+            grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in names],
+                                        allow_unused=True)
+            with torch.no_grad():
+                for nm, g in zip(names, grads):
+                    if active[nm] > 0 and g is not None:
+                        steps[nm] += 1
+                        _adam_step(params[nm], g, *state[nm], steps[nm], lr_t * active[nm])
+                totals[epoch] += losses.detach().float()
+        if val is not None:
+            val_acc.append(result.evaluate(val))
+    loss_rows = (totals / max(1, n // bs)).T.tolist()
+    for t in params.values():
+        t.requires_grad_(False)
+    result.history = [History(loss=loss_rows[j], val_acc=[row[j] for row in val_acc]) for j in range(k)]
+    return result
+
+
+def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,
+               lr: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    """One Adam update of stacked parameters ``p`` with a learning rate per replica (as torch.optim.Adam)."""
+    b1, b2 = betas
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    shape = (-1,) + (1,) * (p.dim() - 1)
+    step_size = (lr / (1 - b1 ** step)).reshape(shape)
+    denom = (v.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
+    p.sub_(step_size * m / denom)

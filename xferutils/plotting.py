@@ -1,0 +1,66 @@
+"""One figure style for the whole book, and the plots several chapters share."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (call once in a chapter's first cell)."""
+    plt.rcParams.update({
+        "figure.figsize": (7.0, 4.0), "figure.dpi": 110, "savefig.dpi": 110,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+        "grid.alpha": 0.3, "axes.prop_cycle": plt.cycler(color=PALETTE),
+        "font.size": 10, "axes.titlesize": 11, "legend.frameon": False,
+    })
+
+
+def show_digits(x: torch.Tensor, labels: Sequence[object] | None = None, ncols: int = 10,
+                title: str | None = None) -> plt.Figure:
+    """A grid of 28×28 images with optional labels."""
+    imgs = x.detach().float().cpu().reshape(-1, 28, 28).numpy()
+    nrows = int(np.ceil(len(imgs) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.8, nrows * 0.9), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(imgs):
+            ax.imshow(imgs[i], cmap="gray_r", vmin=0, vmax=1)
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(ax: plt.Axes, runs: Mapping[str, Sequence[Sequence[float]]], ylabel: str,
+           xlabel: str = "epoch") -> plt.Axes:
+    """Mean curve with a ±1 std band per method; ``runs[name]`` holds one curve per seed."""
+    for name, per_seed in runs.items():
+        arr = np.asarray(per_seed, dtype=float)
+        mean, std = arr.mean(0), arr.std(0, ddof=1) if len(arr) > 1 else np.zeros(arr.shape[1])
+        x = np.arange(1, arr.shape[1] + 1)
+        ax.plot(x, mean, label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def bars(ax: plt.Axes, values: Mapping[str, Sequence[float]], ylabel: str, scale: float = 1.0) -> plt.Axes:
+    """Bar of the mean with a ±1 std error bar and the individual seeds as dots."""
+    names = list(values)
+    for i, name in enumerate(names):
+        v = np.asarray(values[name], dtype=float) * scale
+        ax.bar(i, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, capsize=4,
+               color=PALETTE[i % len(PALETTE)], alpha=0.8)
+        ax.plot(np.full(len(v), i), v, "k.", ms=4)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    return ax

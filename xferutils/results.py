@@ -1,0 +1,58 @@
+"""Each chapter's key numbers, written atomically to ``results/<chapter>/<preset>.json``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULTS_ENV = "XFER_RESULTS_DIR"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def results_dir() -> Path:
+    """``$XFER_RESULTS_DIR`` if set, else ``<repo>/results`` (git-ignored)."""
+    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_DIR)
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-ready copy: tensors and NumPy values become lists and floats, NaN becomes null."""
+    if hasattr(obj, "as_dict"):
+        return _plain(obj.as_dict())
+    if hasattr(obj, "tolist"):
+        return _plain(obj.tolist())
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_results(chapter: str, preset: str, results: dict[str, Any]) -> Path:
+    """Write a chapter's results (with its preset) to ``results/<chapter>/<preset>.json``."""
+    path = results_dir() / chapter / f"{preset}.json"
+    atomic_write_text(path, json.dumps(_plain({"chapter": chapter, "preset": preset, **results}),
+                                       indent=2, sort_keys=True))
+    return path
+
+
+def load_results(chapter: str, preset: str) -> dict[str, Any]:
+    """Read back what :func:`save_results` wrote."""
+    return json.loads((results_dir() / chapter / f"{preset}.json").read_text())

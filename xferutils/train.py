@@ -1,0 +1,122 @@
+"""Training one network on resident tensors (every chapter; :mod:`xferutils.ensemble` does many).
+
+No ``DataLoader``: each epoch is a seeded ``randperm`` of the resident data, cut into batches.
+The loss is accumulated on the device and read once per epoch, so the loop never waits on the host.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ParameterError, check_float, check_int
+from .data import Split
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and (when a validation split is given) validation accuracy."""
+
+    loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    """Index tensors of one shuffled epoch; the last incomplete batch is dropped.
+
+    ``batch_size`` larger than ``n`` gives one batch of all samples.
+    """
+    bs = min(batch_size, n)
+    perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
+    for i in range(n // bs):
+        yield perm[i * bs:(i + 1) * bs]
+
+
+def epoch_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The generator that orders the batches of a run with ``seed`` (shared with the ensemble)."""
+    gen_device = device if device.type == "cuda" else torch.device("cpu")
+    return torch.Generator(device=gen_device).manual_seed(seed)
+
+
+def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on ``device`` when ``amp`` is true, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+
+
+def param_groups(model: nn.Module, lr: float, multipliers: Mapping[str, float] | None = None) -> list[dict]:
+    """Adam parameter groups: a parameter whose name starts with a key gets ``lr * multiplier``.
+
+    The first matching key wins; unmatched parameters get ``lr``. A multiplier of 0 freezes the
+    parameter (``requires_grad = False``) instead of giving Adam a zero learning rate.
+    """
+    multipliers = dict(multipliers or {})
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        mult = next((m for key, m in multipliers.items() if name.startswith(key)), 1.0)
+        check_float(f"multipliers[{name!r}]", mult, 0.0)
+        p.requires_grad_(mult > 0)
+        if mult > 0:
+            groups.setdefault(lr * mult, []).append(p)
+    return [{"params": ps, "lr": g_lr} for g_lr, ps in groups.items()]
+
+
+def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_size: int = 256,
+        seed: int = 0, groups: list[dict] | None = None, val: Split | None = None,
+        penalty: Callable[[nn.Module], torch.Tensor] | None = None, amp: bool = False,
+        on_epoch: Callable[[int, nn.Module], None] | None = None) -> History:
+    """Train ``model`` in place with Adam and cross-entropy; return the :class:`History`.
+
+    ``groups`` are Adam parameter groups (see :func:`param_groups`); by default every parameter
+    with ``requires_grad`` is trained at ``lr``. ``penalty(model)`` is added to every batch loss
+    (L2-SP, chapter 2). ``on_epoch(epoch, model)`` runs before each epoch (gradual unfreezing).
+    """
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    check_float("lr", lr, 0.0)
+    if len(train) == 0:
+        raise ParameterError("train is empty; give at least one training sample")
+    device = train.x.device
+    if groups is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    opt = torch.optim.Adam(groups, lr=lr)
+    gen = epoch_generator(seed, device)
+    hist = History()
+    for epoch in range(epochs):
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+        model.train()
+        total, steps = torch.zeros((), device=device), 0
+        for idx in batches(len(train), batch_size, gen, device):
+            with autocast(device, amp):
+                loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
+            if penalty is not None:
+                loss = loss + penalty(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().float()
+            steps += 1
+        hist.loss.append(total.item() / steps)
+        if val is not None:
+            hist.val_acc.append(evaluate(model, val))
+    model.eval()
+    return hist
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Predicted class of every input (argmax of the logits), in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, data: Split) -> float:
+    """Accuracy of ``model`` on ``data`` (a fraction in [0, 1])."""
+    return (predict(model, data.x) == data.y).float().mean().item()
