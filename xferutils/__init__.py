@@ -8,4 +8,6 @@ __version__ = "0.1.0"
 
 from . import config, data, ensemble, metrics, models, plotting, results, train  # noqa: E402
 
-__all__ = ["config", "data", "ensemble", "metrics", "models", "plotting", "results", "train"]
+show = plotting.show_source
+
+__all__ = ["show", "config", "data", "ensemble", "metrics", "models", "plotting", "results", "train"]

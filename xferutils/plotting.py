@@ -64,3 +64,12 @@ def bars(ax: plt.Axes, values: Mapping[str, Sequence[float]], ylabel: str, scale
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     return ax
+
+
+def show_source(obj: object) -> object:
+    """Display the source code of a package function or class in a notebook (the key code)."""
+    import inspect
+
+    from IPython.display import Markdown
+
+    return Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
