@@ -6,8 +6,8 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 """
 __version__ = "0.1.0"
 
-from . import config, data, ensemble, metrics, models, plotting, results, train  # noqa: E402
+from . import config, data, domain, ensemble, metrics, models, peft, plotting, results, train  # noqa: E402
 
 show = plotting.show_source
 
-__all__ = ["show", "config", "data", "ensemble", "metrics", "models", "plotting", "results", "train"]
+__all__ = ["show", "config", "data", "domain", "ensemble", "metrics", "models", "peft", "plotting", "results", "train"]
