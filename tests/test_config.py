@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+import xferutils as xu
+from xferutils.config import ParameterError
+
+
+def test_resolve_preset_env_overrides(monkeypatch):
+    monkeypatch.setenv("XFER_PRESET", "full")
+    assert xu.config.resolve_preset("book") == "full"
+    monkeypatch.delenv("XFER_PRESET")
+    assert xu.config.resolve_preset("book") == "book"
+
+
+@pytest.mark.parametrize("bad", ["huge", "", None, 3])
+def test_unknown_preset_names_parameter_and_choices(monkeypatch, bad):
+    monkeypatch.delenv("XFER_PRESET", raising=False)
+    with pytest.raises(ParameterError, match=r"preset=.*choose one of \['smoke', 'book', 'full'\]"):
+        xu.config.resolve_preset(bad)
+
+
+def test_bad_env_preset_is_named(monkeypatch):
+    monkeypatch.setenv("XFER_PRESET", "tiny")
+    with pytest.raises(ParameterError, match="XFER_PRESET"):
+        xu.config.setup("x", preset="book")
+
+
+def test_by_preset_and_run_pick(monkeypatch):
+    monkeypatch.delenv("XFER_PRESET", raising=False)
+    assert xu.config.by_preset("full", smoke=1, book=2, full=3) == 3
+    run = xu.config.setup("ch", preset="smoke", device="cpu", seed=1)
+    assert run.pick(smoke="a", book="b", full="c") == "a"
+    assert run.params == {"seed": 1} and run.device == torch.device("cpu")
+    assert "torch" in run.summary() and "smoke" in run.summary()
+
+
+def test_device_choice():
+    assert xu.config.get_device("cpu").type == "cpu"
+    assert xu.config.get_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ParameterError, match="device='tpu'"):
+        xu.config.get_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_absent_gpu_is_an_error():
+    with pytest.raises(ParameterError, match="no CUDA GPU"):
+        xu.config.get_device("cuda")
+
+
+@pytest.mark.parametrize("value", [1.5, "3", True, None])
+def test_check_int_rejects_non_integers(value):
+    with pytest.raises(ParameterError, match="seed must be an integer"):
+        xu.config.check_int("seed", value)
+
+
+def test_check_int_range_and_float():
+    assert xu.config.check_int("n", 3, 0, 5) == 3
+    with pytest.raises(ParameterError, match=r"n=-1 is out of range"):
+        xu.config.check_int("n", -1, 0)
+    with pytest.raises(ParameterError, match="lr"):
+        xu.config.check_float("lr", -0.1, 0.0)
+    with pytest.raises(ParameterError, match="lr"):
+        xu.config.check_float("lr", float("nan"))
+
+
+@pytest.mark.parametrize("digits,msg", [([], "must not be empty"), ([1, 10], r"digits\[1\]=10"),
+                                        ([2, 2], "repeated"), ("012", "list of digits"),
+                                        ([-1], "out of range")])
+def test_check_digits(digits, msg):
+    with pytest.raises(ParameterError, match=msg):
+        xu.config.check_digits("digits", digits)
+
+
+def test_check_seeds():
+    assert xu.config.check_seeds("seeds", 3) == [3]
+    assert xu.config.check_seeds("seeds", range(3)) == [0, 1, 2]
+    for bad in ([], [1, 1], [0.5], [-2]):
+        with pytest.raises(ParameterError, match="seeds"):
+            xu.config.check_seeds("seeds", bad)
+
+
+def test_seed_everything_reproducible():
+    xu.config.seed_everything(7)
+    a = torch.rand(3)
+    xu.config.seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+    with pytest.raises(ParameterError):
+        xu.config.seed_everything(-1)
+
+
+def test_physical_cores_positive():
+    assert xu.config.physical_cores() >= 1

@@ -1,0 +1,99 @@
+import copy
+
+import pytest
+import torch
+
+import xferutils as xu
+from xferutils.config import ParameterError
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return xu.data.sample(mnist.train, 1024, seed=0), xu.data.sample(mnist.test, 500, seed=0)
+
+
+def make():
+    return xu.models.MLP([784, 32, 16], 10)
+
+
+def sequential(models, train, seeds, lrs, **kw):
+    out = []
+    for m, s, lr in zip(models, seeds, lrs):
+        m = copy.deepcopy(m)
+        xu.train.fit(m, train, seed=s, lr=lr, **kw)
+        out.append(m)
+    return out
+
+
+def test_vectorized_equals_sequential(small):
+    train, test = small
+    seeds, lrs = [0, 1, 2], [1e-3, 3e-3, 1e-2]
+    models = xu.ensemble.replicate(make, seeds)
+    ref = sequential(models, train, seeds, lrs, epochs=2, batch_size=100)
+    rep = xu.ensemble.fit_replicas(models, train, seeds, epochs=2, lr=lrs, batch_size=100, val=test)
+    for m_ref, m_vec in zip(ref, rep.unstack()):
+        for (n, a), b in zip(m_ref.named_parameters(), m_vec.parameters()):
+            assert torch.allclose(a, b, atol=1e-5), n
+    assert rep.evaluate(test) == pytest.approx([xu.train.evaluate(m, test) for m in ref], abs=2e-3)
+    assert len(rep.history[0].loss) == 2 and len(rep.history[2].val_acc) == 2
+
+
+def test_replicas_really_differ(small):
+    train, test = small
+    rep = xu.ensemble.fit_replicas(xu.ensemble.replicate(make, [0, 1]), train, [0, 1], epochs=1)
+    logits = rep.logits(test.x)
+    assert logits.shape == (2, 500, 10) and not torch.allclose(logits[0], logits[1])
+
+
+def test_lr_mult_freezes_and_matches_param_groups(small):
+    train, _ = small
+    seeds = [3, 4]
+    models = xu.ensemble.replicate(make, seeds)
+    mult = {"features.0": 0.0, "head": 5.0}
+    ref = []
+    for m, s in zip(models, seeds):
+        m = copy.deepcopy(m)
+        xu.train.fit(m, train, epochs=1, seed=s, lr=1e-3, groups=xu.train.param_groups(m, 1e-3, mult))
+        ref.append(m)
+    rep = xu.ensemble.fit_replicas(models, train, seeds, epochs=1, lr=1e-3, lr_mult=mult)
+    for m0, m_ref, m_vec in zip(models, ref, rep.unstack()):
+        assert torch.equal(m_vec.features[0].weight, m0.features[0].weight)
+        assert torch.allclose(m_vec.head.weight, m_ref.head.weight, atol=1e-5)
+
+
+def test_schedule_and_penalty(small):
+    train, _ = small
+    models = xu.ensemble.replicate(make, [0])
+    calls = []
+
+    def schedule(epoch):
+        calls.append(epoch)
+        return {"features": 0.0} if epoch == 0 else {}
+
+    huge = lambda p, p0: 1e6 * sum(((p[n] - p0[n]) ** 2).sum() for n in p)  # noqa: E731
+    rep = xu.ensemble.fit_replicas(models, train, [0], epochs=2, lr_mult=schedule, penalty=huge)
+    assert calls == [0, 1]
+    # the L2-SP style penalty pins the weights near their start
+    assert (rep.unstack()[0].features[2].weight - models[0].features[2].weight).abs().max() < 2e-3
+
+
+def test_one_split_per_replica(small):
+    train, test = small
+    splits = [xu.data.sample(train, 200, seed=s) for s in (0, 1)]
+    models = xu.ensemble.replicate(make, [0, 1])
+    rep = xu.ensemble.fit_replicas(models, splits, [0, 1], epochs=1, batch_size=50)
+    ref = sequential(models[1:], splits[1], [1], [1e-3], epochs=1, batch_size=50)[0]
+    assert torch.allclose(rep.unstack()[1].head.weight, ref.head.weight, atol=1e-5)
+    with pytest.raises(ParameterError, match="one split per replica"):
+        xu.ensemble.fit_replicas(models, splits[:1], [0, 1], epochs=1)
+
+
+def test_bad_arguments(small):
+    train, _ = small
+    models = xu.ensemble.replicate(make, [0, 1])
+    with pytest.raises(ParameterError, match="seeds"):
+        xu.ensemble.fit_replicas(models, train, [0], epochs=1)
+    with pytest.raises(ParameterError, match="lr has 3 values"):
+        xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, lr=[1e-3] * 3)
+    with pytest.raises(ParameterError, match="seeds"):
+        xu.ensemble.replicate(make, [1, 1])

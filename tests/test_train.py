@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+import xferutils as xu
+from xferutils.config import ParameterError
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return xu.data.sample(mnist.train, 2048, seed=0), xu.data.sample(mnist.test, 1000, seed=0)
+
+
+def test_fit_learns_and_records_history(small):
+    train, test = small
+    torch.manual_seed(0)
+    m = xu.models.MLP([784, 64], 10)
+    before = xu.train.evaluate(m, test)
+    h = xu.train.fit(m, train, epochs=3, lr=3e-3, batch_size=128, val=test)
+    assert len(h.loss) == 3 and len(h.val_acc) == 3
+    assert h.loss[-1] < h.loss[0]
+    assert xu.train.evaluate(m, test) > before + 0.3
+
+
+def test_fit_is_reproducible(small):
+    train, _ = small
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        m = xu.models.MLP([784, 32], 10)
+        xu.train.fit(m, train, epochs=1, seed=5, batch_size=256)
+        outs.append(m.head.weight.clone())
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_param_groups_get_their_learning_rates():
+    m = xu.models.dense_net()
+    groups = xu.train.param_groups(m, 1e-3, {"head": 10.0, "features.0": 0.0, "features.2": 0.5})
+    opt = torch.optim.Adam(groups)
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs[id(m.head.weight)] == pytest.approx(1e-2)
+    assert lrs[id(m.features[2].weight)] == pytest.approx(5e-4)
+    assert lrs[id(m.features[4].weight)] == pytest.approx(1e-3)
+    assert id(m.features[0].weight) not in lrs and not m.features[0].weight.requires_grad
+
+
+def test_learning_rate_reaches_the_update(small):
+    """With Adam the first step moves every weight by about its group's lr."""
+    train, _ = small
+    torch.manual_seed(0)
+    m = xu.models.MLP([784, 32], 10)
+    w_feat, w_head = m.features[0].weight.clone(), m.head.weight.clone()
+    groups = xu.train.param_groups(m, 1e-3, {"head": 10.0})
+    xu.train.fit(m, xu.data.Split(train.x[:64], train.y[:64]), epochs=1, batch_size=64, groups=groups)
+    step_feat = (m.features[0].weight - w_feat).abs().max().item()
+    step_head = (m.head.weight - w_head).abs().max().item()
+    assert step_feat == pytest.approx(1e-3, rel=0.01) and step_head == pytest.approx(1e-2, rel=0.01)
+
+
+def test_frozen_parameters_stay_fixed(small):
+    train, _ = small
+    m = xu.models.MLP([784, 32, 16], 10)
+    m.features.requires_grad_(False)
+    frozen = [p.clone() for p in m.features.parameters()]
+    head = m.head.weight.clone()
+    xu.train.fit(m, train, epochs=1)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, m.features.parameters()))
+    assert not torch.equal(head, m.head.weight)
+
+
+def test_penalty_and_on_epoch_are_called(small):
+    train, _ = small
+    m = xu.models.MLP([784, 16], 10)
+    seen = []
+    xu.train.fit(m, xu.data.Split(train.x[:256], train.y[:256]), epochs=2, batch_size=128,
+                 penalty=lambda mod: 0.0 * mod.head.weight.sum(),
+                 on_epoch=lambda e, mod: seen.append(e))
+    assert seen == [0, 1]
+
+
+def test_bad_arguments(small):
+    train, _ = small
+    m = xu.models.MLP([784, 16], 10)
+    with pytest.raises(ParameterError, match="epochs"):
+        xu.train.fit(m, train, epochs=0)
+    with pytest.raises(ParameterError, match="batch_size"):
+        xu.train.fit(m, train, epochs=1, batch_size=-5)
+    with pytest.raises(ParameterError, match="lr"):
+        xu.train.fit(m, train, epochs=1, lr=-1.0)
+
+
+def test_predict_and_evaluate_agree(small):
+    _, test = small
+    m = xu.models.MLP([784, 16], 10)
+    pred = xu.train.predict(m, test.x, batch_size=300)
+    assert pred.shape == (1000,)
+    assert xu.train.evaluate(m, test) == pytest.approx(xu.metrics.accuracy(pred, test.y))
