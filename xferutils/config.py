@@ -119,6 +119,26 @@ def get_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast on ``device``: CUDA with bf16, or a CPU with AVX512-BF16/AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_amp(amp: bool | str, device: torch.device) -> bool:
+    """``amp``: True, False or ``"auto"`` (bf16 autocast where :func:`bf16_supported`)."""
+    check_choice("amp", amp, (True, False, "auto"))
+    return bf16_supported(device) if amp == "auto" else bool(amp)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch CPU generator seeded the same way."""
     seed = check_int("seed", seed, 0, 2**31 - 1)
