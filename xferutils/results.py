@@ -56,3 +56,16 @@ def save_results(chapter: str, preset: str, results: dict[str, Any]) -> Path:
 def load_results(chapter: str, preset: str) -> dict[str, Any]:
     """Read back what :func:`save_results` wrote."""
     return json.loads((results_dir() / chapter / f"{preset}.json").read_text())
+
+
+def glue(name: str, value: Any) -> Any:
+    """Glue a number for the prose (``{glue:text}`name:.1f```), as a plain Python value.
+
+    NumPy and torch scalars become ``float``/``int`` first, so that format specs work.
+    """
+    from myst_nb import glue as _glue
+
+    if hasattr(value, "item"):
+        value = value.item()
+    _glue(name, value, display=False)
+    return value
