@@ -34,8 +34,10 @@ def replicate(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> list
     return models
 
 
-def _multiplier(lr_mult: Mapping[str, float], name: str) -> float:
-    return float(next((m for key, m in lr_mult.items() if name.startswith(key)), 1.0))
+def _multiplier(lr_mult: Mapping[str, float | Sequence[float]], name: str) -> float | list[float]:
+    """The first matching prefix's multiplier: one number, or one per replica."""
+    m = next((m for key, m in lr_mult.items() if name.startswith(key)), 1.0)
+    return float(m) if isinstance(m, (int, float)) else [float(v) for v in m]
 
 
 @dataclass
@@ -105,7 +107,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
 
     ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
     multipliers of the rate (0 freezes), or is a function of the epoch returning such a map
-    (gradual unfreezing). ``penalty(params, init)`` is added to each replica's loss, with
+    (gradual unfreezing). A multiplier may also be a list with one value per replica, so that
+    strategies that differ only in their rates train together (chapter 3); a replica whose
+    value is 0 keeps that parameter unchanged (its Adam moments still run). ``penalty(params, init)`` is added to each replica's loss, with
     ``init`` its parameters before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the
     cross-entropy. ``train``/``val`` are shared splits or one split per replica.
     """
@@ -152,6 +156,11 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     for epoch in range(epochs):
         mults = (lr_mult(epoch) if callable(lr_mult) else lr_mult) or {}
         active = {nm: _multiplier(mults, nm) for nm in names}
+        if any(not isinstance(a, float) and len(a) != k for a in active.values()):
+            raise ParameterError(f"a per-replica lr_mult needs one value per replica ({k})")
+        rates = {nm: lr_t * (a if isinstance(a, float) else torch.tensor(a, device=device))
+                 for nm, a in active.items()}
+        live = {nm: (a if isinstance(a, float) else max(a)) > 0 for nm, a in active.items()}
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
         for i in range(n // bs):
             idx = perms[:, i * bs:(i + 1) * bs]
@@ -163,9 +172,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                                         allow_unused=True)
             with torch.no_grad():
                 for nm, g in zip(names, grads):
-                    if active[nm] > 0 and g is not None:
+                    if live[nm] and g is not None:
                         steps[nm] += 1
-                        _adam_step(params[nm], g, *state[nm], steps[nm], lr_t * active[nm])
+                        _adam_step(params[nm], g, *state[nm], steps[nm], rates[nm])
                 totals[epoch] += losses.detach().float()
         if val is not None:
             val_acc.append(result.evaluate(val))
