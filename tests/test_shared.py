@@ -1,0 +1,259 @@
+"""Tests of xferutils.shared (chapter 4): cases, visibility, approaches, metrics, references."""
+import math
+
+import pytest
+import torch
+
+import xferutils as xu
+from xferutils import shared
+from xferutils.config import ParameterError
+from xferutils.data import Split
+
+SMALL = shared.make_case("small")
+SEEDS = [0, 1]
+FAST = shared.Settings(epochs=2, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4)
+
+
+def toy_features(n_per_class: int = 20, k: int = 2, seed: int = 0) -> shared.Features:
+    """Random features for the small case's digits {0..4}: class-dependent means plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(5).repeat_interleave(n_per_class)
+    c1, c2 = torch.randn(5, 64, generator=g), torch.randn(5, 32, generator=g)
+    f1 = c1[y] + 0.1 * torch.randn(k, len(y), 64, generator=g)
+    f2 = c2[y] + 0.1 * torch.randn(k, len(y), 32, generator=g)
+    return shared.Features(f1, f2, y)
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+def test_named_cases_match_seed():
+    assert (SMALL.digits1, SMALL.digits2, SMALL.transfer) == ((0, 1, 2), (2, 3, 4), 3)
+    assert SMALL.shared == (2,) and SMALL.untransferred == (4,) and SMALL.classes == (0, 1, 2, 3, 4)
+    large = shared.make_case("large")
+    assert large.transfer == 8 and large.untransferred == (9,) and large.classes == tuple(range(10))
+    assert shared.make_case("medium").untransferred == (6,)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(name="huge"), "test_case"),
+    (dict(digits1=[0, 1, 2], digits2=[2, 3, 4], transfer=5), "transfer_digit"),  # donor lacks it
+    (dict(digits1=[0, 1, 3], digits2=[2, 3, 4], transfer=3), "transfer_digit"),  # Network 1 knows it
+    (dict(digits1=[0, 1], digits2=[2, 3, 4], transfer=3), "share"),  # nothing to align on
+    (dict(digits1=[0, 1, 2, 4], digits2=[2, 3, 4], transfer=3), "isolation"),  # no untransferred digit
+    (dict(digits1=[0, 1, 11], digits2=[2, 3, 4], transfer=3), "digits1"),
+    (dict(digits1=[0, 1, 2], digits2=None, transfer=3), "digits2"),
+])
+def test_bad_cases_raise_naming_the_problem(kwargs, name):
+    with pytest.raises(ParameterError, match=name):
+        shared.make_case(**kwargs)
+
+
+def test_custom_case():
+    case = shared.make_case(None, [0, 1, 7], [1, 6, 7, 9], 6)
+    assert case.shared == (1, 7) and case.untransferred == (9,)
+
+
+def test_pool_and_relabel():
+    data = Split(torch.zeros(100, 784), torch.arange(10).repeat(10))
+    p = shared.pool(data, [2, 5], 4, seed=0)
+    assert len(p) == 8 and sorted(p.y.tolist()) == [2] * 4 + [5] * 4
+    assert shared.relabel(torch.tensor([2, 5, 7]), [2, 5]).tolist() == [0, 1, -1]
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+def test_zero_shot_rows_hide_the_transfer_digit_from_network1():
+    f = toy_features()
+    d1, d2 = 64, 32
+    for approach in shared.ZERO_SHOT + ("none",):
+        for split in shared.visible_rows(approach, f, SMALL, SEEDS):
+            m1, m2 = split.x[:, d1 + d2], split.x[:, d1 + d2 + 1]
+            digits = torch.tensor(SMALL.classes)[split.y]
+            t = digits == SMALL.transfer
+            assert m1[t].sum() == 0 and split.x[t, :d1].abs().sum() == 0  # Network 1 never sees it
+            assert (m2[t] == 1).all()  # the donor does
+            both = (m1 == 1) & (m2 == 1)
+            assert set(digits[both].tolist()) == set(SMALL.shared)  # pairs only on shared digits
+            assert split.x[m2 == 0, d1:d1 + d2].abs().sum() == 0
+
+
+def test_bridging_shows_network1_exactly_n_transfer_images():
+    f = toy_features()
+    rows = shared.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=5)
+    for split in rows:
+        m1 = split.x[:, 96]
+        digits = torch.tensor(SMALL.classes)[split.y]
+        t1 = (digits == SMALL.transfer) & (m1 == 1)
+        uniq = torch.unique(split.x[t1, :64], dim=0)
+        assert len(uniq) == 5  # 5 distinct images, oversampled to balance the class
+        assert t1.sum() == 5 * (20 // 5)
+    with pytest.raises(ParameterError, match="n_bridge"):
+        shared.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=0)
+
+
+def test_without_donor_network2_sees_nothing():
+    rows = shared.visible_rows("bridging", toy_features(), SMALL, SEEDS, n_bridge=5, use_donor=False)
+    assert all(r.x[:, 97].sum() == 0 and r.x[:, 64:96].abs().sum() == 0 for r in rows)
+
+
+# --- approaches -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("approach", shared.APPROACHES)
+def test_every_approach_trains_and_predicts(approach):
+    f, test = toy_features(), toy_features(n_per_class=10, seed=0)
+    out = shared.train_approach(approach, f, SMALL, SEEDS, FAST)
+    pred = out.predict1(test.f1)
+    assert pred.shape == (2, len(test)) and set(pred.unique().tolist()) <= set(SMALL.classes)
+    assert out.predict2(test.f2).shape == (2, len(test))
+    assert out.trainable == xu.models.count_parameters(out.models[0])
+    assert len(out.history) == 2 and len(out.history[0].loss) == FAST.epochs
+    m = shared.outcome_metrics(out, test, feats_time=1.0)
+    for key in ("transfer", "retention", "isolation", "leak", "donor", "align"):
+        assert len(m[key]) == 2 and all(0 <= v <= 1.5 for v in m[key])
+    assert m["seconds"] >= 1.0
+    if approach == "prototypes":
+        assert out.prototypes[0].shape == (5, FAST.width)
+
+
+def test_unknown_approach_raises():
+    with pytest.raises(ParameterError, match="approach"):
+        shared.train_approach("telepathy", toy_features(), SMALL, SEEDS, FAST)
+
+
+def test_bridging_learns_the_transfer_digit_on_separable_features():
+    f, test = toy_features(n_per_class=40), toy_features(n_per_class=20, seed=0)
+    s = shared.Settings(epochs=30, batch_size=64, n_bridge=10)
+    acc = shared.outcome_metrics(shared.train_approach("bridging", f, SMALL, SEEDS, s), test)["transfer"]
+    assert min(acc) > 0.9  # (without bridging, an unseen cluster lands on an arbitrary class)
+
+
+def test_bases_stay_frozen(mnist):
+    case = SMALL
+    tr = shared.pool(mnist.train, case.classes, 30, 0)
+    bases = shared.train_bases(case, tr, Split(mnist.test.x[:200], mnist.test.y[:200]), SEEDS, epochs=1)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in bases.net1 + bases.net2]
+    feats = shared.extract(bases, tr)
+    assert feats.f1.shape == (2, len(tr), 64) and feats.f2.shape == (2, len(tr), 32)
+    assert all(not p.requires_grad for m in bases.net1 + bases.net2 for p in m.parameters())
+    shared.train_approach("adversarial", feats, case, SEEDS, FAST)
+    after = [m.state_dict() for m in bases.net1 + bases.net2]
+    assert all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)
+    again = shared.extract(bases, tr)
+    assert torch.equal(again.f1, feats.f1) and torch.equal(again.f2, feats.f2)
+
+
+# --- the parts ---------------------------------------------------------------------------------
+
+def test_discriminator_and_projections_oppose():
+    torch.manual_seed(0)
+    net = shared.SharedNet(6, 4, 5, width=8, proj_dim=3, discriminator=True, adv_lambda=0.7)
+    x = shared.pack(torch.randn(16, 6), torch.randn(16, 4), torch.ones(16), torch.ones(16))
+    s = shared.Settings(adv_weight=1.0)
+    y = torch.zeros(16, dtype=torch.long)
+
+    def grads(obj):
+        net.zero_grad()
+        obj(net, x, y).backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    adv = grads(shared.make_objective("adversarial", 6, 4, s))
+    plain = grads(shared.make_objective("none", 6, 4, s))
+    # the domain loss alone, without reversal: its gradient on the projections
+    net.zero_grad()
+    z1, z2 = net.proj1(x[:, :6]), net.proj2(x[:, 6:10])
+    dom = (torch.nn.functional.binary_cross_entropy_with_logits(net.disc(z1).squeeze(-1), torch.zeros(16))
+           + torch.nn.functional.binary_cross_entropy_with_logits(net.disc(z2).squeeze(-1), torch.ones(16)))
+    dom.backward()
+    direct = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    for n in ("proj1.weight", "proj2.weight"):  # projections ascend the domain loss (reversed, scaled)
+        assert torch.allclose(adv[n] - plain[n], -0.7 * direct[n], atol=1e-5)
+    for n in ("disc.0.weight", "disc.2.weight"):  # the discriminator descends it
+        assert torch.allclose(adv[n], direct[n], atol=1e-5)
+
+
+def test_prototypes_exact_on_separated_clusters():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    y = torch.arange(3).repeat_interleave(50)
+    h = centres[y] + 0.5 * torch.randn(150, 2, generator=torch.Generator().manual_seed(0))
+    protos = shared.class_prototypes(h, y, 4)  # class 3 absent -> NaN, must never win
+    assert torch.isnan(protos[3]).all()
+    assert torch.allclose(protos[:3], centres, atol=0.2)
+    assert torch.equal(shared.nearest_prototype(h, protos), y)
+    mask = y != 1
+    assert torch.isnan(shared.class_prototypes(h, y, 3, mask)[1]).all()
+
+
+def test_memory_read_is_convex():
+    g = torch.Generator().manual_seed(0)
+    h, mem = torch.randn(7, 5, generator=g), torch.randn(4, 5, generator=g)
+    read, w = shared.memory_read(h, mem)
+    assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(7))
+    assert torch.allclose(read, w @ mem)
+    lo, hi = mem.min(0).values, mem.max(0).values
+    assert ((read >= lo - 1e-6) & (read <= hi + 1e-6)).all()  # inside the bounding box of the rows
+    one, w1 = shared.memory_read(h, mem[:1])
+    assert torch.allclose(one, mem[:1].expand(7, 5)) and torch.allclose(w1, torch.ones(7, 1))
+
+
+def test_contrastive_loss_pulls_same_and_pushes_different():
+    z = torch.tensor([[0.0, 0.0], [5.0, 0.0]])
+    y, ones = torch.tensor([0, 1]), torch.ones(2)
+    assert shared.contrastive_loss(z, z, y, ones, ones, margin=2.0).item() == pytest.approx(0.0, abs=1e-6)
+    near = torch.tensor([[0.0, 0.0], [0.5, 0.0]])
+    # same class identical (0), different classes 0.5 apart: hinge (2 - 0.5)^2 = 2.25
+    assert shared.contrastive_loss(near, near, y, ones, ones, margin=2.0).item() == pytest.approx(2.25, rel=1e-4)
+    shifted = z + torch.tensor([1.0, 0.0])
+    assert shared.contrastive_loss(z, shifted, y, ones, ones, margin=2.0).item() == pytest.approx(1.0, rel=1e-4)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+def test_transfer_metrics_count_what_they_claim():
+    # small case: own digits 0,1,2; transfer 3; untransferred 4
+    y = torch.tensor([0, 1, 2, 3, 3, 3, 3, 4, 4])
+    pred = torch.tensor([[0, 1, 0, 3, 3, 2, 4, 4, 0]])
+    m = shared.transfer_metrics(pred, y, SMALL)
+    assert m["retention"] == [pytest.approx(2 / 3)]
+    assert m["transfer"] == [pytest.approx(2 / 4)]
+    assert m["isolation"] == [pytest.approx(1 / 2)]  # one of the two 4s labelled 4
+    assert m["leak"] == [pytest.approx(2 / 9)]  # a 3 and a 4 labelled 4
+    none = shared.transfer_metrics(torch.tensor([0, 1, 2, 0, 0, 0, 0, 0, 0]), y, SMALL)
+    assert none["isolation"] == [0.0] and none["leak"] == [0.0] and none["transfer"] == [0.0]
+
+
+def test_epochs_to_converge_and_criteria():
+    assert shared.epochs_to_converge([1.0, 0.5, 0.1, 0.06, 0.05]) == 4
+    assert shared.epochs_to_converge([1.0, 1.0]) == 1
+    m = {"transfer": [0.9, 0.85], "retention": [0.95], "isolation": [0.0], "seconds": 2.0}
+    assert shared.criteria(m, 3.0) == {"transfer": True, "retention": True, "isolation": True, "faster": True}
+    assert not shared.criteria({**m, "isolation": [0.2]}, 1.0)["isolation"]
+    assert not shared.criteria(m, 1.0)["faster"]
+
+
+def test_prediction_shares_and_table():
+    pred = torch.tensor([[3, 3, 2, 0], [1, 1, 1, 1]])
+    s = shared.prediction_shares(pred, torch.tensor([3, 3, 3, 3]), 3)
+    assert s.shape == (2, 10) and s[0, 3] == 0.5 and s[1, 1] == 1.0
+    assert torch.allclose(s.sum(-1), torch.ones(2))
+    t = shared.markdown_table(["a", "b"], [[1, 2]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+
+
+# --- references and the whole case --------------------------------------------------------------
+
+def test_linear_probe_reads_separable_features():
+    f, test = toy_features(n_per_class=30), toy_features(n_per_class=10, seed=0)
+    p = shared.linear_probe(f, test, [0, 1, 2, 3], SEEDS, epochs=20)
+    assert set(p) == {"d0", "d1", "d2", "d3", "all"}
+    assert min(p["d3"]) > 0.9
+
+
+def test_run_case_smoke(mnist):
+    test = Split(mnist.test.x[:600], mnist.test.y[:600])
+    r = shared.run_case(SMALL, mnist.train, test, SEEDS, FAST, base_per_class=30, base_epochs=1,
+                        shared_per_class=20, probe_epochs=2)
+    assert set(r.metrics) == set(shared.APPROACHES)
+    assert r.scratch.trainable == xu.models.count_parameters(xu.models.wide_nn(4))
+    assert len(r.scratch.metrics["transfer"]) == 2 and not math.isnan(r.scratch.seconds)
+    sweep = shared.bridge_sweep(r, [1, 3], FAST)
+    assert set(sweep) == {1, 3} and len(sweep[1]["transfer"]) == 2
