@@ -326,6 +326,11 @@ def dann_split(source: Split, target_x: torch.Tensor, seed: int) -> Split:
     return Split(torch.cat([source.x, target_x[idx]], dim=1), source.y)
 
 
+def _sample_rows(data: Split, n: int, seed: int) -> Split:
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].to(data.y.device)
+    return Split(data.x[idx], data.y[idx])
+
+
 class DANNObjective:
     """Source cross-entropy plus the domain loss, with λ ramped over ``total_steps`` (Ganin et al.).
 
@@ -354,7 +359,11 @@ class DANNObjective:
 def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Tensor],
              seeds: Sequence[int], *, steps: int, lr: float = 1e-3, batch_size: int = 128,
              lam_max: float = 1.0, hidden: int = 64) -> Replicas:
-    """DANN from each pretrained source model (its own head kept), one unlabelled target per replica."""
+    """DANN from each pretrained source model (its own head kept), one unlabelled target per replica.
+
+    Runs about ``steps`` optimizer steps: with fewer than one epoch's worth, each replica
+    trains on its own seeded slice of ``source``.
+    """
     seeds = check_seeds("seeds", seeds)
     if not (len(sources) == len(target_x) == len(seeds)):
         raise ParameterError("give one source model, one target set and one seed per replica")
@@ -362,7 +371,12 @@ def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Ten
     for net, s in zip(sources, seeds):
         torch.manual_seed(s)
         models.append(DANN(copy.deepcopy(net), hidden))
-    train = [dann_split(source, t, s) for t, s in zip(target_x, seeds)]
+    if steps * batch_size < len(source):  # a run shorter than one epoch: a seeded slice per replica
+        sources_k = [_sample_rows(source, steps * batch_size, s) for s in seeds]
+    else:
+        sources_k = [source] * len(seeds)
+    train = [dann_split(src, t, s) for src, t, s in zip(sources_k, target_x, seeds)]
+    source = sources_k[0]
     epochs = epochs_for(len(source), batch_size, steps)
     total = epochs * (len(source) // min(batch_size, len(source)))
     return fit_replicas(models, train, seeds, epochs=epochs, lr=lr, batch_size=batch_size,
