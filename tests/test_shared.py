@@ -107,10 +107,10 @@ def test_every_approach_trains_and_predicts(approach):
     assert out.predict2(test.f2).shape == (2, len(test))
     assert out.trainable == xu.models.count_parameters(out.models[0])
     assert len(out.history) == 2 and len(out.history[0].loss) == FAST.epochs
-    m = shared.outcome_metrics(out, test, feats_time=1.0)
+    m = shared.outcome_metrics(out, test, feats_time=1.0, feats_cpu=1.0)
     for key in ("transfer", "retention", "isolation", "leak", "donor", "align"):
         assert len(m[key]) == 2 and all(0 <= v <= 1.5 for v in m[key])
-    assert m["seconds"] >= 1.0
+    assert m["seconds"] >= 1.0 and m["cpu_seconds"] >= 1.0
     if approach == "prototypes":
         assert out.prototypes[0].shape == (5, FAST.width)
 
@@ -224,7 +224,7 @@ def test_transfer_metrics_count_what_they_claim():
 def test_epochs_to_converge_and_criteria():
     assert shared.epochs_to_converge([1.0, 0.5, 0.1, 0.06, 0.05]) == 4
     assert shared.epochs_to_converge([1.0, 1.0]) == 1
-    m = {"transfer": [0.9, 0.85], "retention": [0.95], "isolation": [0.0], "seconds": 2.0}
+    m = {"transfer": [0.9, 0.85], "retention": [0.95], "isolation": [0.0], "cpu_seconds": 2.0}
     assert shared.criteria(m, 3.0) == {"transfer": True, "retention": True, "isolation": True, "faster": True}
     assert not shared.criteria({**m, "isolation": [0.2]}, 1.0)["isolation"]
     assert not shared.criteria(m, 1.0)["faster"]

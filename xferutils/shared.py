@@ -376,6 +376,7 @@ class Outcome:
     case: Case
     models: list[SharedNet]
     seconds: float
+    cpu_seconds: float
     trainable: int
     history: list[History]
     prototypes: list[torch.Tensor] | None = None
@@ -411,7 +412,7 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
     check_choice("approach", approach, APPROACHES)
     seeds = check_seeds("seeds", seeds)
     s = settings
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rows = visible_rows(approach, feats, case, seeds, s.n_bridge, s.use_donor)
     d1, d2 = feats.f1.shape[-1], feats.f2.shape[-1]
 
@@ -434,8 +435,8 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
                 p2 = class_prototypes(m.body(m.proj2(r.x[:, d1:d1 + d2])), r.y, len(case.classes), m2)
                 p1 = class_prototypes(m.body(m.proj1(r.x[:, :d1])), r.y, len(case.classes), m1)
             protos.append(torch.where(in2[:, None], p2, p1))
-    return Outcome(approach, case, models, time.perf_counter() - t0, count_parameters(make()),
-                   reps.history, protos)
+    return Outcome(approach, case, models, time.perf_counter() - t0, time.process_time() - c0,
+                   count_parameters(make()), reps.history, protos)
 
 
 def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
@@ -513,6 +514,7 @@ class Scratch:
 
     metrics: dict[str, list[float]]
     seconds: float
+    cpu_seconds: float
     trainable: int
     epochs: list[int]
     history: list[History] = field(default_factory=list)
@@ -522,11 +524,11 @@ def train_scratch(case: Case, train: Split, test: Split, seeds: Sequence[int], *
                   lr: float = 2e-3, batch_size: int = 256) -> Scratch:
     """The efficiency baseline: a fresh WideNN on ``digits1 + [transfer]`` with all their labels."""
     cls = sorted((*case.digits1, case.transfer))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     nets, _, reps = train_base("wide", train, test, cls, seeds, epochs=epochs, lr=lr, batch_size=batch_size)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     pred = case_tensor(cls, test.y)[reps.predict(test.x)]
-    return Scratch(transfer_metrics(pred, test.y, case), seconds, count_parameters(nets[0]),
+    return Scratch(transfer_metrics(pred, test.y, case), seconds, cpu, count_parameters(nets[0]),
                    [epochs_to_converge(h.loss) for h in reps.history], reps.history)
 
 
@@ -543,13 +545,17 @@ def alignment_ratio(out: Outcome, test: Features) -> list[float]:
     return ratios
 
 
-def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0) -> dict[str, object]:
-    """Every metric of one trained approach on the cached test features."""
+def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats_cpu: float = 0.0) -> dict[str, object]:
+    """Every metric of one trained approach on the cached test features.
+
+    ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, steadier on a shared
+    machine) include the one-off feature extraction ``feats_time``/``feats_cpu``.
+    """
     m = transfer_metrics(out.predict1(test.f1), test.y, out.case)
     d2 = torch.isin(test.y, case_tensor(out.case.digits2, test.y))
     m["donor"] = (out.predict2(test.f2[:, d2]) == test.y[d2]).float().mean(-1).tolist()
     m["align"] = alignment_ratio(out, test)
-    m.update(seconds=out.seconds + feats_time, trainable=out.trainable,
+    m.update(seconds=out.seconds + feats_time, cpu_seconds=out.cpu_seconds + feats_cpu, trainable=out.trainable,
              epochs=[epochs_to_converge(h.loss) for h in out.history])
     return m
 
@@ -566,6 +572,7 @@ class CaseResult:
     base_acc2: list[float]
     base_seconds: float
     feature_seconds: float
+    feature_cpu_seconds: float
     metrics: dict[str, dict[str, object]]
     shares: dict[str, list[list[float]]]
     probe: dict[str, list[float]]
@@ -575,7 +582,7 @@ class CaseResult:
 
 
 def run_case(case: Case, train: Split, test: Split, seeds: Sequence[int], settings: Settings = Settings(), *,
-             base_per_class: int = 400, base_epochs: int = 4, base_batch: int = 128,
+             base_per_class: int = 1000, base_epochs: int = 6, base_batch: int = 128,
              shared_per_class: int = 300, probe_epochs: int = 30, seed0: int = 0) -> CaseResult:
     """Bases, cached features, every approach, the linear probe and the scratch baseline for ``case``.
 
@@ -585,19 +592,19 @@ def run_case(case: Case, train: Split, test: Split, seeds: Sequence[int], settin
     seeds = check_seeds("seeds", seeds)
     base_pool = pool(train, case.classes, base_per_class, seed0)
     bases = train_bases(case, base_pool, test, seeds, epochs=base_epochs, batch_size=base_batch)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     keep = torch.isin(test.y, case_tensor(case.classes, test.y))
     ftrain = extract(bases, pool(train, case.classes, shared_per_class, seed0 + 1))
     ftest = extract(bases, Split(test.x[keep], test.y[keep]))
-    feat_s = time.perf_counter() - t0
+    feat_s, feat_c = time.perf_counter() - t0, time.process_time() - c0
     metrics, shares = {}, {}
     for approach in APPROACHES:
         out = train_approach(approach, ftrain, case, seeds, settings)
-        metrics[approach] = outcome_metrics(out, ftest, feat_s)
+        metrics[approach] = outcome_metrics(out, ftest, feat_s, feat_c)
         shares[approach] = prediction_shares(out.predict1(ftest.f1), ftest.y, case.transfer).tolist()
     probe = linear_probe(ftrain, ftest, sorted((*case.digits1, case.transfer)), seeds, epochs=probe_epochs)
     scratch = train_scratch(case, base_pool, test, seeds, epochs=base_epochs, batch_size=base_batch)
-    return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, feat_s, metrics, shares,
+    return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, feat_s, feat_c, metrics, shares,
                       probe, scratch, ftrain, ftest)
 
 
@@ -611,15 +618,18 @@ def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Setting
     return out
 
 
-def criteria(metrics: dict[str, object], scratch_seconds: float) -> dict[str, bool]:
-    """Seed 000's success criteria on the seed-mean of each metric (True = pass)."""
+def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str, bool]:
+    """Seed 000's success criteria on the seed-mean of each metric (True = pass).
+
+    "Faster than scratch" compares CPU time (features included) with the scratch network's.
+    """
     def mean(v: object) -> float:
         return sum(v) / len(v) if isinstance(v, list) else float(v)
 
     return {"transfer": mean(metrics["transfer"]) > CRITERIA["transfer"],
             "retention": mean(metrics["retention"]) > CRITERIA["retention"],
             "isolation": mean(metrics["isolation"]) < CRITERIA["isolation"],
-            "faster": mean(metrics["seconds"]) < scratch_seconds}
+            "faster": mean(metrics["cpu_seconds"]) < scratch_cpu_seconds}
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
