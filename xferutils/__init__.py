@@ -7,6 +7,7 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 __version__ = "0.1.0"
 
 from . import config, data, domain, ensemble, metrics, models, peft, plotting, results, train  # noqa: E402
+from . import shared  # noqa: E402  (chapter 4)
 
 show = plotting.show_source
 
