@@ -35,13 +35,13 @@ def test_named_cases_match_seed():
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(name="huge"), "test_case"),
-    (dict(digits1=[0, 1, 2], digits2=[2, 3, 4], transfer=5), "transfer_digit"),  # donor lacks it
-    (dict(digits1=[0, 1, 3], digits2=[2, 3, 4], transfer=3), "transfer_digit"),  # Network 1 knows it
-    (dict(digits1=[0, 1], digits2=[2, 3, 4], transfer=3), "share"),  # nothing to align on
-    (dict(digits1=[0, 1, 2, 4], digits2=[2, 3, 4], transfer=3), "isolation"),  # no untransferred digit
-    (dict(digits1=[0, 1, 11], digits2=[2, 3, 4], transfer=3), "digits1"),
-    (dict(digits1=[0, 1, 2], digits2=None, transfer=3), "digits2"),
+    ({"name": "huge"}, "test_case"),
+    ({"digits1": [0, 1, 2], "digits2": [2, 3, 4], "transfer": 5}, "transfer_digit"),  # donor lacks it
+    ({"digits1": [0, 1, 3], "digits2": [2, 3, 4], "transfer": 3}, "transfer_digit"),  # Network 1 knows it
+    ({"digits1": [0, 1], "digits2": [2, 3, 4], "transfer": 3}, "share"),  # nothing to align on
+    ({"digits1": [0, 1, 2, 4], "digits2": [2, 3, 4], "transfer": 3}, "isolation"),  # no untransferred digit
+    ({"digits1": [0, 1, 11], "digits2": [2, 3, 4], "transfer": 3}, "digits1"),
+    ({"digits1": [0, 1, 2], "digits2": None, "transfer": 3}, "digits2"),
 ])
 def test_bad_cases_raise_naming_the_problem(kwargs, name):
     with pytest.raises(ParameterError, match=name):
