@@ -89,6 +89,9 @@ def test_bridging_shows_network1_exactly_n_transfer_images():
         assert t1.sum() == 5 * (20 // 5)
     with pytest.raises(ParameterError, match="n_bridge"):
         shared.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=0)
+    pick = shared.bridge_pick(f.y, SMALL, 5, SEEDS[0])
+    seen = (rows[0].x[:, 96] == 1) & (torch.tensor(SMALL.classes)[rows[0].y] == SMALL.transfer)
+    assert torch.equal(torch.unique(rows[0].x[seen, :64], dim=0), torch.unique(f.f1[0][pick], dim=0))
 
 
 def test_without_donor_network2_sees_nothing():
@@ -125,6 +128,10 @@ def test_bridging_learns_the_transfer_digit_on_separable_features():
     s = shared.Settings(epochs=30, batch_size=64, n_bridge=10)
     acc = shared.outcome_metrics(shared.train_approach("bridging", f, SMALL, SEEDS, s), test)["transfer"]
     assert min(acc) > 0.9  # (without bridging, an unseen cluster lands on an arbitrary class)
+    out = shared.train_approach("bridging", f, SMALL, SEEDS, s)
+    seen = shared.outcome_metrics(out, test, train=f)["seen"]
+    assert len(seen) == 2 and min(seen) > 0.9
+    assert "seen" not in shared.outcome_metrics(shared.train_approach("none", f, SMALL, SEEDS, FAST), test, train=f)
 
 
 def test_bases_stay_frozen(mnist):

@@ -246,6 +246,14 @@ def pack(f1: torch.Tensor, f2: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor)
     return torch.cat([f1 * m1, f2 * m2, m1, m2], dim=-1)
 
 
+def bridge_pick(y: torch.Tensor, case: Case, n_bridge: int, seed: int) -> torch.Tensor:
+    """Indices of the ``n_bridge`` transfer-digit images that bridging shows Network 1 (by ``seed``)."""
+    where = torch.nonzero(y == case.transfer).flatten()
+    n_bridge = check_int("n_bridge", n_bridge, 1, len(where))
+    gen = torch.Generator().manual_seed(seed)
+    return where[torch.randperm(len(where), generator=gen)[:n_bridge].to(y.device)]
+
+
 def visible_rows(approach: str, feats: Features, case: Case, seeds: Sequence[int],
                  n_bridge: int = 0, use_donor: bool = True) -> list[Split]:
     """The training rows of ``approach``, one split per replica (labels are class indices).
@@ -269,9 +277,7 @@ def visible_rows(approach: str, feats: Features, case: Case, seeds: Sequence[int
     for k, seed in enumerate(seeds):
         x = pack(feats.f1[k], feats.f2[k], in1, in2)
         if approach == "bridging":
-            gen = torch.Generator().manual_seed(seed)
-            pick = where[torch.randperm(len(where), generator=gen)[:n_bridge].to(y.device)]
-            pick = pick.repeat(max(1, len(where) // n_bridge))
+            pick = bridge_pick(y, case, n_bridge, seed).repeat(max(1, len(where) // n_bridge))
             ones = torch.ones(len(pick), dtype=torch.bool, device=y.device)
             extra = pack(feats.f1[k][pick], feats.f2[k][pick], ones, ~ones)
             out.append(Split(torch.cat([x, extra]), torch.cat([labels, labels[pick]])))
@@ -380,6 +386,7 @@ class Outcome:
     trainable: int
     history: list[History]
     prototypes: list[torch.Tensor] | None = None
+    bridge_idx: list[torch.Tensor] | None = None  # bridging: the transfer images Network 1 saw
 
     @torch.no_grad()
     def predict1(self, f1: torch.Tensor) -> torch.Tensor:
@@ -435,8 +442,9 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
                 p2 = class_prototypes(m.body(m.proj2(r.x[:, d1:d1 + d2])), r.y, len(case.classes), m2)
                 p1 = class_prototypes(m.body(m.proj1(r.x[:, :d1])), r.y, len(case.classes), m1)
             protos.append(torch.where(in2[:, None], p2, p1))
+    seen = [bridge_pick(feats.y, case, s.n_bridge, sd) for sd in seeds] if approach == "bridging" else None
     return Outcome(approach, case, models, time.perf_counter() - t0, time.process_time() - c0,
-                   count_parameters(make()), reps.history, protos)
+                   count_parameters(make()), reps.history, protos, seen)
 
 
 def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
@@ -545,9 +553,12 @@ def alignment_ratio(out: Outcome, test: Features) -> list[float]:
     return ratios
 
 
-def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats_cpu: float = 0.0) -> dict[str, object]:
+def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats_cpu: float = 0.0,
+                    train: Features | None = None) -> dict[str, object]:
     """Every metric of one trained approach on the cached test features.
 
+    With the ``train`` features, bridging also reports ``seen``: its accuracy on the very
+    transfer-digit images it was trained on (a training-set number, not a test result).
     ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, steadier on a shared
     machine) include the one-off feature extraction ``feats_time``/``feats_cpu``.
     """
@@ -555,6 +566,9 @@ def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats
     d2 = torch.isin(test.y, case_tensor(out.case.digits2, test.y))
     m["donor"] = (out.predict2(test.f2[:, d2]) == test.y[d2]).float().mean(-1).tolist()
     m["align"] = alignment_ratio(out, test)
+    if train is not None and out.bridge_idx is not None:
+        f1 = torch.stack([train.f1[k][idx] for k, idx in enumerate(out.bridge_idx)])
+        m["seen"] = (out.predict1(f1) == out.case.transfer).float().mean(-1).tolist()
     m.update(seconds=out.seconds + feats_time, cpu_seconds=out.cpu_seconds + feats_cpu, trainable=out.trainable,
              epochs=[epochs_to_converge(h.loss) for h in out.history])
     return m
@@ -614,7 +628,7 @@ def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Setting
     for n in n_bridges:
         s = Settings(**{**settings.__dict__, "n_bridge": n})
         out[int(n)] = outcome_metrics(train_approach("bridging", result.train, result.case, result.seeds, s),
-                                      result.test)
+                                      result.test, train=result.train)
     return out
 
 
