@@ -243,25 +243,44 @@ def test_dann_discriminator_and_feature_losses_have_opposite_signs():
 
 
 def test_dann_objective_ramps_lambda_and_combines_losses():
-    obj = st.DANNObjective(total_steps=10, lam_max=1.0)
-    assert obj.lam() == 0.0
+    obj = st.DANNObjective(total_steps=10)
+    assert obj.ramp() == 0.0
     model = st.DANN(net(), hidden=8)
     source, target = xu.data.Split(torch.rand(8, 784), torch.randint(0, 3, (8,))), torch.rand(5, 784)
-    split = st.dann_split(source, target, 0)
-    assert split.x.shape == (8, 2 * 784) and torch.equal(split.x[:, :784], source.x)
-    assert all(any(torch.equal(row, t) for t in target) for row in split.x[:, 784:])
+    split = st.dann_split(source, target, 0, lam_max=0.3)
+    assert split.x.shape == (8, 2 * 784 + 1) and torch.equal(split.x[:, :784], source.x)
+    assert all(any(torch.equal(row, t) for t in target) for row in split.x[:, 784:-1])
+    assert torch.all(split.x[:, -1] == 0.3)
     loss = obj(model, split.x, split.y)
-    assert loss.dim() == 0 and obj.step == 1
+    expected_ce = F.cross_entropy(model(source.x), source.y)
+    assert loss.item() > expected_ce.item() and obj.step == 1  # CE plus a positive domain loss
     obj.step = 10
-    assert obj.lam() == pytest.approx(xu.domain.dann_lambda(1.0))
+    assert obj.ramp() == pytest.approx(xu.domain.dann_lambda(1.0))
 
 
-def test_fit_dann_trains_replicas():
+def test_dann_objective_passes_the_ramped_lambda():
+    seen = []
+
+    def fake(x):
+        seen.append(x[:, -1].clone())
+        return torch.zeros(len(x), 3), torch.zeros(2 * len(x))
+    obj = st.DANNObjective(total_steps=4)
+    split = st.dann_split(xu.data.Split(torch.rand(6, 784), torch.zeros(6, dtype=torch.long)), torch.rand(6, 784), 0, 0.5)
+    for _ in range(3):
+        obj(fake, split.x, split.y)
+    expected = [0.5 * xu.domain.dann_lambda(p / 4) for p in range(3)]
+    assert [v[0].item() for v in seen] == pytest.approx(expected)
+
+
+def test_fit_dann_trains_replicas_with_their_own_lambda():
     src = xu.data.Split(torch.rand(64, 784), torch.randint(0, 3, (64,)))
     nets = [net(), net()]
-    rep = st.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 1], steps=4, batch_size=32)
+    rep = st.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 0], steps=4, batch_size=32,
+                      lam_max=[0.0, 1.0])
     assert rep.logits(torch.rand(5, 784)).shape == (2, 5, 3)
     assert len(rep.evaluate(src)) == 2
+    with pytest.raises(ParameterError):
+        st.fit_dann(nets, src, [torch.rand(40, 784)], [0, 1], steps=4)
 
 
 # --- torchvision backbones --------------------------------------------------------------------

@@ -294,7 +294,7 @@ class DANN(nn.Module):
     """A feature extractor with a class head and a domain head behind gradient reversal.
 
     ``forward(x)`` on images (n, 784) gives class logits, so evaluation is as for any model.
-    On a training row ``[source image | target image | λ]`` (n, 2·784+1) it returns the class
+    On a row ``[source image | target image | λ]`` (n, 2·784+1) it returns the class
     logits of the source images and the domain logits of all 2n images, computed on features
     passed through :func:`~xferutils.domain.grad_reverse` with that λ.
     """
@@ -319,11 +319,17 @@ class DANN(nn.Module):
         return logits, domain
 
 
-def dann_split(source: Split, target_x: torch.Tensor, seed: int) -> Split:
-    """Training rows ``[source image | a random target image]`` with the source labels."""
+def dann_split(source: Split, target_x: torch.Tensor, seed: int, lam_max: float = 1.0) -> Split:
+    """Training rows ``[source image | a random target image | λ_max]`` with the source labels.
+
+    The last column carries the replica's largest reversal weight, so that replicas with
+    different λ_max train together; :class:`DANNObjective` scales it by the ramp.
+    """
     gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    check_float("lam_max", lam_max, 0.0)
     idx = torch.randint(len(target_x), (len(source),), generator=gen).to(target_x.device)
-    return Split(torch.cat([source.x, target_x[idx]], dim=1), source.y)
+    lam = source.x.new_full((len(source), 1), lam_max)
+    return Split(torch.cat([source.x, target_x[idx], lam], dim=1), source.y)
 
 
 def _sample_rows(data: Split, n: int, seed: int) -> Split:
@@ -334,23 +340,23 @@ def _sample_rows(data: Split, n: int, seed: int) -> Split:
 class DANNObjective:
     """Source cross-entropy plus the domain loss, with λ ramped over ``total_steps`` (Ganin et al.).
 
-    The domain head descends the domain loss; the gradient reversal makes the features ascend
-    it (scaled by λ), which pushes source and target features together.
+    λ at progress p is λ_max · (2 / (1 + e^(−γp)) − 1), with λ_max read from the rows of
+    :func:`dann_split`. The domain head descends the domain loss; the gradient reversal makes
+    the features ascend it (scaled by λ), which pushes source and target features together.
     """
 
-    def __init__(self, total_steps: int, lam_max: float = 1.0, gamma: float = 10.0) -> None:
+    def __init__(self, total_steps: int, gamma: float = 10.0) -> None:
         self.total_steps = check_int("total_steps", total_steps, 1)
-        self.lam_max = check_float("lam_max", lam_max, 0.0)
-        self.gamma = gamma
+        self.gamma = check_float("gamma", gamma, 0.0)
         self.step = 0
 
-    def lam(self) -> float:
-        return self.lam_max * dann_lambda(min(1.0, self.step / self.total_steps), self.gamma)
+    def ramp(self) -> float:
+        return dann_lambda(min(1.0, self.step / self.total_steps), self.gamma)
 
     def __call__(self, fmodel: Callable, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        lam = self.lam()
+        ramp = self.ramp()
         self.step += 1
-        logits, domain = fmodel(torch.cat([xb, xb.new_full((xb.shape[0], 1), lam)], dim=1))
+        logits, domain = fmodel(torch.cat([xb[:, :-1], xb[:, -1:] * ramp], dim=1))
         n = yb.shape[0]
         labels = torch.cat([domain.new_zeros(n), domain.new_ones(n)])
         return F.cross_entropy(logits, yb) + F.binary_cross_entropy_with_logits(domain, labels)
@@ -358,29 +364,30 @@ class DANNObjective:
 
 def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Tensor],
              seeds: Sequence[int], *, steps: int, lr: float = 1e-3, batch_size: int = 128,
-             lam_max: float = 1.0, hidden: int = 64) -> Replicas:
-    """DANN from each pretrained source model (its own head kept), one unlabelled target per replica.
+             lam_max: float | Sequence[float] = 1.0, hidden: int = 64) -> Replicas:
+    """DANN from pretrained source models (their own heads kept), one replica per entry.
 
-    Runs about ``steps`` optimizer steps: with fewer than one epoch's worth, each replica
-    trains on its own seeded slice of ``source``.
+    Replica j starts from ``sources[j]`` (domain head seeded by ``seeds[j]``), adapts to the
+    unlabelled ``target_x[j]`` with weight ``lam_max[j]`` (or one for all), and runs about
+    ``steps`` optimizer steps: with fewer than one epoch's worth, each replica trains on its
+    own seeded slice of ``source``. Seeds may repeat across replicas (e.g. one per target).
     """
-    seeds = check_seeds("seeds", seeds)
-    if not (len(sources) == len(target_x) == len(seeds)):
-        raise ParameterError("give one source model, one target set and one seed per replica")
+    k = len(seeds)
+    lams = [lam_max] * k if isinstance(lam_max, (int, float)) else list(lam_max)
+    if not (len(sources) == len(target_x) == len(lams) == k) or k == 0:
+        raise ParameterError("give one source model, one target set, one seed (and one lam_max) per replica")
+    seeds = [check_int(f"seeds[{j}]", s, 0) for j, s in enumerate(seeds)]
     models = []
     for net, s in zip(sources, seeds):
         torch.manual_seed(s)
         models.append(DANN(copy.deepcopy(net), hidden))
-    if steps * batch_size < len(source):  # a run shorter than one epoch: a seeded slice per replica
-        sources_k = [_sample_rows(source, steps * batch_size, s) for s in seeds]
-    else:
-        sources_k = [source] * len(seeds)
-    train = [dann_split(src, t, s) for src, t, s in zip(sources_k, target_x, seeds)]
-    source = sources_k[0]
-    epochs = epochs_for(len(source), batch_size, steps)
-    total = epochs * (len(source) // min(batch_size, len(source)))
-    return fit_replicas(models, train, seeds, epochs=epochs, lr=lr, batch_size=batch_size,
-                        objective=DANNObjective(total, lam_max))
+    n = min(len(source), check_int("steps", steps, 1) * batch_size)
+    train = [dann_split(_sample_rows(source, n, s) if n < len(source) else source, t, s, lam)
+             for s, t, lam in zip(seeds, target_x, lams)]
+    epochs = epochs_for(n, batch_size, steps)
+    total = epochs * (n // min(batch_size, n))
+    return fit_replicas(models, train, [1000 * j + s for j, s in enumerate(seeds)], epochs=epochs, lr=lr,
+                        batch_size=batch_size, objective=DANNObjective(total))
 
 
 # --- torchvision backbones (seed 003, corrected) --------------------------------------------------
