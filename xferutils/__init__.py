@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from . import config, data, domain, ensemble, metrics, models, peft, plotting, results, train  # noqa: E402
 from . import shared  # noqa: E402  (chapter 4)
 from . import framework, numpynet  # noqa: E402  (chapter 2)
+from . import strategies  # noqa: E402  (chapter 3)
 
 show = plotting.show_source
 
