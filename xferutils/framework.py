@@ -137,8 +137,8 @@ def domain_splits(source_x: torch.Tensor, target_x: torch.Tensor, n: int, seed: 
 
 
 def proxy_a_distances(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], seeds: Sequence[int], *,
-                      n: int = 2000, hidden: Sequence[int] = (), epochs: int = 20, lr: float = 1e-2,
-                      batch_size: int = 64) -> np.ndarray:
+                      n: int = 2000, hidden: Sequence[int] = (), epochs: int = 30, lr: float = 3e-2,
+                      batch_size: int = 512) -> np.ndarray:
     """Proxy A-distance of every (source_x, target_x) pair for every seed, shape (pairs, seeds).
 
     For each pair and seed: draw ``n`` inputs of each domain, train a domain classifier
