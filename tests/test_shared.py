@@ -134,6 +134,16 @@ def test_bridging_learns_the_transfer_digit_on_separable_features():
     assert "seen" not in shared.outcome_metrics(shared.train_approach("none", f, SMALL, SEEDS, FAST), test, train=f)
 
 
+def test_bias_sweep_trades_retention_for_transfer():
+    f, test = toy_features(), toy_features(n_per_class=10, seed=0)
+    out = shared.train_approach("bridging", f, SMALL, SEEDS, FAST)
+    res = shared.bias_sweep(out, test, [0.0, 1e6])
+    assert res[0.0]["transfer"] == shared.transfer_metrics(out.predict1(test.f1), test.y, SMALL)["transfer"]
+    assert res[1e6]["transfer"] == [1.0, 1.0] and res[1e6]["retention"] == [0.0, 0.0]  # everything is "3"
+    with pytest.raises(ParameterError, match="prototypes"):
+        shared.bias_sweep(shared.train_approach("prototypes", f, SMALL, SEEDS, FAST), test, [0.0])
+
+
 def test_bases_stay_frozen(mnist):
     case = SMALL
     tr = shared.pool(mnist.train, case.classes, 30, 0)

@@ -129,6 +129,11 @@ def relabel(y: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     return lookup[y]
 
 
+def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """``classes`` as a tensor on the device of ``like``."""
+    return torch.tensor(list(classes), device=like.device)
+
+
 @dataclass
 class Bases:
     """K trained copies of Network 1 and Network 2 (one per seed), frozen from here on."""
@@ -401,6 +406,11 @@ class Outcome:
         return classes[torch.stack(out)]
 
     @torch.no_grad()
+    def logits1(self, f1: torch.Tensor) -> torch.Tensor:
+        """Network 1's logits over ``case.classes``, (K, n, classes) (classifier approaches only)."""
+        return torch.stack([m.path1(f1[k]) for k, m in enumerate(self.models)])
+
+    @torch.no_grad()
     def predict2(self, f2: torch.Tensor) -> torch.Tensor:
         """Digits that Network 2's path predicts, (K, n)."""
         classes = torch.tensor(self.case.classes, device=f2.device)
@@ -447,11 +457,6 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
                    count_parameters(make()), reps.history, protos, seen)
 
 
-def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-    """``classes`` as a tensor on the device of ``like``."""
-    return torch.tensor(list(classes), device=like.device)
-
-
 # --- metrics ----------------------------------------------------------------------------------
 
 def transfer_metrics(pred: torch.Tensor, y: torch.Tensor, case: Case) -> dict[str, list[float]]:
@@ -476,6 +481,22 @@ def transfer_metrics(pred: torch.Tensor, y: torch.Tensor, case: Case) -> dict[st
     return {"transfer": share([case.transfer]), "retention": share(case.digits1),
             "isolation": share(case.untransferred),
             "leak": torch.isin(pred[:, in_case], untr).float().mean(-1).tolist()}
+
+
+def bias_sweep(out: Outcome, test: Features, offsets: Sequence[float]) -> dict[float, dict[str, list[float]]]:
+    """Transfer and retention when the transfer digit's logit of Network 1's path is raised by each
+    offset (no retraining): the trade-off one threshold can buy."""
+    if out.prototypes is not None:
+        raise ParameterError(f"bias_sweep needs a classifier head; approach {out.approach!r} has prototypes")
+    logits = out.logits1(test.f1)
+    col = out.case.classes.index(out.case.transfer)
+    classes = case_tensor(out.case.classes, test.y)
+    res = {}
+    for b in offsets:
+        shifted = logits.clone()
+        shifted[..., col] += float(b)
+        res[float(b)] = transfer_metrics(classes[shifted.argmax(-1)], test.y, out.case)
+    return res
 
 
 def epochs_to_converge(loss: Sequence[float], frac: float = 0.95) -> int:
