@@ -122,7 +122,7 @@ def test_summarise_and_verdicts():
     summ = npn.summarise(runs)["s"]
     assert summ["From scratch"]["test"].n == 3 and len(summ["From scratch"]["values"]["train"]) == 3
     rows = npn.verdicts(summ)
-    assert len(rows) == 5 and all(len(r) == 3 for r in rows)
+    assert len(rows) == 6 and all(len(r) == 3 for r in rows)
     assert all(v in ("supported", "contradicted") or v.startswith("not shown") for _, _, v in rows)
 
 

@@ -306,6 +306,10 @@ def verdicts(row: dict) -> list[tuple[str, str, str]]:
     m, c = _paired(row, "Full fine-tuning", rival)
     out.append(("Full fine-tuning can achieve the highest accuracy",
                 f"full FT − best other ({rival}): {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
+    rival = max((k for k in STRATEGIES if k != "Feature extraction"), key=lambda k: row[k]["test"].mean)
+    m, c = _paired(row, "Feature extraction", rival)
+    out.append(("Feature extraction is best when source and target domains are similar",
+                f"feature extraction − best other ({rival}): {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
     m, c = _paired(row, "Discriminative FT", "Full fine-tuning")
     out.append(("Discriminative fine-tuning improves on full fine-tuning (balances adaptation and preservation)",
                 f"discriminative − full FT: {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
