@@ -292,37 +292,49 @@ def _verdict(mean: float, ci: float, higher_is_claimed: bool = True) -> str:
     return "not shown (difference within the 95% interval)"
 
 
-def verdicts(row: dict) -> list[tuple[str, str, str]]:
-    """Seed 004's summary claims, each with the measured paired difference and a verdict."""
-    out = []
-    transfer = STRATEGIES[1:]
-    diffs = {k: _paired(row, k, "From scratch") for k in transfer}
-    text = "; ".join(f"{k} − scratch: {100 * m:+.1f} ± {100 * c:.1f} pts" for k, (m, c) in diffs.items())
-    verdict = ("supported" if all(_verdict(m, c) == "supported" for m, c in diffs.values()) else
-               "contradicted" if any(_verdict(m, c) == "contradicted" for m, c in diffs.values()) else
-               "not shown (differences within the 95% interval)")
-    out.append(("All transfer strategies beat training from scratch with little target data", text, verdict))
-    rival = max((k for k in STRATEGIES if k != "Full fine-tuning"), key=lambda k: row[k]["test"].mean)
-    m, c = _paired(row, "Full fine-tuning", rival)
-    out.append(("Full fine-tuning can achieve the highest accuracy",
-                f"full FT − best other ({rival}): {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
-    rival = max((k for k in STRATEGIES if k != "Feature extraction"), key=lambda k: row[k]["test"].mean)
-    m, c = _paired(row, "Feature extraction", rival)
-    out.append(("Feature extraction is best when source and target domains are similar",
-                f"feature extraction − best other ({rival}): {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
-    m, c = _paired(row, "Discriminative FT", "Full fine-tuning")
-    out.append(("Discriminative fine-tuning improves on full fine-tuning (balances adaptation and preservation)",
-                f"discriminative − full FT: {100 * m:+.1f} ± {100 * c:.1f} pts", _verdict(m, c)))
-    m, c = _paired(row, "Feature extraction", "From scratch", "epochs90_test")
-    out.append(("Feature extraction converges fast (fewer epochs to 90% of final than scratch)",
-                f"feature extraction − scratch: {m:+.1f} ± {c:.1f} epochs", _verdict(m, c, higher_is_claimed=False)))
-    diffs = {k: _paired(row, k, "From scratch", "epochs90_test") for k in transfer}
-    text = "; ".join(f"{k} − scratch: {m:+.1f} ± {c:.1f} epochs" for k, (m, c) in diffs.items())
-    vs = [_verdict(m, c, higher_is_claimed=False) for m, c in diffs.values()]
+def _versus(row: dict, a: str, others: Sequence[str], metric: str = "test",
+            higher_is_claimed: bool = True) -> tuple[str, str]:
+    """Per-seed paired differences a − b for each b, and one verdict: supported if a wins every one,
+    contradicted if a loses one, else not shown."""
+    unit, scale = ("pts", 100.0) if metric == "test" else ("epochs", 1.0)
+    diffs = {b: _paired(row, a, b, metric) for b in others}
+    text = "; ".join(f"− {b}: {scale * m:+.1f} ± {scale * c:.1f} {unit}" for b, (m, c) in diffs.items())
+    vs = [_verdict(m, c, higher_is_claimed) for m, c in diffs.values()]
     verdict = ("supported" if all(v == "supported" for v in vs) else
                "contradicted" if any(v == "contradicted" for v in vs) else
-               "not shown (differences within the 95% interval)")
-    out.append(("Transfer methods converge faster than training from scratch", text, verdict))
+               "not shown (differences within their 95% intervals)")
+    return f"{a} {text}", verdict
+
+
+def verdicts(row: dict) -> list[tuple[str, str, str]]:
+    """Seed 004's summary claims, each with the measured per-seed paired differences and a verdict."""
+    transfer = list(STRATEGIES[1:])
+    out = []
+    claims = [("All transfer strategies beat training from scratch with little target data", None),
+              ("Full fine-tuning can achieve the highest accuracy", "Full fine-tuning"),
+              ("Feature extraction is best when source and target domains are similar", "Feature extraction"),
+              ("Discriminative fine-tuning improves on full fine-tuning", "Discriminative FT")]
+    for claim, who in claims:
+        if who is None:
+            parts = [_versus(row, k, ["From scratch"]) for k in transfer]
+            text = "; ".join(p for p, _ in parts)
+            vs = [v for _, v in parts]
+            verdict = ("supported" if all(v == "supported" for v in vs) else
+                       "contradicted" if any(v == "contradicted" for v in vs) else
+                       "not shown (differences within their 95% intervals)")
+        elif who == "Discriminative FT":
+            text, verdict = _versus(row, who, ["Full fine-tuning"])
+        else:
+            text, verdict = _versus(row, who, [k for k in STRATEGIES if k != who])
+        out.append((claim, text, verdict))
+    text, verdict = _versus(row, "Feature extraction", ["From scratch"], "epochs90_test", higher_is_claimed=False)
+    out.append(("Feature extraction converges fast (fewer epochs to 90% of final than scratch)", text, verdict))
+    parts = [_versus(row, k, ["From scratch"], "epochs90_test", higher_is_claimed=False) for k in transfer]
+    vs = [v for _, v in parts]
+    out.append(("Transfer methods converge faster than training from scratch", "; ".join(p for p, _ in parts),
+                "supported" if all(v == "supported" for v in vs) else
+                "contradicted" if any(v == "contradicted" for v in vs) else
+                "not shown (differences within their 95% intervals)"))
     return out
 
 
