@@ -131,3 +131,19 @@ def test_summarise_and_verdicts():
     (-3.0, 1.0, False, "supported"), (3.0, 1.0, False, "contradicted"), (0.1, float("nan"), True, "not testable")])
 def test_verdict_logic(mean, ci, higher, expected):
     assert npn._verdict(mean, ci, higher).startswith(expected)
+
+
+def test_numpynet_rejects_too_few_dims():
+    with pytest.raises(ParameterError, match="dims"):
+        npn.NumpyNet([5], np.random.default_rng(0))
+
+
+def test_four_panel_draws_one_row_per_setting():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = [npn.compare_strategies(npn.make_transfer_data(s, "shifted"), s, epochs=3, pretrain_epochs=3) for s in (0, 1)]
+    fig = npn.four_panel({"a": runs, "b": runs})
+    assert len(fig.axes) == 8
+    assert fig.axes[0].get_title().startswith("a:") and fig.axes[4].get_title().startswith("b:")
+    assert len(fig.axes[1].get_lines()) == 2 * len(npn.STRATEGIES)  # held-out and train curves

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import check_choice, check_float, check_int
+from .config import ParameterError, check_choice, check_float, check_int
 from .strategies import epochs_to_fraction
 
 PROTOCOLS = ("seed004", "shifted")
@@ -38,7 +38,7 @@ class NumpyNet:
     def __init__(self, dims: Sequence[int], rng: np.random.Generator) -> None:
         self.dims = [check_int("dims", d, 1) for d in dims]
         if len(self.dims) < 2:
-            raise ValueError("dims needs an input and an output width")
+            raise ParameterError(f"dims={list(dims)} needs at least an input and an output width")
         self.params: dict[str, np.ndarray] = {}
         for i in range(len(self.dims) - 1):
             self.init_layer(i, rng)
