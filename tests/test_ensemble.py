@@ -97,3 +97,16 @@ def test_bad_arguments(small):
         xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, lr=[1e-3] * 3)
     with pytest.raises(ParameterError, match="seeds"):
         xu.ensemble.replicate(make, [1, 1])
+
+
+def test_requires_grad_false_stays_frozen(small):
+    train, _ = small
+    models = xu.ensemble.replicate(make, [0, 1])
+    for m in models:
+        m.features.requires_grad_(False)
+    rep = xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, lr_mult={"features": 1.0})
+    for m0, m1 in zip(models, rep.unstack()):
+        assert torch.equal(m0.features[0].weight, m1.features[0].weight)
+        assert not torch.equal(m0.head.weight, m1.head.weight)
+    with pytest.raises(ParameterError, match="nothing to train"):
+        xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, lr_mult={"head": 0.0})

@@ -107,7 +107,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
 
     ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
     multipliers of the rate (0 freezes), or is a function of the epoch returning such a map
-    (gradual unfreezing). A multiplier may also be a list with one value per replica, so that
+    (gradual unfreezing). A parameter with ``requires_grad=False`` in a model stays fixed in
+    that replica, whatever ``lr_mult`` says. A multiplier may also be a list with one value per replica, so that
     strategies that differ only in their rates train together (chapter 3); a replica whose
     value is 0 keeps that parameter unchanged (its Adam moments still run). ``penalty(params, init)`` is added to each replica's loss, with
     ``init`` its parameters before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the
@@ -135,8 +136,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     buffers = {nm: torch.stack([dict(m.named_buffers())[nm] for m in models]).to(device)
                for nm, _ in models[0].named_buffers()}
     init = {nm: t.clone() for nm, t in params.items()}
-    for t in params.values():
-        t.requires_grad_(True)
+    trains = {nm: torch.tensor([float(dict(m.named_parameters())[nm].requires_grad) for m in models],
+                               device=device) for nm in names}  # 0 where a replica froze it
+    frozen = {nm for nm, t in trains.items() if not t.any()}
     lr_t = torch.tensor(lrs, device=device)
     state = {nm: (torch.zeros_like(t), torch.zeros_like(t)) for nm, t in params.items()}
     steps = dict.fromkeys(names, 0)
@@ -158,9 +160,14 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         active = {nm: _multiplier(mults, nm) for nm in names}
         if any(not isinstance(a, float) and len(a) != k for a in active.values()):
             raise ParameterError(f"a per-replica lr_mult needs one value per replica ({k})")
-        rates = {nm: lr_t * (a if isinstance(a, float) else torch.tensor(a, device=device))
+        rates = {nm: lr_t * trains[nm] * (a if isinstance(a, float) else torch.tensor(a, device=device))
                  for nm, a in active.items()}
-        live = {nm: (a if isinstance(a, float) else max(a)) > 0 for nm, a in active.items()}
+        live = [nm for nm, a in active.items()
+                if nm not in frozen and (a if isinstance(a, float) else max(a)) > 0]
+        if not live:
+            raise ParameterError(f"nothing to train in epoch {epoch}: every parameter is frozen")
+        for nm, t in params.items():
+            t.requires_grad_(nm in live)  # no gradients are computed for frozen parameters
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
         for i in range(n // bs):
             idx = perms[:, i * bs:(i + 1) * bs]
@@ -168,11 +175,10 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             yb = y[idx] if x_dim is None else y[rows, idx]
             with autocast(device, amp):
                 losses = batched_loss(params, buffers, init, xb, yb)
-            grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in names],
-                                        allow_unused=True)
+            grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in live], allow_unused=True)
             with torch.no_grad():
-                for nm, g in zip(names, grads):
-                    if live[nm] and g is not None:
+                for nm, g in zip(live, grads):
+                    if g is not None:
                         steps[nm] += 1
                         _adam_step(params[nm], g, *state[nm], steps[nm], rates[nm])
                 totals[epoch] += losses.detach().float()
