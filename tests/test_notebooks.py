@@ -41,6 +41,7 @@ def test_one_parameters_cell_of_literals(nb):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_stored_outputs(nb):
+    assert all("id" in c for c in cells(nb)), f"{nb.name}: cells without ids (nbformat 4.5)"
     for c in cells(nb):
         if c["cell_type"] == "code":
             assert not c.get("outputs") and c.get("execution_count") is None, nb.name
