@@ -6,7 +6,7 @@ import xferutils.bench as bench
 
 def test_bench_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    res = bench.main(["--epochs", "1", "--replicas", "2", "--limit", "512", "--amp", "off",
+    res = bench.main(["--seed-epochs", "1", "--epochs", "1", "--replicas", "2", "--limit", "512", "--amp", "off",
                       "--json", str(out)])
     data = json.loads(out.read_text())
     assert data["rows"][0]["method"].startswith("seed 002 loop")

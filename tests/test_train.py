@@ -94,3 +94,13 @@ def test_predict_and_evaluate_agree(small):
     pred = xu.train.predict(m, test.x, batch_size=300)
     assert pred.shape == (1000,)
     assert xu.train.evaluate(m, test) == pytest.approx(xu.metrics.accuracy(pred, test.y))
+
+
+def test_onecycle_schedule():
+    f = [xu.train.lr_factor("onecycle", s, 100) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and max(f) == pytest.approx(1.0) and f[9] == pytest.approx(1.0)
+    assert f[-1] < 0.02 and all(a >= b for a, b in zip(f[9:], f[10:]))
+    assert xu.train.lr_factor("constant", 50, 100) == 1.0
+    with pytest.raises(ParameterError, match="schedule"):
+        xu.train.fit(xu.models.MLP([784, 4], 2), xu.data.Split(torch.rand(4, 784), torch.zeros(4, dtype=torch.long)),
+                     epochs=1, schedule="cosine")

@@ -199,5 +199,5 @@ def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tenso
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
     shape = (-1,) + (1,) * (p.dim() - 1)
     step_size = (lr / (1 - b1 ** step)).reshape(shape)
-    denom = (v.sqrt() / (1 - b2 ** step) ** 0.5).add_(eps)
-    p.sub_(step_size * m / denom)
+    update = v.sqrt().div_((1 - b2 ** step) ** 0.5).add_(eps)  # the denominator, then the update
+    p.sub_(update.reciprocal_().mul_(m).mul_(step_size))
