@@ -90,3 +90,13 @@ def test_seed_everything_reproducible():
 
 def test_physical_cores_positive():
     assert xu.config.physical_cores() >= 1
+
+
+def test_amp_resolution():
+    cpu = torch.device("cpu")
+    assert xu.config.resolve_amp(False, cpu) is False
+    assert xu.config.resolve_amp(True, cpu) is True
+    assert xu.config.resolve_amp("auto", cpu) == xu.config.bf16_supported(cpu)
+    assert xu.config.bf16_supported(torch.device("meta")) is False
+    with pytest.raises(ParameterError, match="amp='yes'"):
+        xu.config.resolve_amp("yes", cpu)

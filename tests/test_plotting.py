@@ -1,0 +1,50 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import xferutils as xu  # noqa: E402
+
+
+def test_use_style_sets_book_style():
+    xu.plotting.use_style()
+    assert plt.rcParams["axes.spines.top"] is False and plt.rcParams["axes.grid"] is True
+
+
+def test_show_digits_grid_and_labels():
+    fig = xu.plotting.show_digits(torch.rand(12, 784), labels=list(range(12)), ncols=5)
+    axes = fig.axes
+    assert len(axes) == 15 and sum(bool(ax.images) for ax in axes) == 12
+    assert axes[11].get_title() == "11"
+    plt.close(fig)
+
+
+def test_curves_plot_mean_and_band():
+    fig, ax = plt.subplots()
+    xu.plotting.curves(ax, {"a": [[1, 2, 3], [3, 4, 5]]}, "acc")
+    (line,) = ax.lines
+    assert np.allclose(line.get_ydata(), [2, 3, 4]) and len(ax.collections) == 1
+    assert ax.get_ylabel() == "acc"
+    plt.close(fig)
+
+
+def test_bars_show_mean_and_seeds():
+    fig, ax = plt.subplots()
+    xu.plotting.bars(ax, {"x": [0.5, 0.7], "y": [0.1, 0.1]}, "acc", scale=100)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([60.0, 10.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
+    plt.close(fig)
+
+
+def test_show_source_is_markdown_of_the_code():
+    md = xu.show(xu.metrics.spread)
+    assert md.data.startswith("```python\ndef spread(")
+
+
+def test_glue_gives_plain_python_values(capsys):
+    assert type(xu.results.glue("test_value", np.float64(1.5))) is float
+    assert type(xu.results.glue("test_value", torch.tensor(3))) is int
