@@ -48,3 +48,11 @@ def test_show_source_is_markdown_of_the_code():
 def test_glue_gives_plain_python_values(capsys):
     assert type(xu.results.glue("test_value", np.float64(1.5))) is float
     assert type(xu.results.glue("test_value", torch.tensor(3))) is int
+
+
+def test_markdown_table():
+    t = xu.plotting.markdown_table(["a", "b"], [[1, 2]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    assert xu.plotting.markdown_table(["a", "b"], [], align="lr").splitlines()[1] == "|---|---:|"
+    with pytest.raises(ValueError, match="align"):
+        xu.plotting.markdown_table(["a", "b"], [], align="l")

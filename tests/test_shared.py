@@ -247,13 +247,11 @@ def test_epochs_to_converge_and_criteria():
     assert not shared.criteria(m, 1.0)["faster"]
 
 
-def test_prediction_shares_and_table():
+def test_prediction_shares():
     pred = torch.tensor([[3, 3, 2, 0], [1, 1, 1, 1]])
     s = shared.prediction_shares(pred, torch.tensor([3, 3, 3, 3]), 3)
     assert s.shape == (2, 10) and s[0, 3] == 0.5 and s[1, 1] == 1.0
     assert torch.allclose(s.sum(-1), torch.ones(2))
-    t = shared.markdown_table(["a", "b"], [[1, 2]])
-    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
 
 
 # --- references and the whole case --------------------------------------------------------------

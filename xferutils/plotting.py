@@ -66,6 +66,19 @@ def bars(ax: plt.Axes, values: Mapping[str, Sequence[float]], ylabel: str, scale
     return ax
 
 
+def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]], align: str = "") -> str:
+    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r`` (default: plain).
+
+    Show it in a notebook with ``display(Markdown(markdown_table(...)))``.
+    """
+    if align and len(align) != len(header):
+        raise ValueError(f"align={align!r} needs one letter per column ({len(header)})")
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in (align or "l" * len(header)))
+    lines = ["| " + " | ".join(map(str, header)) + " |", rule]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def show_source(obj: object) -> object:
     """Display the source code of a package function or class in a notebook (the key code)."""
     import inspect

@@ -665,10 +665,3 @@ def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str
             "retention": mean(metrics["retention"]) > CRITERIA["retention"],
             "isolation": mean(metrics["isolation"]) < CRITERIA["isolation"],
             "faster": mean(metrics["cpu_seconds"]) < scratch_cpu_seconds}
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table (for ``IPython.display.Markdown``)."""
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(lines)
