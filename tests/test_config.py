@@ -64,7 +64,7 @@ def test_check_int_range_and_float():
 
 
 @pytest.mark.parametrize("digits,msg", [([], "must not be empty"), ([1, 10], r"digits\[1\]=10"),
-                                        ([2, 2], "repeated"), ("012", "list of digits"),
+                                        ([2, 2], "repeated"), ("012", "list"), ("7", "list of digits"),
                                         ([-1], "out of range")])
 def test_check_digits(digits, msg):
     with pytest.raises(ParameterError, match=msg):
@@ -79,13 +79,30 @@ def test_check_seeds():
             xu.config.check_seeds("seeds", bad)
 
 
-def test_seed_everything_reproducible():
-    xu.config.seed_everything(7)
-    a = torch.rand(3)
-    xu.config.seed_everything(7)
-    assert torch.equal(a, torch.rand(3))
-    with pytest.raises(ParameterError):
-        xu.config.seed_everything(-1)
+def test_list_parameters_from_papermill_strings():
+    # papermill -p passes lists as strings; both forms give the same list
+    assert xu.config.check_digits("digits1", "[5, 6, 7]") == [5, 6, 7]
+    assert xu.config.check_seeds("seeds", "(0, 1)") == [0, 1]
+    for bad in ("5, 6, x", "{'a': 1}", "'abc'"):
+        with pytest.raises(ParameterError, match="digits1"):
+            xu.config.check_digits("digits1", bad)
+
+
+def test_run_seeds_and_save(tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv("XFER_PRESET", raising=False)
+    run = xu.config.setup("ch", preset="book", device="cpu", seed0=3, n_seeds=0)
+    assert run.seeds(smoke=2, book=5, full=10) == [3, 4, 5, 6, 7]
+    run2 = xu.config.setup("ch", preset="book", device="cpu", seed0=0, n_seeds=2)
+    assert run2.seeds(smoke=2, book=5, full=10) == [0, 1]
+    fam = xu.claims.Family("ch")
+    fam.threshold("c", "s", "t", [0.9, 0.95], 0.5)
+    rel = run.save({"acc": 0.5}, claims=fam)
+    assert not rel.startswith("/")
+    saved = xu.results.load_results("ch", "book")
+    assert saved["acc"] == 0.5 and saved["params"]["seed0"] == 3
+    assert saved["claims"][0]["id"] == "c" and saved["claims"][0]["verdict"] == "supported"
+    assert saved["environment"].startswith("xferutils")
 
 
 def test_physical_cores_positive():

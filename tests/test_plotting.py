@@ -45,9 +45,14 @@ def test_show_source_is_markdown_of_the_code():
     assert md.data.startswith("```python\ndef spread(")
 
 
-def test_glue_gives_plain_python_values(capsys):
-    assert type(xu.results.glue("test_value", np.float64(1.5))) is float
-    assert type(xu.results.glue("test_value", torch.tensor(3))) is int
+def test_glue_gives_plain_python_values(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display: seen.setdefault(name, value))
+    assert xu.results.glue("test_value", np.float64(1.5)) is None  # nothing printed at a cell's end
+    xu.results.glue("test_int", torch.tensor(3))
+    xu.results.glue_all({"a": np.float32(2.0)}, prefix="p_")
+    assert type(seen["test_value"]) is float and type(seen["test_int"]) is int
+    assert type(seen["p_a"]) is float
 
 
 def test_markdown_table():

@@ -5,9 +5,9 @@ any work starts and returns the resolved run configuration.
 """
 from __future__ import annotations
 
+import ast
 import os
 import platform
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +54,24 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
     return value
 
 
+def parse_list(name: str, value: Any) -> Any:
+    """A list given as a string (papermill's ``-p digits1 '[5, 6, 7]'``) becomes the list it spells."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        raise ParameterError(f"{name}={value!r} is not a list literal; write it as [5, 6, 7]") from None
+    if isinstance(parsed, tuple):
+        parsed = list(parsed)
+    if not isinstance(parsed, (list, int)):
+        raise ParameterError(f"{name}={value!r} must be a list such as [5, 6, 7]")
+    return parsed
+
+
 def check_seeds(name: str, seeds: Any) -> list[int]:
-    """A non-empty list of distinct non-negative integer seeds."""
+    """A non-empty list of distinct non-negative integer seeds (a list literal string is parsed)."""
+    seeds = parse_list(name, seeds)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         seeds = [seeds]
     if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
@@ -67,7 +83,8 @@ def check_seeds(name: str, seeds: Any) -> list[int]:
 
 
 def check_digits(name: str, digits: Any) -> list[int]:
-    """A non-empty list of distinct MNIST digits (0-9), order kept."""
+    """A non-empty list of distinct MNIST digits (0-9), order kept (a list literal string is parsed)."""
+    digits = parse_list(name, digits)
     if isinstance(digits, (str, bytes)) or not isinstance(digits, Iterable):
         raise ParameterError(f"{name} must be a list of digits 0-9, got {digits!r}")
     out = [check_int(f"{name}[{i}]", d, 0, 9) for i, d in enumerate(digits)]
@@ -139,15 +156,6 @@ def resolve_amp(amp: bool | str, device: torch.device) -> bool:
     return bf16_supported(device) if amp == "auto" else bool(amp)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch CPU generator seeded the same way."""
-    seed = check_int("seed", seed, 0, 2**31 - 1)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 # --- the run configuration --------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -166,6 +174,23 @@ class Run:
     def summary(self) -> str:
         """One line: where the results of this run come from."""
         return environment_summary(self.device) + f" | preset {self.preset} | chapter {self.chapter}"
+
+    def seeds(self, *, smoke: int, book: int, full: int) -> list[int]:
+        """``seed0, seed0 + 1, ...``: ``n_seeds`` of them if that parameter is set (> 0), else the
+        preset's number."""
+        n = int(self.params.get("n_seeds") or 0) or self.pick(smoke=smoke, book=book, full=full)
+        start = int(self.params.get("seed0", 0))
+        return list(range(start, start + n))
+
+    def save(self, results: dict[str, Any], claims: Any = None) -> str:
+        """Write ``results`` (with the parameters, the environment line and the claims' verdicts)
+        to ``results/<chapter>/<preset>.json``; return the path relative to the repository."""
+        from .results import relative, save_results
+
+        extra: dict[str, Any] = {"params": self.params, "environment": self.summary()}
+        if claims is not None:
+            extra["claims"] = claims.evaluate() if hasattr(claims, "evaluate") else list(claims)
+        return relative(save_results(self.chapter, self.preset, {**extra, **results}))
 
 
 def setup(chapter: str, preset: str = "book", device: str = "auto", **params: Any) -> Run:

@@ -19,6 +19,8 @@ def results_dir() -> Path:
 
 def _plain(obj: Any) -> Any:
     """JSON-ready copy: tensors and NumPy values become lists and floats, NaN becomes null."""
+    if isinstance(obj, Path):
+        return str(obj)
     if hasattr(obj, "as_dict"):
         return _plain(obj.as_dict())
     if hasattr(obj, "tolist"):
@@ -53,19 +55,37 @@ def save_results(chapter: str, preset: str, results: dict[str, Any]) -> Path:
     return path
 
 
+def relative(path: Path) -> str:
+    """``path`` relative to the repository (or the working directory): no machine's absolute path
+    on a page."""
+    path = Path(path).resolve()
+    for base in (DEFAULT_DIR.parent, Path.cwd()):
+        try:
+            return str(path.relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
 def load_results(chapter: str, preset: str) -> dict[str, Any]:
     """Read back what :func:`save_results` wrote."""
     return json.loads((results_dir() / chapter / f"{preset}.json").read_text())
 
 
-def glue(name: str, value: Any) -> Any:
+def glue_all(values: dict[str, Any], prefix: str = "") -> None:
+    """Glue every ``name: value`` of ``values`` (names prefixed with ``prefix``)."""
+    for name, value in values.items():
+        glue(prefix + name, value)
+
+
+def glue(name: str, value: Any) -> None:
     """Glue a number for the prose (``{glue:text}`name:.1f```), as a plain Python value.
 
-    NumPy and torch scalars become ``float``/``int`` first, so that format specs work.
+    NumPy and torch scalars become ``float``/``int`` first, so that format specs work. Returns
+    nothing, so a glue call at the end of a cell prints no stray value.
     """
     from myst_nb import glue as _glue
 
     if hasattr(value, "item"):
         value = value.item()
     _glue(name, value, display=False)
-    return value
