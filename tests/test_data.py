@@ -83,7 +83,7 @@ def test_subset_relabels_in_given_order(mnist):
     s = xu.data.subset(mnist.test, [7, 3])
     assert set(s.y.tolist()) == {0, 1}
     assert (s.y == 0).sum() == (mnist.test.y == 7).sum()
-    raw = xu.data.subset(mnist.test, [7, 3], relabel=False)
+    raw = xu.data.subset(mnist.test, [7, 3], keep_digits=True)
     assert set(raw.y.tolist()) == {3, 7}
     with pytest.raises(ParameterError, match="digits"):
         xu.data.subset(mnist.test, [])

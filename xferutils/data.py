@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -145,30 +146,44 @@ def load_mnist(root: str | os.PathLike | None = None, device: torch.device | str
 
 # --- subsets and samples ----------------------------------------------------------------------
 
-def subset(data: Split, digits: list[int], relabel: bool = True) -> Split:
-    """Only the samples of ``digits``; with ``relabel`` digit ``digits[i]`` becomes class ``i``."""
+def relabel(y: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Digits -> class indices: ``classes[i]`` becomes ``i``; digits outside ``classes`` become -1."""
+    lookup = torch.full((10,), -1, dtype=torch.long, device=y.device)
+    lookup[list(classes)] = torch.arange(len(classes), device=y.device)
+    return lookup[y]
+
+
+def subset(data: Split, digits: list[int], keep_digits: bool = False) -> Split:
+    """Only the samples of ``digits``; digit ``digits[i]`` becomes class ``i`` unless
+    ``keep_digits``."""
     digits = check_digits("digits", digits)
-    lookup = torch.full((10,), -1, dtype=torch.long, device=data.y.device)
-    lookup[digits] = torch.arange(len(digits), device=data.y.device)
-    keep = lookup[data.y] >= 0
-    y = lookup[data.y[keep]] if relabel else data.y[keep]
-    return Split(data.x[keep], y)
+    classes = relabel(data.y, digits)
+    keep = classes >= 0
+    return Split(data.x[keep], data.y[keep] if keep_digits else classes[keep])
+
+
+def per_class(data: Split, counts: Mapping[int, int], seed: int, name: str = "n_per_class") -> Split:
+    """``counts[c]`` samples of each class ``c`` (labels kept), drawn without replacement by
+    ``seed`` and shuffled together: the one per-class sampler of the book (few-shot sets, digit
+    pools, label shift)."""
+    gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    y = data.y.cpu()
+    picks = []
+    for c, k in counts.items():
+        idx = torch.nonzero(y == c).flatten()
+        if k > len(idx):
+            raise ParameterError(f"{name}: {k} samples of class {c} requested, which exceeds the "
+                                 f"{len(idx)} there are")
+        picks.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
+    order = torch.cat(picks)
+    order = order[torch.randperm(len(order), generator=gen)].to(data.y.device)
+    return Split(data.x[order], data.y[order])
 
 
 def few_shot(data: Split, n_per_class: int, seed: int) -> Split:
     """``n_per_class`` samples of every class present, drawn without replacement by ``seed``."""
     n_per_class = check_int("n_per_class", n_per_class, 1)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    y = data.y.cpu()
-    picks = []
-    for c in torch.unique(y).tolist():
-        idx = torch.nonzero(y == c).flatten()
-        if len(idx) < n_per_class:
-            raise ParameterError(f"n_per_class={n_per_class} exceeds the {len(idx)} samples of class {c}")
-        picks.append(idx[torch.randperm(len(idx), generator=gen)[:n_per_class]])
-    order = torch.cat(picks)
-    order = order[torch.randperm(len(order), generator=gen)].to(data.y.device)
-    return Split(data.x[order], data.y[order])
+    return per_class(data, dict.fromkeys(torch.unique(data.y).tolist(), n_per_class), seed)
 
 
 def sample(data: Split, n: int, seed: int) -> Split:

@@ -18,7 +18,7 @@ from torch import nn
 from . import data as xdata
 from . import ensemble, models, peft
 from .config import ParameterError, check_float, check_int, check_seeds
-from .data import Split
+from .data import Split, per_class
 
 # --- shifts between source and target -------------------------------------------------------
 
@@ -49,18 +49,8 @@ def label_shift(split: Split, priors: Sequence[float], n: int, seed: int) -> Spl
     raw = n * p
     counts = np.floor(raw).astype(int)
     counts[np.argsort(counts - raw)[: n - counts.sum()]] += 1
-    gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    y = split.y.cpu()
-    picks = []
-    for c, k in enumerate(counts):
-        idx = torch.nonzero(y == c).flatten()
-        if k > len(idx):
-            raise ParameterError(f"n={n} with priors[{c}]={p[c]:.3f} needs {k} samples of class {c}; "
-                                 f"only {len(idx)} exist")
-        picks.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
-    order = torch.cat(picks)
-    order = order[torch.randperm(len(order), generator=gen)].to(split.y.device)
-    return Split(split.x[order], split.y[order])
+    return per_class(split, {c: int(k) for c, k in enumerate(counts)}, check_int("seed", seed, 0),
+                     name=f"n={n} with priors {[round(float(v), 3) for v in p]}")
 
 
 def prior_accuracy(per_class: Sequence[float], priors: Sequence[float]) -> float:

@@ -1,11 +1,11 @@
-"""Tests of xferutils.shared (chapter 4): cases, visibility, approaches, metrics, references."""
+"""Tests of xferutils.shared_layers (chapter 4): cases, visibility, approaches, metrics, references."""
 import math
 
 import pytest
 import torch
 
 import xferutils as xu
-from xferutils import shared
+from xferutils import shared_layers as shared
 from xferutils.config import ParameterError
 from xferutils.data import Split
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_digits, check_float, check_int, check_seeds
-from .data import Split
+from .data import Split, per_class, relabel
 from .domain import grad_reverse
 from .ensemble import Replicas, fit_replicas, replicate
 from .models import MLP, count_parameters, deep_nn, embed, wide_nn
@@ -111,22 +111,7 @@ def make_case(name: str | None = None, digits1: Sequence[int] | None = None,
 def pool(data: Split, digits: Sequence[int], n_per_class: int, seed: int) -> Split:
     """``n_per_class`` images of each of ``digits`` (labels stay digits), drawn by ``seed``."""
     n_per_class = check_int("n_per_class", n_per_class, 1)
-    gen = torch.Generator().manual_seed(seed)
-    y = data.y.cpu()
-    idx = []
-    for d in digits:
-        where = torch.nonzero(y == d).flatten()
-        idx.append(where[torch.randperm(len(where), generator=gen)[:n_per_class]])
-    order = torch.cat(idx)
-    order = order[torch.randperm(len(order), generator=gen)].to(data.y.device)
-    return Split(data.x[order], data.y[order])
-
-
-def relabel(y: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Digits -> class indices 0..len(classes)-1 (digits outside ``classes`` become -1)."""
-    lookup = torch.full((10,), -1, dtype=torch.long, device=y.device)
-    lookup[list(classes)] = torch.arange(len(classes), device=y.device)
-    return lookup[y]
+    return per_class(data, dict.fromkeys(digits, n_per_class), seed)
 
 
 def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
