@@ -110,3 +110,29 @@ def test_requires_grad_false_stays_frozen(small):
         assert not torch.equal(m0.head.weight, m1.head.weight)
     with pytest.raises(ParameterError, match="nothing to train"):
         xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, lr_mult={"head": 0.0})
+
+
+def test_early_stopping_keeps_each_replicas_best_epoch(mnist):
+    """Replicas stop on validation accuracy; each keeps the weights of its own best epoch."""
+    train = xu.data.sample(mnist.train, 600, seed=0)
+    val = xu.data.sample(mnist.test, 300, seed=1)
+    models = xu.ensemble.replicate(lambda: xu.models.MLP([784, 32], 10), [0, 1])
+    rep = xu.ensemble.fit_replicas(models, train, [0, 1], epochs=30, lr=[3e-3, 1e-6], batch_size=100,
+                                   val=val, patience=2)
+    for k, h in enumerate(rep.history):
+        assert 1 <= h.best_epoch <= h.epochs <= 30
+        assert h.val_acc[h.best_epoch - 1] == max(h.val_acc)
+        assert rep.evaluate(val)[k] == pytest.approx(max(h.val_acc))
+    assert rep.history[0].epochs < 30  # the fast replica converged and the run stopped early
+    with pytest.raises(xu.config.ParameterError, match="patience"):
+        xu.ensemble.fit_replicas(models, train, [0, 1], epochs=3, patience=2)
+
+
+def test_fit_early_stopping_restores_best(mnist):
+    train = xu.data.sample(mnist.train, 600, seed=0)
+    val = xu.data.sample(mnist.test, 300, seed=1)
+    torch.manual_seed(0)
+    model = xu.models.MLP([784, 32], 10)
+    h = xu.train.fit(model, train, epochs=30, lr=3e-3, batch_size=100, val=val, patience=2)
+    assert h.val_acc[h.best_epoch - 1] == max(h.val_acc) and h.epochs < 30
+    assert xu.train.evaluate(model, val) == pytest.approx(max(h.val_acc))

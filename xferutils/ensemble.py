@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_float, check_int, check_seeds
 from .data import Split
-from .train import History, autocast, epoch_generator
+from .train import History, _check_patience, autocast, epoch_generator
 
 Params = dict[str, torch.Tensor]
 LrMult = Mapping[str, float] | Callable[[int], Mapping[str, float]]
@@ -102,7 +102,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                  epochs: int, lr: float | Sequence[float] = 1e-3, batch_size: int = 256,
                  lr_mult: LrMult | None = None, val: Split | Sequence[Split] | None = None,
                  penalty: Callable[[Params, Params], torch.Tensor] | None = None,
-                 objective: Objective = cross_entropy, amp: bool = False) -> Replicas:
+                 objective: Objective = cross_entropy, amp: bool = False,
+                 patience: int | None = None) -> Replicas:
     """Train same-shaped ``models`` together with Adam, replica k with batch order ``seeds[k]``.
 
     ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
@@ -113,8 +114,13 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     value is 0 keeps that parameter unchanged (its Adam moments still run). ``penalty(params, init)`` is added to each replica's loss, with
     ``init`` its parameters before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the
     cross-entropy. ``train``/``val`` are shared splits or one split per replica.
+
+    ``patience``: early stopping on ``val``. Each replica keeps the weights of its best
+    validation epoch (``history[k].best_epoch``); training ends when every replica has gone
+    ``patience`` epochs without improving, or after ``epochs``.
     """
     seeds = check_seeds("seeds", seeds)
+    _check_patience(patience, val)
     k = len(seeds)
     if len(models) != k:
         raise ParameterError(f"models has {len(models)} entries but seeds has {k}; give one seed per model")
@@ -155,6 +161,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     totals = torch.zeros(epochs, k, device=device)
     val_acc: list[list[float]] = []
     result = Replicas(base, params, buffers, seeds, [])
+    best_acc = torch.full((k,), -1.0)
+    best_epoch = torch.zeros(k, dtype=torch.long)
+    best = {nm: t.detach().clone() for nm, t in params.items()} if patience is not None else {}
     for epoch in range(epochs):
         mults = (lr_mult(epoch) if callable(lr_mult) else lr_mult) or {}
         active = {nm: _multiplier(mults, nm) for nm in names}
@@ -184,10 +193,26 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                 totals[epoch] += losses.detach().float()
         if val is not None:
             val_acc.append(result.evaluate(val))
-    loss_rows = (totals / max(1, n // bs)).T.tolist()
-    for t in params.values():
-        t.requires_grad_(False)
-    result.history = [History(loss=loss_rows[j], val_acc=[row[j] for row in val_acc]) for j in range(k)]
+        if patience is not None:
+            improved = torch.tensor(val_acc[-1]) > best_acc
+            best_acc = torch.where(improved, torch.tensor(val_acc[-1]), best_acc)
+            best_epoch[improved] = epoch + 1
+            keep = improved.to(device)
+            with torch.no_grad():
+                for nm, t in params.items():
+                    best[nm][keep] = t[keep]
+            if bool((epoch + 1 - best_epoch >= patience).all()):
+                break
+    epochs_run = len(val_acc) if patience is not None else epochs
+    loss_rows = (totals[:epochs_run] / max(1, n // bs)).T.tolist()
+    with torch.no_grad():
+        for nm, t in params.items():
+            if patience is not None:
+                t.copy_(best[nm])
+            t.requires_grad_(False)
+    ends = best_epoch.tolist() if patience is not None else [epochs_run] * k
+    result.history = [History(loss=loss_rows[j], val_acc=[row[j] for row in val_acc], best_epoch=ends[j])
+                      for j in range(k)]
     return result
 
 

@@ -19,10 +19,20 @@ from .data import Split
 
 @dataclass
 class History:
-    """Per-epoch training loss and (when a validation split is given) validation accuracy."""
+    """Per-epoch training loss and (when a validation split is given) validation accuracy.
+
+    With early stopping, ``best_epoch`` is the epoch (1-based) whose weights were kept: the
+    budget the run used. Without it, ``best_epoch`` is the last epoch.
+    """
 
     loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained (early stopping may end a run before its maximum)."""
+        return len(self.loss)
 
 
 def batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
@@ -83,15 +93,18 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
         seed: int = 0, groups: list[dict] | None = None, val: Split | None = None,
         penalty: Callable[[nn.Module], torch.Tensor] | None = None, amp: bool = False,
         on_epoch: Callable[[int, nn.Module], None] | None = None,
-        schedule: str = "constant") -> History:
+        schedule: str = "constant", patience: int | None = None) -> History:
     """Train ``model`` in place with Adam and cross-entropy; return the :class:`History`.
 
     ``groups`` are Adam parameter groups (see :func:`param_groups`); by default every parameter
     with ``requires_grad`` is trained at ``lr``. ``penalty(model)`` is added to every batch loss
     (L2-SP, chapter 2). ``on_epoch(epoch, model)`` runs before each epoch (gradual unfreezing).
     ``schedule``: ``"constant"`` learning rates, or ``"onecycle"`` (see :func:`lr_factor`).
+    ``patience``: stop when validation accuracy has not improved for that many epochs and keep
+    the best epoch's weights (needs ``val``); ``epochs`` is then the maximum.
     """
     check_choice("schedule", schedule, SCHEDULES)
+    _check_patience(patience, val)
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     check_float("lr", lr, 0.0)
@@ -106,6 +119,7 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
         opt, lambda step: lr_factor(schedule, step, epochs * steps_per_epoch))
     gen = epoch_generator(seed, device)
     hist = History()
+    best_acc, best_state = -1.0, None
     for epoch in range(epochs):
         if on_epoch is not None:
             on_epoch(epoch, model)
@@ -125,8 +139,26 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
         hist.loss.append(total.item() / steps)
         if val is not None:
             hist.val_acc.append(evaluate(model, val))
+        if patience is not None:
+            if hist.val_acc[-1] > best_acc:
+                best_acc, hist.best_epoch = hist.val_acc[-1], epoch + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif epoch + 1 - hist.best_epoch >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        hist.best_epoch = len(hist.loss)
     model.eval()
     return hist
+
+
+def _check_patience(patience: int | None, val: object) -> None:
+    """Early stopping needs a validation split and a patience of at least one epoch."""
+    if patience is not None:
+        check_int("patience", patience, 1)
+        if val is None:
+            raise ParameterError("patience needs a validation split: give val=...")
 
 
 @torch.no_grad()
