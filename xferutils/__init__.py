@@ -11,9 +11,9 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 __version__ = "0.1.0"
 
 from . import (claims, config, data, domain, ensemble, framework, metrics, models,  # noqa: E402
-               ledger, numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
+               ledger, negative, numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
 
 show = plotting.show_source
 
-__all__ = ["claims", "config", "data", "domain", "ensemble", "framework", "metrics", "models", "ledger", "numpynet",
+__all__ = ["claims", "config", "data", "domain", "ensemble", "framework", "metrics", "models", "ledger", "negative", "numpynet",
            "peft", "plotting", "progress", "results", "shared_layers", "show", "strategies", "timing", "train"]
