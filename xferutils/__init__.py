@@ -5,7 +5,8 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 (vectorized replicas), ``metrics``, ``claims`` (verdicts on claims), ``plotting``, ``results``, ``timing``,
 ``progress``, ``peft`` (LoRA, adapters),
 ``domain`` (gradient reversal); and per chapter: ``framework`` and ``numpynet`` (chapter 2),
-``strategies`` (chapter 3), ``shared_layers`` (chapter 4). ``bench`` is run as
+``strategies`` (chapter 3), ``shared_layers`` (chapter 4), ``negative`` (chapter 7); ``ledger``
+(the claims ledger) and ``student`` (``python -m xferutils.student``, the student edition). ``bench`` is run as
 ``python -m xferutils.bench``.
 """
 __version__ = "0.1.0"

@@ -40,17 +40,20 @@ class Task:
 
 def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_target: int = 100,
                  n_val: int = 200, n_test: int = 1000, n_source: int = 1000, n_classes: int = 5,
-                 n_features: int = 10, noise: float = 0.5, spread: float = 2.0) -> Task:
+                 n_features: int = 10, noise: float = 0.5, spread: float = 2.0, test_draws: int = 1) -> Task:
     """Seed 004's blobs (centres N(0, spread²), samples N(centre, noise²)), target seen through
     ``I + shift·N(0, 1)``.
 
     ``"as_run"`` calls the generator once per data set, as seed 001's experiments did with 004's
     ``generate_classification_data``: each call draws new class centres, so class ``c`` of the
     test set has nothing to do with class ``c`` of the training set. ``"fixed"`` draws the
-    centres once."""
+    centres once. ``test_draws`` > 1 makes the test set that many calls of ``n_test`` points
+    (under ``"as_run"`` each with its own centres), so that its accuracy is the mean over
+    repetitions of the seed's procedure rather than the luck of one draw."""
     check_choice("protocol", protocol, PROTOCOLS)
     check_float("shift", shift, 0.0)
     check_float("noise", noise, 0.0)
+    check_int("test_draws", test_draws, 1)
     for name, v in (("n_target", n_target), ("n_val", n_val), ("n_test", n_test), ("n_source", n_source)):
         check_int(name, v, n_classes)
     rng = np.random.default_rng(check_int("seed", seed, 0))
@@ -61,13 +64,14 @@ def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_ta
         return rng.standard_normal((n_classes, n_features)) * spread if protocol == "as_run" else centres
 
     source = blobs(draw(), n_source, noise, rng)
-    return Task(source, blobs(draw(), n_target, noise, rng, transform),
-                blobs(draw(), n_val, noise, rng, transform), blobs(draw(), n_test, noise, rng, transform))
+    train_, val = blobs(draw(), n_target, noise, rng, transform), blobs(draw(), n_val, noise, rng, transform)
+    tests = [blobs(draw(), n_test, noise, rng, transform) for _ in range(test_draws)]
+    return Task(source, train_, val, (np.concatenate([t[0] for t in tests]), np.concatenate([t[1] for t in tests])))
 
 
 def fit(net: NumpyNet, data: Data, val: Data, *, lr: float, rng: np.random.Generator,
         lr_mult: Mapping[str, float] | None = None, batch_size: int = 16, max_epochs: int = 300,
-        patience: int = 30, reg: float = 1e-3) -> int:
+        patience: int = 20, reg: float = 1e-3) -> int:
     """Train ``net`` in place until validation accuracy has not improved for ``patience`` epochs;
     keep the best epoch's weights and return that epoch (the budget this run used)."""
     check_int("max_epochs", max_epochs, 1)
@@ -130,14 +134,14 @@ def pretrain_all(seeds: Sequence[int], protocol: str, noise: float, epochs: int 
 
 
 def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[float], *, noise: float,
-                shift: float = 0.1, epochs: int | None = None, max_epochs: int = 300
+                shift: float = 0.1, epochs: int | None = None, max_epochs: int = 300, test_draws: int = 1
                 ) -> dict[float, list[dict[str, float]]]:
     """Seed 001's experiment 2: fine-tune with φ at ``mult`` × the rate, per seed; ``{mult: runs}``.
 
     ``epochs`` fixes the budget (as the seed did); ``None`` stops early on validation."""
     out: dict[float, list[dict[str, float]]] = {float(m): [] for m in mults}
     for s, src in sources.items():
-        task = seed001_data(s, protocol, shift=shift, noise=noise)
+        task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws)
         for m in mults:
             out[float(m)].append(strategy_run(src, task, s, mult=m, epochs=epochs, max_epochs=max_epochs))
     return out
@@ -145,7 +149,7 @@ def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[
 
 def experiment3(sources: Mapping[int, NumpyNet], protocol: str, shifts: Sequence[float], *, noise: float,
                 mult: float = 0.1, lrs: Sequence[float] = (0.1,), epochs: int | None = None,
-                max_epochs: int = 300) -> dict[str, dict[float, list[dict[str, float]]]]:
+                max_epochs: int = 300, test_draws: int = 1) -> dict[str, dict[float, list[dict[str, float]]]]:
     """Seed 001's experiment 3: transfer (fine-tuning, φ at ``mult``) and scratch at each shift.
 
     With several ``lrs`` each method's rate is chosen per seed and shift on validation accuracy
@@ -153,7 +157,7 @@ def experiment3(sources: Mapping[int, NumpyNet], protocol: str, shifts: Sequence
     out: dict[str, dict[float, list[dict[str, float]]]] = {"transfer": {}, "scratch": {}}
     for shift in shifts:
         for s, src in sources.items():
-            task = seed001_data(s, protocol, shift=shift, noise=noise)
+            task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws)
             for method, net in (("transfer", src), ("scratch", None)):
                 runs = [dict(strategy_run(net, task, s, mult=mult, lr=lr, epochs=epochs, max_epochs=max_epochs),
                              lr=lr) for lr in lrs]
