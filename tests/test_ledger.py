@@ -62,10 +62,10 @@ def test_chapter_7_registers_its_claims():
 
 def _family() -> claims.Family:
     fam = claims.Family("synthetic")
-    fam.direction("001-small-lr-pretrained", "seed 001", "small rates win",
+    fam.direction("001-exp2-smaller-rate", "seed 001", "small rates win",
                   [0.9, 0.91, 0.92, 0.9, 0.93], [0.5, 0.52, 0.49, 0.5, 0.51])
     fam.threshold("000-bridging-94", "seed 000", "94 %", [0.7, 0.72, 0.69, 0.71, 0.7], 0.94)
-    fam.value("003-lora-params", "seed 003", "0.1 %", [0.0012], 0.001, tol=0.0005, exact=True)
+    fam.value("003-lora-r16-0.1pct", "seed 003", "0.1 %", [0.0012], 0.001, tol=0.0005, exact=True)
     fam.threshold("004-made-up", "seed 004", "not in the registry", [1.0, 2.0], 0.0)
     return fam
 
@@ -79,14 +79,14 @@ def test_ledger_joins_results_and_registry(tmp_path, monkeypatch):
     found = ledger.load_chapter_claims("smoke")
     assert set(found) == {"03_strategies"}
     rows = {r.entry.id: r for r in ledger.ledger(found)}
-    assert rows["001-small-lr-pretrained"].status == "supported"
+    assert rows["001-exp2-smaller-rate"].status == "supported"
     assert rows["000-bridging-94"].status == "contradicted"
     assert rows["000-bridging-94"].chapter == "03_strategies"
-    assert rows["003-lora-params"].status == "supported"
+    assert rows["003-lora-r16-0.1pct"].status == "supported"
     assert rows["001-exp2-chance"].status == ledger.NOT_MEASURED
     assert rows["002-step-optimality"].status == "untested"
     assert ledger.unregistered(found) == [("03_strategies", "004-made-up")]
-    cells = ledger.row_cells(rows["001-small-lr-pretrained"])
+    cells = ledger.row_cells(rows["001-exp2-smaller-rate"])
     assert len(cells) == len(ledger.HEADER) <= 7
     assert "vs" in cells[2] and cells[3].startswith("[") and cells[4] == "5"
     assert "(claimed 0.94)" in ledger.row_cells(rows["000-bridging-94"])[2]
@@ -132,3 +132,19 @@ def test_ledger_notebook_executes(tmp_path, monkeypatch):
     out = "".join(o.get("data", {}).get("text/markdown", "") + o.get("text", "")
                   for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert ledger.NOT_MEASURED in out and "Error" not in out
+
+
+def test_claims_split_into_parts_count_for_their_entry(tmp_path):
+    fam = claims.Family("parts")
+    fam.direction("004-transfer-beats-scratch-fe", "seed 004", "fe", [0.9, 0.91, 0.92], [0.5, 0.52, 0.49])
+    fam.direction("004-transfer-beats-scratch-ft", "seed 004", "ft", [0.5, 0.52, 0.49], [0.9, 0.91, 0.92])
+    fam.threshold("000-bridging-94-at-90-retention", "seed 000", "x", [0.9, 0.91], 0.94)
+    save_results_at(tmp_path, "02_framework", "book", fam)
+    found = ledger.load_chapter_claims("book", tmp_path)
+    rows = {r.entry.id: r for r in ledger.ledger(found)}
+    row = rows["004-transfer-beats-scratch"]
+    assert len(row.parts) == 2 and row.status == "contradicted: 1 of 2, supported: 1 of 2"
+    assert ledger.row_cells(row)[2] == "2 parts"
+    # an exact id never takes the parts of a longer one
+    assert rows["000-bridging-94"].status == ledger.NOT_MEASURED
+    assert ledger.unregistered(found) == []
