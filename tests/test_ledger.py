@@ -102,10 +102,11 @@ def test_page_builds_without_any_results(tmp_path):
 
 
 def test_page_lists_unregistered_claims(tmp_path):
-    save_results_at(tmp_path, "05_what_works", "book", _family())
+    save_results_at(tmp_path, "03_strategies", "book", _family())
     md = ledger.ledger_markdown("book", tmp_path)
     assert "Measured but not in the registry" in md and "`004-made-up`" in md
-    assert "{doc}`Chapter 5 <05_what_works>`" in md
+    assert "{doc}`Chapter 3 <03_strategies>`" in md
+    assert ledger.chapter_link("09_future") == "Chapter 9"
 
 
 def save_results_at(root: Path, chapter: str, preset: str, fam: claims.Family) -> None:

@@ -40,7 +40,8 @@ class Task:
 
 def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_target: int = 100,
                  n_val: int = 200, n_test: int = 1000, n_source: int = 1000, n_classes: int = 5,
-                 n_features: int = 10, noise: float = 0.5, spread: float = 2.0, test_draws: int = 1) -> Task:
+                 n_features: int = 10, noise: float = 0.5, spread: float = 2.0,
+                 test_draws: int = 1) -> Task:
     """Seed 004's blobs (centres N(0, spread²), samples N(centre, noise²)), target seen through
     ``I + shift·N(0, 1)``.
 
@@ -54,19 +55,23 @@ def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_ta
     check_float("shift", shift, 0.0)
     check_float("noise", noise, 0.0)
     check_int("test_draws", test_draws, 1)
-    for name, v in (("n_target", n_target), ("n_val", n_val), ("n_test", n_test), ("n_source", n_source)):
+    for name, v in (("n_target", n_target), ("n_val", n_val), ("n_test", n_test),
+                    ("n_source", n_source)):
         check_int(name, v, n_classes)
     rng = np.random.default_rng(check_int("seed", seed, 0))
     transform = np.eye(n_features) + rng.standard_normal((n_features, n_features)) * shift
     centres = rng.standard_normal((n_classes, n_features)) * spread
 
     def draw() -> np.ndarray:
-        return rng.standard_normal((n_classes, n_features)) * spread if protocol == "as_run" else centres
+        fresh = protocol == "as_run"
+        return rng.standard_normal((n_classes, n_features)) * spread if fresh else centres
 
     source = blobs(draw(), n_source, noise, rng)
-    train_, val = blobs(draw(), n_target, noise, rng, transform), blobs(draw(), n_val, noise, rng, transform)
+    train_ = blobs(draw(), n_target, noise, rng, transform)
+    val = blobs(draw(), n_val, noise, rng, transform)
     tests = [blobs(draw(), n_test, noise, rng, transform) for _ in range(test_draws)]
-    return Task(source, train_, val, (np.concatenate([t[0] for t in tests]), np.concatenate([t[1] for t in tests])))
+    test = (np.concatenate([t[0] for t in tests]), np.concatenate([t[1] for t in tests]))
+    return Task(source, train_, val, test)
 
 
 def fit(net: NumpyNet, data: Data, val: Data, *, lr: float, rng: np.random.Generator,
