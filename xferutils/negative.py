@@ -279,20 +279,19 @@ def seed001_figure(exp2: Mapping[str, Mapping[float, Sequence[float]]],
 
 
 def claims_table(ids: Sequence[str], claims: Mapping[str, Mapping[str, Mapping[str, object]]]) -> str:
-    """Markdown table of earlier chapters' verdicts by id (claim, measured, seeds, verdict, chapter);
-    a claim no results file carries reads "not measured in this build"."""
-    from .ledger import NOT_MEASURED, REGISTRY, chapter_link, measured_text
+    """Markdown table of earlier chapters' verdicts by registry id (claim, measured, seeds,
+    verdict and chapter), matched as the ledger matches them (a claim split into parts shows
+    its tally); a claim no results file carries reads "not measured in this build"."""
+    from .ledger import NOT_MEASURED, chapter_link, ledger, row_cells
     from .plotting import markdown_table
 
-    registry = {e.id: e for e in REGISTRY}
-    rows = []
+    rows = {r.entry.id: r for r in ledger(claims)}
+    out = []
     for cid in ids:
-        found = next(((ch, cs[cid]) for ch, cs in claims.items() if cid in cs), None)
-        text = registry[cid].claim if cid in registry else cid
-        if found is None:
-            rows.append([f"`{cid}`", text, "–", "–", NOT_MEASURED])
+        r = rows[cid]
+        if r.verdict is None or r.chapter is None:
+            out.append([f"`{cid}`", r.entry.claim, "–", "–", NOT_MEASURED])
             continue
-        ch, v = found
-        rows.append([f"`{cid}`", text, measured_text(v), str(v.get("n", "–")),
-                     f"{v.get('label') or v.get('verdict')} ({chapter_link(ch)})"])
-    return markdown_table(["id", "claim", "measured", "seeds", "verdict (where)"], rows)
+        cells = row_cells(r)
+        out.append([cells[0], r.entry.claim, cells[2], cells[4], f"{r.status} ({chapter_link(r.chapter)})"])
+    return markdown_table(["id", "claim", "measured", "seeds", "verdict (where)"], out)
