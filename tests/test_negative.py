@@ -112,3 +112,8 @@ def test_claims_table_reads_only_claims_by_id():
     assert "supported ({doc}`Chapter 4 <04_shared_layers>`)" in md
     assert "not measured in this build" in md and md.count("\n") == 4
     assert "not shown: 1 of 2, supported: 1 of 2" in md and "2 parts" in md
+
+
+def test_claims_table_refuses_unregistered_ids():
+    with pytest.raises(ParameterError, match="registry"):
+        ng.claims_table(["000-made-up"], {})

@@ -288,7 +288,9 @@ def claims_table(ids: Sequence[str], claims: Mapping[str, Mapping[str, Mapping[s
     rows = {r.entry.id: r for r in ledger(claims)}
     out = []
     for cid in ids:
-        r = rows[cid]
+        r = rows.get(cid)
+        if r is None:
+            raise ParameterError(f"claim id {cid!r} is not in the registry (xferutils.ledger.REGISTRY)")
         if r.verdict is None or r.chapter is None:
             out.append([f"`{cid}`", r.entry.claim, "–", "–", NOT_MEASURED])
             continue
