@@ -115,7 +115,8 @@ REGISTRY: tuple[Entry, ...] = (
     # --- seed 004: framework and NumPy network (chapter 2), strategies (chapter 3)
     _e("004-transfer-beats-scratch", "all transfer strategies beat training from scratch on little data", CH2),
     _e("004-fe-converges-fast", "feature extraction converges fast and stably", CH2),
-    _e("004-full-ft-highest", "full fine-tuning can reach the highest accuracy", CH2),
+    _e("004-ft-highest", "full fine-tuning can reach the highest accuracy", CH2),
+    _e("004-fe-best", "feature extraction is best when source and target are similar", CH2),
     _e("004-transfer-converges-faster", "transfer methods converge faster than from scratch", CH2),
     _e("004-backprop-correct", "the hand-written backpropagation computes the gradient", CH2),
     _e("004-l2sp-forgetting", "L2 toward the pretrained weights prevents forgetting and overfitting", CH3),
