@@ -5,15 +5,16 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 (vectorized replicas), ``metrics``, ``claims`` (verdicts on claims), ``plotting``, ``results``, ``timing``,
 ``progress``, ``peft`` (LoRA, adapters),
 ``domain`` (gradient reversal); and per chapter: ``framework`` and ``numpynet`` (chapter 2),
-``strategies`` (chapter 3), ``shared_layers`` (chapter 4). ``bench`` is run as
+``strategies`` (chapter 3), ``shared_layers`` (chapter 4), ``negative`` (chapter 7); ``ledger``
+(the claims ledger) and ``student`` (``python -m xferutils.student``, the student edition). ``bench`` is run as
 ``python -m xferutils.bench``.
 """
 __version__ = "0.1.0"
 
 from . import (claims, config, data, domain, ensemble, framework, metrics, models,  # noqa: E402
-               numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
+               ledger, negative, numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
 
 show = plotting.show_source
 
-__all__ = ["claims", "config", "data", "domain", "ensemble", "framework", "metrics", "models", "numpynet",
+__all__ = ["claims", "config", "data", "domain", "ensemble", "framework", "metrics", "models", "ledger", "negative", "numpynet",
            "peft", "plotting", "progress", "results", "shared_layers", "show", "strategies", "timing", "train"]
