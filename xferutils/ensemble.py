@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_float, check_int, check_seeds
 from .data import Split
-from .step import ReplicaStep, resolve_engine
+from .step import ENGINES, ReplicaStep, resolve_engine
 from .train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
 
 Params = dict[str, torch.Tensor]
