@@ -209,6 +209,20 @@ def test_engine_choice():
         xu.step.resolve_engine("turbo", cpu)
 
 
+def test_only_graph_safe_objectives_are_recorded():
+    """A CUDA graph would freeze an objective's Python state (a step counter): such objectives
+    run fused unless they declare graph_safe."""
+    cuda = torch.device("cuda")
+    pure = lambda fmodel, xb, yb: fmodel(xb).sum()  # noqa: E731
+    assert xu.step.choose_engine("auto", cuda, xu.ensemble.cross_entropy) == "graph"
+    assert xu.step.choose_engine("auto", cuda, pure) == "fused"
+    pure.graph_safe = True
+    assert xu.step.choose_engine("auto", cuda, pure) == "graph"
+    assert xu.step.choose_engine("auto", torch.device("cpu"), pure) == "eager"
+    with pytest.raises(ParameterError, match="graph_safe"):
+        xu.step.choose_engine("graph", cuda, lambda f, x, y: f(x).sum())
+
+
 def test_foreach_adam_equals_torch_adam():
     torch.manual_seed(0)
     p = torch.randn(2, 5, 3)

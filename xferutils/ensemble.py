@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_float, check_int, check_seeds
 from .data import Split
-from .step import ENGINES, ReplicaStep, resolve_engine
+from .step import ENGINES, ReplicaStep, choose_engine, resolve_engine
 from .train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
 
 Params = dict[str, torch.Tensor]
@@ -118,6 +118,9 @@ def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tens
     return F.cross_entropy(fmodel(xb), yb)
 
 
+cross_entropy.graph_safe = True  # a pure tensor function: it may be recorded in a CUDA graph
+
+
 def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], seeds: Sequence[int], *,
                  epochs: int, lr: float | Sequence[float] = 1e-3, batch_size: int = 256,
                  lr_mult: LrMult | None = None, val: Split | Sequence[Split] | None = None,
@@ -144,7 +147,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
 
     The models may live anywhere: their parameters are stacked on the training data's device.
     ``engine``: ``"eager"`` (the reference), ``"fused"`` (one multi-tensor step) or ``"graph"``
-    (that step captured as a CUDA graph); ``"auto"`` is ``"graph"`` on CUDA, else ``"eager"``.
+    (that step captured as a CUDA graph); ``"auto"`` is ``"graph"`` on CUDA (``"fused"`` for an
+    objective not marked ``graph_safe``, see :mod:`xferutils.step`), else ``"eager"``.
     """
     seeds = check_seeds("seeds", seeds)
     _check_patience(patience, val)
@@ -159,7 +163,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         raise ParameterError(f"lr has {len(lrs)} values but there are {k} replicas")
     x, y = _stack(train, k)
     device = x.device
-    engine = resolve_engine(engine, device)
+    engine = choose_engine(engine, device, objective)
     n = x.shape[-2]
     if n == 0:
         raise ParameterError("train is empty; give at least one training sample")

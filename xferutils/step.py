@@ -14,9 +14,12 @@
 
 ``fused`` is the same step without capture (it runs on the CPU; ``tests/test_ensemble.py``
 checks it against ``eager``). A new set of trained parameters (gradual unfreezing) gets its own
-graph. Objectives and penalties run inside the graph, so they must not read values to the host
-(``.item()``, Python ``if`` on a tensor): :class:`ReplicaStep` then falls back to ``fused``
-with a warning.
+graph. A graph replays the step as it was recorded, so what runs inside it must be a pure
+function of tensors: no values read to the host (``.item()``, a Python ``if`` on a tensor) and
+no Python state that changes from call to call (a step counter in an objective would be frozen at
+its recorded value). Penalties are assumed pure; an objective other than the default
+cross-entropy opts in with an attribute ``graph_safe = True`` (:func:`graph_safe`), otherwise
+``engine="auto"`` runs it ``fused``. A capture that fails falls back to ``fused`` with a warning.
 """
 from __future__ import annotations
 
@@ -47,6 +50,25 @@ def resolve_engine(engine: str, device: torch.device) -> str:
         raise ParameterError(f"engine='graph' needs a CUDA device (the data is on {device.type}); "
                              "use 'fused' or 'eager'")
     return engine
+
+
+def graph_safe(objective: Callable) -> bool:
+    """Whether ``objective`` declared itself safe to record in a CUDA graph (``graph_safe = True``)."""
+    return bool(getattr(objective, "graph_safe", False))
+
+
+def choose_engine(engine: str, device: torch.device, objective: Callable) -> str:
+    """:func:`resolve_engine`, then ``graph`` only for an objective that is :func:`graph_safe`."""
+    from .config import ParameterError
+
+    chosen = resolve_engine(engine, device)
+    if chosen == "graph" and not graph_safe(objective):
+        if engine == "graph":
+            raise ParameterError("engine='graph' replays a recorded step, so the objective must be a pure "
+                                 "tensor function and say so with objective.graph_safe = True; "
+                                 "use engine='fused' or 'auto'")
+        chosen = "fused"
+    return chosen
 
 
 class ReplicaStep:
