@@ -33,3 +33,14 @@ def test_bench_refuses_bad_flags(tmp_path):
         bench.main(["--ks", "0,2", "--json", str(tmp_path / "x.json")])  # refused before any work
     with pytest.raises(SystemExit):
         bench.main(["--ks", "one,two"])
+
+
+def test_timed_and_timers_keep_their_chapter_1_form():
+    """Chapter 1 calls bench.timed / seed_loop / package_fit and reads plain seconds."""
+    import torch
+
+    from xferutils import timing
+    out, secs = bench.timed(lambda: 41 + 1, torch.device("cpu"))
+    assert out == 42 and isinstance(secs, float) and secs >= 0
+    out, t = bench.clocked(lambda: sum(range(10_000)), torch.device("cpu"))
+    assert isinstance(t, timing.Timer) and t.wall >= 0 and t.cpu >= 0
