@@ -149,7 +149,8 @@ class ReplicaStep:
 
     def _capture(self, live: tuple[str, ...]) -> torch.cuda.CUDAGraph | None:
         """Record the step as a CUDA graph (after one warm-up run whose effects are undone)."""
-        saved = [t.clone() for t in self._state()]
+        with torch.no_grad():
+            saved = [t.detach().clone() for t in self._state()]
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         try:
