@@ -77,7 +77,7 @@ class ReplicaStep:
     ``loss(params, buffers, init, xb, yb)`` returns the K losses. ``x``/``y`` are the resident
     training data, shared (n, d) or one split per replica (K, n, d). ``factors[t]`` multiplies
     every rate at global step ``t`` (the schedule). Call :meth:`set_rates` when the rates change
-    (each epoch) and ``step(idx, live)`` with the (K, batch) indices of one batch and the names
+    (each epoch), then call the step with the (K, batch) indices of one batch and the names
     of the parameters trained in it.
     """
 
@@ -125,8 +125,9 @@ class ReplicaStep:
 
     def _body(self, live: tuple[str, ...]) -> None:
         idx = self.idx
-        xb = self.x[idx] if self.x.dim() == 2 else self.x[self.rows, idx]
-        yb = self.y[idx] if self.y.dim() == 1 else self.y[self.rows, idx]
+        shared = self.x.dim() != 3  # as the eager path: (K, n, d) is one split per replica
+        xb = self.x[idx] if shared else self.x[self.rows, idx]
+        yb = self.y[idx] if shared else self.y[self.rows, idx]
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False) \
             if self.amp else nullcontext()
         with amp:
