@@ -1,15 +1,46 @@
 """The benchmark runs end to end at a tiny scale (its timings are not asserted: speed is measured, not tested)."""
 import json
 
+import pytest
+
 import xferutils.bench as bench
+from xferutils.config import ParameterError
 
 
-def test_bench_runs_and_writes_json(tmp_path):
+def test_bench_quick_runs_and_writes_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    res = bench.main(["--seed-epochs", "1", "--epochs", "1", "--replicas", "2", "--limit", "512", "--amp", "off",
-                      "--json", str(out)])
+    res = bench.main(["--quick", "--engines", "auto,fused", "--json", str(out)])
     data = json.loads(out.read_text())
     assert data["rows"][0]["method"].startswith("seed 002 loop")
-    assert len(data["rows"]) == 2 and data["replicas"]["k"] == 2
+    methods = [r["method"] for r in data["rows"]]
+    assert any(m.startswith("xferutils fit (") for m in methods)
+    assert sum(m.startswith("xferutils fit_replicas K=1") for m in methods) == 2  # one per engine
     assert all(r["seconds"] > 0 and 0 <= r["test_acc"] <= 1 for r in data["rows"])
-    assert res["replicas"]["acc_vectorized_mean"] == data["replicas"]["acc_vectorized_mean"]
+    scaling = data["scaling"]
+    assert [(r["k"], r["engine"]) for r in scaling] == [(1, "auto"), (2, "auto"), (1, "fused"), (2, "fused")]
+    assert {r["resolved_engine"] for r in scaling} == {"eager", "fused"}
+    for r in scaling:
+        assert r["ms_per_model_epoch"] == pytest.approx(1000 * r["seconds"] / (r["k"] * r["epochs"]))
+        assert r["max_acc_gap_to_sequential"] < 0.01  # the same models, trained together or in turn
+    assert res["scaling"] == scaling
+    assert "replica scaling" in bench.format_table(res)
+
+
+def test_bench_refuses_bad_flags(tmp_path):
+    with pytest.raises(ParameterError, match="--engines"):
+        bench.main(["--quick", "--engines", "warp", "--json", str(tmp_path / "x.json")])
+    with pytest.raises(ParameterError, match="--ks"):
+        bench.main(["--ks", "0,2", "--json", str(tmp_path / "x.json")])  # refused before any work
+    with pytest.raises(SystemExit):
+        bench.main(["--ks", "one,two"])
+
+
+def test_timed_and_timers_keep_their_chapter_1_form():
+    """Chapter 1 calls bench.timed / seed_loop / package_fit and reads plain seconds."""
+    import torch
+
+    from xferutils import timing
+    out, secs = bench.timed(lambda: 41 + 1, torch.device("cpu"))
+    assert out == 42 and isinstance(secs, float) and secs >= 0
+    out, t = bench.clocked(lambda: sum(range(10_000)), torch.device("cpu"))
+    assert isinstance(t, timing.Timer) and t.wall >= 0 and t.cpu >= 0

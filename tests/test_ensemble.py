@@ -136,3 +136,119 @@ def test_fit_early_stopping_restores_best(mnist):
     h = xu.train.fit(model, train, epochs=30, lr=3e-3, batch_size=100, val=val, patience=2)
     assert h.val_acc[h.best_epoch - 1] == max(h.val_acc) and h.epochs < 30
     assert xu.train.evaluate(model, val) == pytest.approx(max(h.val_acc))
+
+
+# --- engines: the fused step (what a CUDA graph replays) equals the eager reference -------------
+
+def assert_same_replicas(a, b, atol=1e-5):
+    for nm in a.params:
+        assert torch.allclose(a.params[nm], b.params[nm], atol=atol), nm
+    for ha, hb in zip(a.history, b.history):
+        assert ha.loss == pytest.approx(hb.loss, rel=1e-4) and ha.best_epoch == hb.best_epoch
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_fused_step_equals_eager(small, schedule):
+    train, test = small
+    seeds = [0, 1, 2]
+    models = xu.ensemble.replicate(make, seeds)
+    kw = dict(epochs=2, lr=[1e-3, 3e-3, 1e-2], batch_size=100, val=test, schedule=schedule)
+    eager = xu.ensemble.fit_replicas(models, train, seeds, engine="eager", **kw)
+    fused = xu.ensemble.fit_replicas(models, train, seeds, engine="fused", **kw)
+    assert_same_replicas(eager, fused)
+
+
+def test_fused_step_keeps_multipliers_frozen_parameters_and_hooks(small):
+    """Per-replica multiplier lists, the epoch-function form, requires_grad=False, a penalty, an
+    objective and per-replica data all give the eager path's weights."""
+    train, test = small
+    seeds = [0, 1]
+    models = xu.ensemble.replicate(make, seeds)
+    models[1].features[0].requires_grad_(False)
+    splits = [xu.data.sample(train, 300, seed=s) for s in seeds]
+
+    def mult(epoch):
+        return {"features.0": [0.0, 1.0] if epoch == 0 else [1.0, 2.0], "head": 3.0}
+
+    def l2(p, p0):
+        return 0.1 * sum(((p[n] - p0[n]) ** 2).sum() for n in p)
+
+    def smoothed(fmodel, xb, yb):
+        return torch.nn.functional.cross_entropy(fmodel(xb), yb, label_smoothing=0.1)
+
+    kw = dict(epochs=3, lr=2e-3, batch_size=50, lr_mult=mult, penalty=l2, objective=smoothed,
+              val=test, patience=1)
+    eager = xu.ensemble.fit_replicas(models, splits, seeds, engine="eager", **kw)
+    fused = xu.ensemble.fit_replicas(models, splits, seeds, engine="fused", **kw)
+    assert_same_replicas(eager, fused)
+    assert torch.equal(fused.params["features.0.weight"][1], models[1].features[0].weight)
+
+
+def test_onecycle_schedule_matches_fit(small):
+    """The vectorized trainer's schedule is fit's: one replica equals one fit run."""
+    train, _ = small
+    models = xu.ensemble.replicate(make, [4])
+    ref = sequential(models, train, [4], [5e-3], epochs=2, batch_size=128, schedule="onecycle")[0]
+    for engine in ("eager", "fused"):
+        rep = xu.ensemble.fit_replicas(models, train, [4], epochs=2, lr=5e-3, batch_size=128,
+                                       schedule="onecycle", engine=engine)
+        for a, b in zip(ref.parameters(), rep.unstack()[0].parameters()):
+            assert torch.allclose(a, b, atol=1e-5), engine
+    with pytest.raises(ParameterError, match="schedule"):
+        xu.ensemble.fit_replicas(models, train, [4], epochs=1, schedule="cosine")
+
+
+def test_engine_choice():
+    cpu = torch.device("cpu")
+    assert xu.step.resolve_engine("auto", cpu) == "eager"
+    assert xu.step.resolve_engine("auto", torch.device("cuda")) == "graph"
+    assert xu.step.resolve_engine("fused", cpu) == "fused"
+    with pytest.raises(ParameterError, match="engine='graph' needs a CUDA device"):
+        xu.step.resolve_engine("graph", cpu)
+    with pytest.raises(ParameterError, match="engine='turbo'"):
+        xu.step.resolve_engine("turbo", cpu)
+
+
+def test_only_graph_safe_objectives_are_recorded():
+    """A CUDA graph would freeze an objective's Python state (a step counter): such objectives
+    run fused unless they declare graph_safe."""
+    cuda = torch.device("cuda")
+    pure = lambda fmodel, xb, yb: fmodel(xb).sum()  # noqa: E731
+    assert xu.step.choose_engine("auto", cuda, xu.ensemble.cross_entropy) == "graph"
+    assert xu.step.choose_engine("auto", cuda, pure) == "fused"
+    pure.graph_safe = True
+    assert xu.step.choose_engine("auto", cuda, pure) == "graph"
+    assert xu.step.choose_engine("auto", torch.device("cpu"), pure) == "eager"
+    with pytest.raises(ParameterError, match="graph_safe"):
+        xu.step.choose_engine("graph", cuda, lambda f, x, y: f(x).sum())
+
+
+def test_foreach_adam_equals_torch_adam():
+    torch.manual_seed(0)
+    p = torch.randn(2, 5, 3)
+    ref = [torch.nn.Parameter(p[k].clone()) for k in range(2)]
+    opts = [torch.optim.Adam([r], lr=lr) for r, lr in zip(ref, (1e-2, 1e-3))]
+    m, v, count = torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())
+    for _ in range(3):
+        g = torch.randn(2, 5, 3)
+        for k in range(2):
+            ref[k].grad = g[k].clone()
+            opts[k].step()
+        xu.step.foreach_adam([p], [g], [m], [v], [count], [torch.tensor([1e-2, 1e-3])])
+    assert count.item() == 3
+    assert torch.allclose(p, torch.stack([r.detach() for r in ref]), atol=1e-6)
+
+
+# --- device robustness --------------------------------------------------------------------------
+
+def test_models_go_to_the_data_and_placeholders_are_refused(small):
+    train, test = small
+    models = xu.ensemble.replicate(make, [0, 1])
+    models[1] = models[1].to(torch.float32)  # same device here; on a GPU test_cuda mixes devices
+    rep = xu.ensemble.fit_replicas(models, train, [0, 1], epochs=1, val=test)
+    assert rep.device == train.x.device
+    meta = [models[0], make().to("meta")]
+    with pytest.raises(ParameterError, match="meta"):
+        xu.ensemble.fit_replicas(meta, train, [0, 1], epochs=1)
+    with pytest.raises(ParameterError, match="meta"):
+        xu.train.fit(make().to("meta"), train, epochs=1)

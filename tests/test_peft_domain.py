@@ -50,3 +50,15 @@ def test_grad_reverse_inside_vmap():
 def test_dann_lambda_ramp():
     assert xu.domain.dann_lambda(0.0) == 0.0
     assert 0.99 < xu.domain.dann_lambda(1.0) < 1.0
+
+
+def test_lora_and_adapters_follow_the_wrapped_layers_device_and_dtype():
+    """New factors are made where the pretrained layer lives (a GPU model stays on the GPU)."""
+    m = xu.models.MLP([784, 32, 16], 3).to(torch.float64)
+    xu.peft.add_lora(m, rank=2)
+    assert {p.dtype for p in m.parameters()} == {torch.float64}
+    m(torch.rand(2, 784, dtype=torch.float64))  # runs: factors and input agree
+    on_meta = xu.peft.add_adapters(xu.models.MLP([784, 32, 16], 3).to("meta"), bottleneck=4)
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    lora = xu.peft.LoRALinear(torch.nn.Linear(8, 4, device="meta"), rank=2)
+    assert lora.lora_A.is_meta and lora.lora_B.is_meta

@@ -1,12 +1,17 @@
-"""``python -m xferutils.bench``: the package's trainer against seed 002's own loop (chapter 1).
+"""``python -m xferutils.bench``: the package's trainers against seed 002's own loop (chapter 1).
 
 Measured in one process on the same network (784-512-256-128-10, Adam):
+
 1. seed 002's loop as written: torchvision ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
-   (batch 64, Adam 1e-3, 5 epochs), against :func:`xferutils.train.fit` on resident tensors
-   (batch 512, a one-cycle schedule, 3 epochs; fp32 and bf16 autocast) to the same test accuracy
-   (within 0.5 points: the ``same_accuracy`` column);
-2. K replicas trained as one vectorized model against K sequential runs.
-Prints a table and writes JSON.
+   (batch 64, Adam 1e-3, 5 epochs), against :func:`xferutils.train.fit` (the single-model
+   reference; fp32, and bf16 autocast where the CPU/GPU has it) and
+   :func:`xferutils.ensemble.fit_replicas` with one replica (its ``auto`` engine: a CUDA graph
+   on a GPU), both on resident tensors (batch 512, a one-cycle schedule, 3 epochs), to the same
+   test accuracy (within 0.5 points: the ``same_accuracy`` column);
+2. replica scaling: K = 1, 8, 32, 128 replicas trained as one vectorized model, in ms per
+   model-epoch, against sequential :func:`~xferutils.train.fit` runs of the same models.
+
+Prints two tables and writes JSON with every row. ``--quick`` is a seconds-long run (tests).
 """
 from __future__ import annotations
 
@@ -15,29 +20,31 @@ import gzip
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import config, data, ensemble, models, train
+from . import config, data, ensemble, models, timing, train
 from .results import atomic_write_text, results_dir
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def clocked(fn: Callable[[], object], device: torch.device) -> tuple[object, timing.Timer]:
+    """Run ``fn``; return its result and its wall and CPU seconds (:func:`xferutils.timing.timed`).
+
+    On a shared CPU the wall clock counts other people's work too: the tables also give CPU
+    time (user + system of this process), whose ratios are what contention does not inflate.
+    """
+    with timing.timed(device) as t:
+        out = fn()
+    return out, t
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float]:
-    """Run ``fn`` and return its result and wall time in seconds (device synchronised)."""
-    _sync(device)
-    start = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - start
+    """Run ``fn`` and return its result and wall seconds (device synchronised; chapter 1)."""
+    out, t = clocked(fn, device)
+    return out, t.wall
 
 
 def torchvision_root(dest: Path) -> Path:
@@ -57,8 +64,11 @@ def torchvision_root(dest: Path) -> Path:
 
 
 def seed_loop(root: Path, epochs: int, device: torch.device, limit: int | None = None,
-              seed: int = 0) -> tuple[nn.Module, float]:
-    """Seed 002's training loop as written (DataLoader, batch 64, Adam 1e-3); returns model, seconds."""
+              seed: int = 0, timer: timing.Timer | None = None) -> tuple[nn.Module, float]:
+    """Seed 002's training loop as written (DataLoader, batch 64, Adam 1e-3); returns model, seconds.
+
+    ``timer``, if given, receives the wall and CPU seconds of the training loop.
+    """
     from torchvision import datasets, transforms
 
     ds = datasets.MNIST(root=str(root), train=True, transform=transforms.ToTensor())
@@ -81,102 +91,193 @@ def seed_loop(root: Path, epochs: int, device: torch.device, limit: int | None =
                 if i % 100 == 0:
                     loss.item()  # the seed prints the loss every 100 steps: a host sync
 
-    _, seconds = timed(run, device)
-    return model, seconds
+    _, t = clocked(run, device)
+    if timer is not None:
+        timer.wall, timer.cpu = t.wall, t.cpu
+    return model, t.wall
 
 
 def package_fit(mnist: data.MNIST, epochs: int, batch_size: int, lr: float, amp: bool,
-                limit: int | None = None, seed: int = 0, schedule: str = "onecycle") -> tuple[nn.Module, float]:
-    """The package's trainer on resident tensors; returns model, seconds."""
+                limit: int | None = None, seed: int = 0, schedule: str = "onecycle",
+                timer: timing.Timer | None = None) -> tuple[nn.Module, float]:
+    """The package's trainer on resident tensors; returns model, seconds (``timer`` as :func:`seed_loop`)."""
     split = mnist.train if limit is None else data.Split(mnist.train.x[:limit], mnist.train.y[:limit])
     torch.manual_seed(seed)
     model = models.dense_net().to(split.x.device)
-    _, seconds = timed(lambda: train.fit(model, split, epochs=epochs, lr=lr, batch_size=batch_size,
-                                         seed=seed, amp=amp, schedule=schedule), split.x.device)
-    return model, seconds
+    _, t = clocked(lambda: train.fit(model, split, epochs=epochs, lr=lr, batch_size=batch_size,
+                                     seed=seed, amp=amp, schedule=schedule), split.x.device)
+    if timer is not None:
+        timer.wall, timer.cpu = t.wall, t.cpu
+    return model, t.wall
 
 
-def replicas_vs_sequential(mnist: data.MNIST, k: int, epochs: int, batch_size: int, lr: float,
-                           amp: bool, limit: int | None = None) -> dict[str, float]:
-    """K replicas vectorized against K sequential runs of the same models and seeds."""
-    split = mnist.train if limit is None else data.Split(mnist.train.x[:limit], mnist.train.y[:limit])
+def package_replicas(mnist: data.MNIST, epochs: int, batch_size: int, lr: float, amp: bool,
+                     limit: int | None = None, seed: int = 0, engine: str = "auto"
+                     ) -> tuple[ensemble.Replicas, timing.Timer]:
+    """The vectorized trainer with one replica (same model, seed and schedule as :func:`package_fit`)."""
+    split = _limited(mnist.train, limit)
+    init = ensemble.replicate(models.dense_net, [seed])
+    return clocked(lambda: ensemble.fit_replicas(init, split, [seed], epochs=epochs, lr=lr,
+                                                 batch_size=batch_size, amp=amp, schedule="onecycle",
+                                                 engine=engine), split.x.device)
+
+
+def _limited(split: data.Split, limit: int | None) -> data.Split:
+    return split if limit is None else data.Split(split.x[:limit], split.y[:limit])
+
+
+def scaling(mnist: data.MNIST, ks: list[int], epochs: int, batch_size: int, lr: float,
+            engines: list[str], limit: int | None = None, seq_models: int = 8) -> list[dict]:
+    """ms per model-epoch of K replicas trained as one model, against sequential ``fit`` runs.
+
+    The sequential reference trains ``min(seq_models, max(ks))`` of the same models (same
+    initial weights and seeds) one after another with :func:`xferutils.train.fit`; its ms per
+    model-epoch times K is what K sequential runs cost (``speedup`` divides by that).
+    """
+    split = _limited(mnist.train, limit)
     device = split.x.device
-    seeds = list(range(k))
-    init = [m.to(device) for m in ensemble.replicate(models.dense_net, seeds)]
-    rep, t_vec = timed(lambda: ensemble.fit_replicas(init, split, seeds, epochs=epochs, lr=lr,
-                                                     batch_size=batch_size, amp=amp), device)
-    seq_models = [models.dense_net().to(device) for _ in seeds]
-    for m, m0 in zip(seq_models, init):
-        m.load_state_dict(m0.state_dict())
-    _, t_seq = timed(lambda: [train.fit(m, split, epochs=epochs, lr=lr, batch_size=batch_size,
-                                        seed=s, amp=amp) for m, s in zip(seq_models, seeds)], device)
-    acc_vec = rep.evaluate(mnist.test)
-    acc_seq = [train.evaluate(m, mnist.test) for m in seq_models]
-    return {"k": k, "vectorized_s": t_vec, "sequential_s": t_seq, "speedup": t_seq / t_vec,
-            "acc_vectorized_mean": sum(acc_vec) / k, "acc_sequential_mean": sum(acc_seq) / k}
+    n_seq = min(seq_models, max(ks))
+    ref = [m.to(device) for m in ensemble.replicate(models.dense_net, range(n_seq))]
+    _, t_seq = clocked(lambda: [train.fit(m, split, epochs=epochs, lr=lr, batch_size=batch_size, seed=s)
+                                for s, m in enumerate(ref)], device)
+    seq_ms, seq_cpu_ms = (1000 * v / (n_seq * epochs) for v in (t_seq.wall, t_seq.cpu))
+    acc_seq = [train.evaluate(m, mnist.test) for m in ref]
+    rows = []
+    for engine in engines:
+        for k in ks:
+            init = ensemble.replicate(models.dense_net, range(k))
+            rep, t = clocked(lambda: ensemble.fit_replicas(init, split, list(range(k)), epochs=epochs, lr=lr,
+                                                           batch_size=batch_size, engine=engine), device)
+            acc = rep.evaluate(mnist.test)
+            shared = min(k, n_seq)  # replicas also trained sequentially: their accuracies must agree
+            rows.append({"k": k, "engine": engine, "resolved_engine": ensemble.resolve_engine(engine, device),
+                         "epochs": epochs, "images": len(split), "batch_size": batch_size,
+                         "seconds": t.wall, "cpu_seconds": t.cpu,
+                         "ms_per_model_epoch": 1000 * t.wall / (k * epochs),
+                         "cpu_ms_per_model_epoch": 1000 * t.cpu / (k * epochs),
+                         "sequential_ms_per_model_epoch": seq_ms, "sequential_cpu_ms_per_model_epoch": seq_cpu_ms,
+                         "sequential_models": n_seq,
+                         "speedup": seq_ms * k * epochs / (1000 * t.wall),
+                         "cpu_speedup": seq_cpu_ms * k * epochs / max(1000 * t.cpu, 1e-9),
+                         "acc_mean": sum(acc) / k,
+                         "max_acc_gap_to_sequential": max(abs(a - b) for a, b in zip(acc[:shared], acc_seq))})
+    return rows
 
 
 def run_bench(device: str = "auto", seed_epochs: int = 5, epochs: int = 3, batch_size: int = 512,
-              lr: float = 5e-3, replicas: int = 8, replica_epochs: int = 1, limit: int | None = None,
-              amp: str = "auto") -> dict:
+              lr: float = 5e-3, ks: tuple[int, ...] = (1, 8, 32, 128), replica_epochs: int = 2,
+              limit: int | None = None, scaling_limit: int | None = None, amp: str = "auto",
+              engines: tuple[str, ...] = ("auto",), seq_models: int = 8) -> dict:
     """Run every measurement and return the results as a dict."""
     dev = config.get_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(config.physical_cores())
+    config.use_tf32(dev)
     amp_modes = {"auto": [False] + ([True] if config.bf16_supported(dev) else []), "on": [True], "off": [False]}
     mnist = data.load_mnist(device=dev)
     out: dict = {"environment": config.environment_summary(dev), "seed_epochs": seed_epochs,
                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "limit": limit, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
-        model, secs = seed_loop(torchvision_root(Path(tmp)), seed_epochs, dev, limit)
+        secs = timing.Timer()
+        model, _ = seed_loop(torchvision_root(Path(tmp)), seed_epochs, dev, limit, timer=secs)
     seed_acc = train.evaluate(model, mnist.test)
-    out["rows"].append({"method": f"seed 002 loop ({seed_epochs} ep, DataLoader, batch 64, fp32)", "seconds": secs,
-                        "test_acc": seed_acc, "speedup": 1.0})
+    out["rows"].append({"method": f"seed 002 loop ({seed_epochs} ep, DataLoader, batch 64, fp32)",
+                        "seconds": secs.wall, "cpu_seconds": secs.cpu, "test_acc": seed_acc,
+                        "speedup": 1.0, "cpu_speedup": 1.0})
+
+    def row(method: str, t: timing.Timer, acc: float) -> dict:
+        return {"method": method, "seconds": t.wall, "cpu_seconds": t.cpu, "test_acc": acc,
+                "speedup": secs.wall / t.wall, "cpu_speedup": secs.cpu / max(t.cpu, 1e-9),
+                "same_accuracy": abs(acc - seed_acc) <= 0.005 or acc > seed_acc}
+
+    what = f"{epochs} ep, batch {batch_size}, one-cycle"
     for amp_on in amp_modes[amp]:
-        model, t = package_fit(mnist, epochs, batch_size, lr, amp_on, limit)
-        acc = train.evaluate(model, mnist.test)
-        out["rows"].append({"method": f"xferutils fit ({epochs} ep, batch {batch_size}, one-cycle, "
-                                      f"{'bf16' if amp_on else 'fp32'})",
-                            "seconds": t, "test_acc": acc, "speedup": secs / t,
-                            "same_accuracy": abs(acc - seed_acc) <= 0.005 or acc > seed_acc})
-    out["replicas"] = replicas_vs_sequential(mnist, replicas, replica_epochs, 256, 2e-3,
-                                             amp=False, limit=limit)
+        prec = "bf16" if amp_on else "fp32"
+        t = timing.Timer()
+        model, _ = package_fit(mnist, epochs, batch_size, lr, amp_on, limit, timer=t)
+        out["rows"].append(row(f"xferutils fit ({what}, {prec})", t, train.evaluate(model, mnist.test)))
+        for engine in engines:
+            rep, t = package_replicas(mnist, epochs, batch_size, lr, amp_on, limit, engine=engine)
+            name = ensemble.resolve_engine(engine, dev)
+            out["rows"].append(row(f"xferutils fit_replicas K=1 {name} ({what}, {prec})", t,
+                                   rep.evaluate(mnist.test)[0]))
+    out["scaling"] = scaling(mnist, list(ks), replica_epochs, 256, 2e-3, list(engines),
+                             scaling_limit if scaling_limit is not None else limit, seq_models)
     return out
 
 
 def format_table(res: dict) -> str:
-    """The results as a plain-text table."""
-    lines = [res["environment"], f"{'method':<56} {'seconds':>8} {'test acc':>9} {'speedup':>8}"]
+    """The results as two plain-text tables: equal accuracy, then replica scaling."""
+    lines = [res["environment"], f"{'method':<66} {'wall s':>7} {'cpu s':>7} {'test acc':>9} "
+                                 f"{'speedup':>8} {'(cpu)':>7}"]
     for r in res["rows"]:
-        lines.append(f"{r['method']:<56} {r['seconds']:8.2f} {100 * r['test_acc']:8.2f}% "
-                     f"{r['speedup']:7.1f}x")
-    rp = res["replicas"]
-    lines.append(f"{rp['k']} replicas vectorized: {rp['vectorized_s']:.2f}s; sequential: "
-                 f"{rp['sequential_s']:.2f}s; speedup {rp['speedup']:.2f}x "
-                 f"(mean test acc {100 * rp['acc_vectorized_mean']:.2f}% vs "
-                 f"{100 * rp['acc_sequential_mean']:.2f}%)")
+        lines.append(f"{r['method']:<66} {r['seconds']:7.2f} {r['cpu_seconds']:7.2f} "
+                     f"{100 * r['test_acc']:8.2f}% {r['speedup']:7.1f}x {r['cpu_speedup']:6.1f}x")
+    sc = res["scaling"]
+    if sc:
+        lines.append(f"replica scaling ({sc[0]['images']} images, batch {sc[0]['batch_size']}, "
+                     f"{sc[0]['epochs']} epochs; sequential: fit on {sc[0]['sequential_models']} models, "
+                     f"{sc[0]['sequential_ms_per_model_epoch']:.1f} ms per model-epoch)")
+        lines.append(f"{'K':>5} {'engine':>7} {'wall s':>7} {'ms/model-epoch':>15} {'speedup':>8} "
+                     f"{'cpu ms/m-e':>11} {'(cpu)':>7} {'mean acc':>9} {'acc gap':>8}")
+        for r in sc:
+            lines.append(f"{r['k']:>5} {r['resolved_engine']:>7} {r['seconds']:7.2f} "
+                         f"{r['ms_per_model_epoch']:15.2f} {r['speedup']:7.1f}x {r['cpu_ms_per_model_epoch']:11.2f} "
+                         f"{r['cpu_speedup']:6.1f}x {100 * r['acc_mean']:8.2f}% "
+                         f"{100 * r['max_acc_gap_to_sequential']:7.2f}")
     return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+QUICK = {"seed_epochs": 1, "epochs": 1, "ks": [1, 2], "replica_epochs": 1, "limit": 512,
+         "seq_models": 2, "amp": "off"}
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m xferutils.bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", choices=config.DEVICES)
     p.add_argument("--seed-epochs", type=int, default=5, help="epochs of the seed's loop (the seed: 5)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the package's trainer")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the package's trainers")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=5e-3, help="peak of the one-cycle schedule")
-    p.add_argument("--replicas", type=int, default=8)
-    p.add_argument("--replica-epochs", type=int, default=1)
+    p.add_argument("--ks", type=_ints, default=[1, 8, 32, 128], help="replica counts, e.g. 1,8,32,128")
+    p.add_argument("--replica-epochs", type=int, default=2, help="epochs of each scaling run")
+    p.add_argument("--engines", default="auto",
+                   help="fit_replicas engines to time, comma-separated: auto, eager, fused, graph")
+    p.add_argument("--seq-models", type=int, default=8, help="models in the sequential reference")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--scaling-limit", type=int, default=None,
+                   help="training images of the scaling runs (default: --limit; e.g. 6000 on a CPU)")
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--quick", action="store_true",
+                   help="seconds-long smoke run: 512 images, 1 epoch, K = 1, 2, fp32")
     p.add_argument("--json", type=Path, default=None, help="output file (default results/bench/<device>.json)")
     a = p.parse_args(argv)
+    if a.quick:
+        for key, value in QUICK.items():
+            setattr(a, key, value)
     config.check_int("--epochs", a.epochs, 1)
     config.check_int("--seed-epochs", a.seed_epochs, 1)
-    config.check_int("--replicas", a.replicas, 1)
-    if a.limit is not None:
-        config.check_int("--limit", a.limit, 64, 60000)
-    res = run_bench(a.device, a.seed_epochs, a.epochs, a.batch_size, a.lr, a.replicas, a.replica_epochs, a.limit, a.amp)
+    config.check_int("--replica-epochs", a.replica_epochs, 1)
+    config.check_int("--seq-models", a.seq_models, 1)
+    for k in a.ks:
+        config.check_int("--ks", k, 1)
+    if not a.ks:
+        raise config.ParameterError("--ks needs at least one replica count, e.g. 1,8,32,128")
+    engines = [e.strip() for e in a.engines.split(",")]
+    for e in engines:
+        config.check_choice("--engines", e, ensemble.ENGINES)
+    for name in ("limit", "scaling_limit"):
+        if getattr(a, name) is not None:
+            config.check_int(f"--{name.replace('_', '-')}", getattr(a, name), 64, 60000)
+    res = run_bench(a.device, a.seed_epochs, a.epochs, a.batch_size, a.lr, tuple(a.ks), a.replica_epochs,
+                    a.limit, a.scaling_limit, a.amp, tuple(engines), a.seq_models)
     print(format_table(res))
     path = a.json or results_dir() / "bench" / f"{config.get_device(a.device).type}.json"
     atomic_write_text(path, json.dumps(res, indent=2))

@@ -4,6 +4,18 @@ The replicas' parameters are stacked along a leading axis and the forward pass i
 ``torch.func.vmap`` over ``functional_call``; each replica has its own batch order (its seed),
 its own Adam state and its own learning rate. Training K replicas this way gives the same
 result as K calls of :func:`xferutils.train.fit` (see ``tests/test_ensemble.py``).
+
+The trainer contract (shared with :func:`xferutils.train.fit`, the readable single-model
+reference): Adam (betas 0.9/0.999, eps 1e-8) on cross-entropy, batches from a seeded
+``randperm`` per epoch with the last incomplete batch dropped, a ``"constant"`` or
+``"onecycle"`` schedule of the learning rate, per-parameter rate multipliers (0 freezes),
+a penalty added to the loss, and early stopping on ``val`` that keeps the best epoch.
+``fit_replicas`` adds what only many models need: one rate (or multiplier) per replica, an
+``objective`` hook, and per-replica data. Models go to the training data's device.
+
+Two engines run that contract (``engine=``, see :mod:`xferutils.step`): ``"eager"``, the
+reference and the CPU default, and ``"graph"``/``"fused"``, one fused step captured as a CUDA
+graph (the CUDA default).
 """
 from __future__ import annotations
 
@@ -16,9 +28,10 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from .config import ParameterError, check_float, check_int, check_seeds
+from .config import ParameterError, check_choice, check_float, check_int, check_seeds
 from .data import Split
-from .train import History, _check_patience, autocast, epoch_generator
+from .step import ENGINES, ReplicaStep, choose_engine, resolve_engine
+from .train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
 
 Params = dict[str, torch.Tensor]
 LrMult = Mapping[str, float] | Callable[[int], Mapping[str, float]]
@@ -56,11 +69,17 @@ class Replicas:
     def logits(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
         """Logits of every replica, shape (K, n, classes); ``x`` is (n, d) shared or (K, n, d)."""
         in_dim = 0 if x.dim() == 3 else None
+        x = x.to(self.device)
         call = vmap(lambda p, b, xb: functional_call(self.base, (p, b), (xb,)), in_dims=(0, 0, in_dim))
         with torch.no_grad():
             chunks = [call(self.params, self.buffers, x[..., i:i + batch_size, :])
                       for i in range(0, x.shape[-2], batch_size)]
         return torch.cat(chunks, dim=1)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the stacked parameters live."""
+        return next(iter(self.params.values())).device
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted classes, shape (K, n)."""
@@ -69,13 +88,13 @@ class Replicas:
     def evaluate(self, data: Split | Sequence[Split]) -> list[float]:
         """Accuracy of every replica on shared ``data`` or on one split per replica."""
         x, y = _stack(data, len(self))
-        return (self.predict(x) == y).float().mean(-1).tolist()
+        return (self.predict(x) == y.to(self.device)).float().mean(-1).tolist()
 
     def unstack(self) -> list[nn.Module]:
         """The replicas as K ordinary modules (copies, on the parameters' device)."""
         out = []
         for k in range(len(self)):
-            m = copy.deepcopy(self.base).to_empty(device=next(iter(self.params.values())).device)
+            m = copy.deepcopy(self.base).to_empty(device=self.device)
             state = {n: t[k] for n, t in {**self.params, **self.buffers}.items()}
             m.load_state_dict(state)
             out.append(m.eval())
@@ -89,7 +108,8 @@ def _stack(data: Split | Sequence[Split], k: int) -> tuple[torch.Tensor, torch.T
     if len(data) != k or len({len(s) for s in data}) != 1:
         raise ParameterError(f"give one split per replica ({k}), all of one length; got "
                              f"{[len(s) for s in data]}")
-    return torch.stack([s.x for s in data]), torch.stack([s.y for s in data])
+    device = data[0].x.device
+    return torch.stack([s.x.to(device) for s in data]), torch.stack([s.y.to(device) for s in data])
 
 
 def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor,
@@ -98,29 +118,41 @@ def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tens
     return F.cross_entropy(fmodel(xb), yb)
 
 
+cross_entropy.graph_safe = True  # a pure tensor function: it may be recorded in a CUDA graph
+
+
 def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], seeds: Sequence[int], *,
                  epochs: int, lr: float | Sequence[float] = 1e-3, batch_size: int = 256,
                  lr_mult: LrMult | None = None, val: Split | Sequence[Split] | None = None,
                  penalty: Callable[[Params, Params], torch.Tensor] | None = None,
                  objective: Objective = cross_entropy, amp: bool = False,
-                 patience: int | None = None) -> Replicas:
+                 patience: int | None = None, schedule: str = "constant",
+                 engine: str = "auto") -> Replicas:
     """Train same-shaped ``models`` together with Adam, replica k with batch order ``seeds[k]``.
 
     ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
     multipliers of the rate (0 freezes), or is a function of the epoch returning such a map
     (gradual unfreezing). A parameter with ``requires_grad=False`` in a model stays fixed in
-    that replica, whatever ``lr_mult`` says. A multiplier may also be a list with one value per replica, so that
-    strategies that differ only in their rates train together (chapter 3); a replica whose
-    value is 0 keeps that parameter unchanged (its Adam moments still run). ``penalty(params, init)`` is added to each replica's loss, with
-    ``init`` its parameters before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the
-    cross-entropy. ``train``/``val`` are shared splits or one split per replica.
+    that replica, whatever ``lr_mult`` says. A multiplier may also be a list with one value per
+    replica, so that strategies that differ only in their rates train together (chapter 3); a
+    replica whose value is 0 keeps that parameter unchanged (its Adam moments still run).
+    ``penalty(params, init)`` is added to each replica's loss, with ``init`` its parameters
+    before training (L2-SP). ``objective(fmodel, xb, yb)`` replaces the cross-entropy.
+    ``train``/``val`` are shared splits or one split per replica. ``schedule``: ``"constant"``
+    or ``"onecycle"`` (as :func:`xferutils.train.fit`).
 
     ``patience``: early stopping on ``val``. Each replica keeps the weights of its best
     validation epoch (``history[k].best_epoch``); training ends when every replica has gone
     ``patience`` epochs without improving, or after ``epochs``.
+
+    The models may live anywhere: their parameters are stacked on the training data's device.
+    ``engine``: ``"eager"`` (the reference), ``"fused"`` (one multi-tensor step) or ``"graph"``
+    (that step captured as a CUDA graph); ``"auto"`` is ``"graph"`` on CUDA (``"fused"`` for an
+    objective not marked ``graph_safe``, see :mod:`xferutils.step`), else ``"eager"``.
     """
     seeds = check_seeds("seeds", seeds)
     _check_patience(patience, val)
+    check_choice("schedule", schedule, SCHEDULES)
     k = len(seeds)
     if len(models) != k:
         raise ParameterError(f"models has {len(models)} entries but seeds has {k}; give one seed per model")
@@ -131,15 +163,17 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         raise ParameterError(f"lr has {len(lrs)} values but there are {k} replicas")
     x, y = _stack(train, k)
     device = x.device
+    engine = choose_engine(engine, device, objective)
     n = x.shape[-2]
     if n == 0:
         raise ParameterError("train is empty; give at least one training sample")
+    _check_materialised(models)
 
     base = copy.deepcopy(models[0]).to("meta")
     names = [name for name, _ in models[0].named_parameters()]
-    params = {nm: torch.stack([dict(m.named_parameters())[nm].detach() for m in models]).to(device)
+    params = {nm: torch.stack([dict(m.named_parameters())[nm].detach().to(device) for m in models])
               for nm in names}
-    buffers = {nm: torch.stack([dict(m.named_buffers())[nm] for m in models]).to(device)
+    buffers = {nm: torch.stack([dict(m.named_buffers())[nm].to(device) for m in models])
                for nm, _ in models[0].named_buffers()}
     init = {nm: t.clone() for nm, t in params.items()}
     trains = {nm: torch.tensor([float(dict(m.named_parameters())[nm].requires_grad) for m in models],
@@ -157,6 +191,10 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     batched_loss = vmap(loss_one, in_dims=(0, 0, 0, 0, 0), randomness="different")
     gens = [epoch_generator(s, device) for s in seeds]
     bs = min(batch_size, n)
+    per_epoch = n // bs
+    factors = [lr_factor(schedule, t, epochs * per_epoch) for t in range(epochs * per_epoch)]
+    fused = None if engine == "eager" else ReplicaStep(
+        batched_loss, params, buffers, init, x, y, bs, factors, amp=amp, capture=engine == "graph")
     rows = torch.arange(k, device=device)[:, None]
     totals = torch.zeros(epochs, k, device=device)
     val_acc: list[list[float]] = []
@@ -177,20 +215,29 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             raise ParameterError(f"nothing to train in epoch {epoch}: every parameter is frozen")
         for nm, t in params.items():
             t.requires_grad_(nm in live)  # no gradients are computed for frozen parameters
+        if fused is not None:
+            fused.set_rates(rates)
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
-        for i in range(n // bs):
+        for i in range(per_epoch):
             idx = perms[:, i * bs:(i + 1) * bs]
+            if fused is not None:
+                fused(idx, live)
+                continue
             xb = x[idx] if x_dim is None else x[rows, idx]
             yb = y[idx] if x_dim is None else y[rows, idx]
             with autocast(device, amp):
                 losses = batched_loss(params, buffers, init, xb, yb)
             grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in live], allow_unused=True)
+            factor = factors[epoch * per_epoch + i]
             with torch.no_grad():
                 for nm, g in zip(live, grads):
                     if g is not None:
                         steps[nm] += 1
-                        _adam_step(params[nm], g, *state[nm], steps[nm], rates[nm])
+                        rate = rates[nm] if schedule == "constant" else rates[nm] * factor
+                        _adam_step(params[nm], g, *state[nm], steps[nm], rate)
                 totals[epoch] += losses.detach().float()
+        if fused is not None:
+            totals[epoch] = fused.epoch_losses()
         if val is not None:
             val_acc.append(result.evaluate(val))
         if patience is not None:
@@ -204,7 +251,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             if bool((epoch + 1 - best_epoch >= patience).all()):
                 break
     epochs_run = len(val_acc) if patience is not None else epochs
-    loss_rows = (totals[:epochs_run] / max(1, n // bs)).T.tolist()
+    loss_rows = (totals[:epochs_run] / max(1, per_epoch)).T.tolist()
     with torch.no_grad():
         for nm, t in params.items():
             if patience is not None:
@@ -214,6 +261,14 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     result.history = [History(loss=loss_rows[j], val_acc=[row[j] for row in val_acc], best_epoch=ends[j])
                       for j in range(k)]
     return result
+
+
+def _check_materialised(models: Sequence[nn.Module]) -> None:
+    """Models must hold real weights (not ``meta`` placeholders) before they are stacked."""
+    for i, m in enumerate(models):
+        if any(t.is_meta for t in [*m.parameters(), *m.buffers()]):
+            raise ParameterError(f"models[{i}] has parameters on the 'meta' device (no values); "
+                                 "build it on a real device or load its weights first")
 
 
 def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,

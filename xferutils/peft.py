@@ -1,7 +1,8 @@
 """Parameter-efficient updates: LoRA (W + (α/r)·BA) and bottleneck adapters (chapters 2 and 3).
 
 Both start as the identity change: LoRA's ``B`` and the adapter's up-projection are zero, so a
-freshly wrapped network computes exactly what the pretrained one did.
+freshly wrapped network computes exactly what the pretrained one did. The new factors are
+created on the wrapped layer's device and in its dtype, so a model on the GPU stays there.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ class LoRALinear(nn.Module):
         self.rank = check_int("rank", rank, 1, min(base.in_features, base.out_features))
         self.scale = check_float("alpha", alpha, 0.0) / self.rank
         self.base = base.requires_grad_(False)
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        like = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **like))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **like))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,10 +39,12 @@ class LoRALinear(nn.Module):
 class Adapter(nn.Module):
     """Residual bottleneck ``h + W_up σ(W_down h)`` with a zero-initialised up-projection."""
 
-    def __init__(self, dim: int, bottleneck: int = 16) -> None:
+    def __init__(self, dim: int, bottleneck: int = 16, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.down = nn.Linear(check_int("dim", dim, 1), check_int("bottleneck", bottleneck, 1))
-        self.up = nn.Linear(bottleneck, dim)
+        like = {"device": device, "dtype": dtype}
+        self.down = nn.Linear(check_int("dim", dim, 1), check_int("bottleneck", bottleneck, 1), **like)
+        self.up = nn.Linear(bottleneck, dim, **like)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
@@ -64,17 +68,18 @@ def add_lora(model: nn.Module, rank: int = 4, alpha: float = 8.0) -> nn.Module:
 def add_adapters(model: nn.Module, bottleneck: int = 16) -> nn.Module:
     """Insert an :class:`Adapter` after every activation of ``model.features`` (in place).
 
-    The pretrained layers are frozen; the adapters and the head are trainable.
+    The pretrained layers are frozen; the adapters and the head are trainable. Each adapter is
+    created on the device and in the dtype of the linear layer before it.
     """
     model.requires_grad_(False)
     layers: list[nn.Module] = []
-    width = None
+    width, like = None, {}
     for layer in model.features:
         layers.append(layer)
         if isinstance(layer, nn.Linear):
-            width = layer.out_features
+            width, like = layer.out_features, {"device": layer.weight.device, "dtype": layer.weight.dtype}
         elif width is not None:
-            layers.append(Adapter(width, bottleneck))
+            layers.append(Adapter(width, bottleneck, **like))
     model.features = nn.Sequential(*layers)
     model.head.requires_grad_(True)
     return model

@@ -2,6 +2,12 @@
 
 No ``DataLoader``: each epoch is a seeded ``randperm`` of the resident data, cut into batches.
 The loss is accumulated on the device and read once per epoch, so the loop never waits on the host.
+
+:func:`fit` is the readable single-model reference of the trainer contract that
+:func:`xferutils.ensemble.fit_replicas` implements for K models at once (Adam, seeded batch
+order, ``"constant"``/``"onecycle"`` schedule, rate multipliers, penalty, early stopping on
+``val``); the tests check that the two agree, and the benchmark times this one against seed
+002's loop. The model is moved to the training data's device before training.
 """
 from __future__ import annotations
 
@@ -111,6 +117,7 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
     if len(train) == 0:
         raise ParameterError("train is empty; give at least one training sample")
     device = train.x.device
+    to_device(model, device)
     if groups is None:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
     opt = torch.optim.Adam(groups, lr=lr)
@@ -153,6 +160,17 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
     return hist
 
 
+def to_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` (in place, keeping its parameter objects) to ``device``, where the data is.
+
+    A model whose weights are ``meta`` placeholders has no values to move: a clear error.
+    """
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise ParameterError("the model has parameters on the 'meta' device (no values); build it on "
+                             "a real device or load its weights first")
+    return model.to(device)
+
+
 def _check_patience(patience: int | None, val: object) -> None:
     """Early stopping needs a validation split and a patience of at least one epoch."""
     if patience is not None:
@@ -166,11 +184,13 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.
     """Predicted class of every input (argmax of the logits), in eval mode."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    device = next(model.parameters(), x).device
+    out = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
 
 
 def evaluate(model: nn.Module, data: Split) -> float:
     """Accuracy of ``model`` on ``data`` (a fraction in [0, 1])."""
-    return (predict(model, data.x) == data.y).float().mean().item()
+    pred = predict(model, data.x)
+    return (pred == data.y.to(pred.device)).float().mean().item()
