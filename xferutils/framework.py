@@ -22,6 +22,29 @@ from .config import ParameterError, check_float, check_int, check_seeds
 from .data import Split, per_class
 from .metrics import per_class_accuracy, spread
 
+# --- the chapter's parameters ------------------------------------------------------------------
+
+
+def check_parameters(seed0: int, source_digits, target_digits, rotations, noise_stds,
+                     few_shot: int) -> tuple[list[int], list[int], list[float], list[float]]:
+    """Validate chapter 2's knobs before any work (lists may be papermill strings); return the lists."""
+    from .config import check_digits, parse_list
+
+    check_int("seed0", seed0, 0)
+    source_digits = check_digits("source_digits", source_digits)
+    target_digits = check_digits("target_digits", target_digits)
+    if len(source_digits) < 2 or len(target_digits) != len(source_digits):
+        raise ParameterError(f"source_digits and target_digits must have the same length (at least 2); "
+                             f"got {source_digits} and {target_digits}")
+    rotations = [check_float(f"rotations[{i}]", r, -180.0, 180.0)
+                 for i, r in enumerate(parse_list("rotations", rotations))]
+    noise_stds = [check_float(f"noise_stds[{i}]", s, 0.0, 2.0) for i, s in enumerate(parse_list("noise_stds", noise_stds))]
+    if not rotations or not noise_stds:
+        raise ParameterError("rotations and noise_stds must not be empty")
+    check_int("few_shot", few_shot, 1, 500)
+    return source_digits, target_digits, rotations, noise_stds
+
+
 # --- shifts between source and target -------------------------------------------------------
 
 
@@ -69,6 +92,13 @@ def derangement(n: int, seed: int) -> list[int]:
         perm = rng.permutation(n)
         if np.all(perm != np.arange(n)):
             return perm.tolist()
+
+
+def renamed_accuracy(source: ensemble.Replicas, split: Split, perm: Sequence[int]) -> list[float]:
+    """Accuracy of every replica whose output c is renamed ``perm[c]`` on ``split`` (labels
+    already permuted): the source network *is* a network trained on the permuted task."""
+    table = torch.tensor([int(p) for p in perm], device=split.y.device)
+    return (table[source.predict(split.x)] == split.y).float().mean(1).tolist()
 
 
 def permute_labels(split: Split, perm: Sequence[int]) -> Split:
@@ -188,6 +218,7 @@ class ShiftStudy:
     best: int
     predicted: dict[str, list[float]]
     digits: list[int]
+    perm: list[int]
 
     @property
     def label_shift_names(self) -> list[str]:
@@ -225,8 +256,8 @@ class ShiftStudy:
 
     def add_claims(self, family) -> None:
         """``ch2-label-shift-predicted-<digit>``: measured equals predicted within 1 point."""
-        for name, c in zip(self.label_shift_names, (self.worst, self.best)):
-            family.value(f"ch2-label-shift-predicted-{self.digits[c]}", "book",
+        for name, c, slug in zip(self.label_shift_names, (self.worst, self.best), ("hardest", "easiest")):
+            family.value(f"ch2-label-shift-predicted-{slug}", "book",
                          f"under label shift toward digit {self.digits[c]} the accuracy is "
                          "Σ π_c·acc_c within 1 point", _pct(np.subtract(self.accuracy[name],
                                                                           self.predicted[name])),
@@ -256,11 +287,12 @@ def measure_shifts(source: ensemble.Replicas, val: Split, test: Split, digits: S
                "noise σ=0.4": covariate_shift(test, "noise", 0.4, seed=seed)}
     for c in (worst, best):
         targets[f"label shift → {digits[c]}"] = label_shift(test, skewed_priors(n_cls, c), n_label_shift, seed)
-    targets["permuted labels"] = permute_labels(test, derangement(n_cls, seed))
+    perm = derangement(n_cls, seed)
+    targets["permuted labels"] = permute_labels(test, perm)
     acc = {name: source.evaluate(split) for name, split in targets.items()}
     predicted = {f"label shift → {digits[c]}": [prior_accuracy(pc, skewed_priors(n_cls, c)) for pc in per_val]
                  for c in (worst, best)}
-    return ShiftStudy(targets, acc, per_val, worst, best, predicted, list(digits))
+    return ShiftStudy(targets, acc, per_val, worst, best, predicted, list(digits), perm)
 
 
 @dataclass
@@ -627,3 +659,18 @@ def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_") -> dict[str
             words = v.says("holds", "fails", f"is not shown with {v.n} seed{'s' if v.n != 1 else ''}")
         out[f"w_{key}"] = words
     return out
+
+
+def claims_table(verdicts: Mapping[str, object], ids: Sequence[str] | None = None) -> str:
+    """Markdown: each claim's id, text, measured difference (claimed − reference or value − claimed)
+    with its 95 % interval, seeds and verdict (Holm-corrected over the chapter's family)."""
+    from .plotting import markdown_table
+
+    rows = []
+    for cid in ids if ids is not None else list(verdicts):
+        v = verdicts[cid]
+        d = 2 if v.unit == "" else 1
+        unit = {"pts": " pts", "%": " %", "epochs": " epochs"}.get(v.unit, "")
+        ci = "" if v.ci[0] == v.ci[1] else f" [{v.ci[0]:+.{d}f}, {v.ci[1]:+.{d}f}]"
+        rows.append([f"`{cid}`", v.text, f"{v.difference:+.{d}f}{unit}{ci}", v.n, f"**{v.label}**"])
+    return markdown_table(["id", "claim", "difference (95 % CI)", "seeds", "verdict"], rows, "llrrl")

@@ -375,20 +375,6 @@ def add_claims(family, row: dict) -> list[str]:
     return ids
 
 
-def claims_table(verdicts: Mapping[str, object], ids: Sequence[str]) -> str:
-    """Markdown: each claim's text, the paired difference with its 95 % interval, n and verdict."""
-    from .plotting import markdown_table
-
-    rows = []
-    for cid in ids:
-        v = verdicts[cid]
-        unit = " pts" if v.unit == "pts" else f" {v.unit}"
-        rows.append([f"`{cid}`", v.text, f"{v.difference:+.1f}{unit} [{v.ci[0]:+.1f}, {v.ci[1]:+.1f}]",
-                     v.n, f"**{v.label}**"])
-    return markdown_table(["id", "claim", "difference (95 % CI)", "seeds", "verdict (Holm)"], rows,
-                          align="llrrl")
-
-
 def results_table(summary: Mapping[str, dict]) -> str:
     """Markdown: per setting, the references and each strategy's 004-score / **held-out** accuracy (%)."""
     from .plotting import markdown_table
@@ -464,3 +450,18 @@ def strategy_figure(settings: Mapping[str, Sequence[dict]]):
         ax_bar.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def glue_values(summary: Mapping[str, dict], seed004: str, corrected: str) -> dict:
+    """The numbers chapter 2's prose quotes about the two protocols (accuracies in %)."""
+    s4, sc = summary[seed004], summary[corrected]
+    tests = {k: 100 * sc[k]["test"].mean for k in STRATEGIES}
+    return {"np_asis_004": 100 * s4["source_as_is"].mean,
+            "np_train_min_004": 100 * min(s4[k]["train"].mean for k in STRATEGIES),
+            "np_test_min_004": 100 * min(s4[k]["test"].mean for k in STRATEGIES),
+            "np_asis_corr": 100 * sc["source_as_is"].mean, "np_oracle_corr": 100 * sc["oracle"].mean,
+            "np_best_corr": max(tests.values()), "np_worst_corr": min(tests.values()),
+            "np_scratch_train_corr": 100 * sc["From scratch"]["train"].mean,
+            "np_scratch_test_corr": tests["From scratch"],
+            "np_epochs_min_corr": min(sc[k]["epochs"].mean for k in STRATEGIES),
+            "np_epochs_max_corr": max(sc[k]["epochs"].mean for k in STRATEGIES)}
