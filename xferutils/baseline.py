@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ParameterError, check_float, check_int
+from .config import ParameterError, Run, check_float, check_int
 from .data import MNIST, Split
 from .ensemble import Replicas
 from .metrics import Spread, per_class_accuracy
@@ -113,12 +113,13 @@ def per_class_figure(per_class_acc: np.ndarray):
     return fig
 
 
-def measure_speed(mnist: MNIST, device: torch.device, batch_size: int, lr: float, amp: bool,
-                  limit: int | None = None) -> dict[str, float]:
+def measure_speed(mnist: MNIST, run: Run, batch_size: int, lr: float, amp: bool) -> dict[str, float]:
     """Seconds per epoch of seed 002's loop (DataLoader, batch 64) and of the book's single-model
-    trainer in fp32 (and bf16 when ``amp``), each timed once on ``limit`` images (all if None)."""
+    trainer in fp32 (and bf16 when ``amp``), each timed once on ``run.device`` (at ``smoke`` on
+    2,048 images only)."""
     from . import bench
 
+    device, limit = run.device, run.pick(smoke=2048, book=None, full=None)
     with tempfile.TemporaryDirectory() as tmp:
         _, seed_s = bench.seed_loop(bench.torchvision_root(Path(tmp)), 1, device, limit)
     out = {"seed loop (DataLoader, batch 64)": seed_s,
@@ -143,10 +144,14 @@ def glue_values(acc: Spread, rep: Replicas, per_class_acc: np.ndarray, speed: Ma
     mean = per_class_acc.mean(0)
     seed_s = next(iter(speed.values()))
     kept = [h.best_epoch for h in rep.history]
+    n = min(len(h.val_acc) for h in rep.history)
+    curves = 100 * np.array([h.val_acc[:n] for h in rep.history])
+    gain = float(curves[:, -1].mean() - curves[:, -2].mean()) if n > 1 else float("nan")
     return {"acc_mean": 100 * acc.mean, "acc_std": 100 * acc.std, "acc_ci": 100 * acc.ci95,
             "n_seeds": acc.n, "n_train": n_train, "n_val": n_val, "train_s": seconds,
             "epochs_max": max(len(h.loss) for h in rep.history),
             "kept_min": min(kept), "kept_max": max(kept), "anchor": ANCHOR,
+            "val_gain_last": gain, "val_std_last": float(curves[:, -1].std(ddof=1)) if len(curves) > 1 else 0.0,
             "worst_digit": int(mean.argmin()), "worst_acc": 100 * mean.min(),
             "best_digit": int(mean.argmax()), "best_acc": 100 * mean.max(),
             "seed_epoch_s": seed_s, "fp32_speedup": seed_s / list(speed.values())[1],

@@ -427,13 +427,13 @@ def transfer_to_new_tasks(source: ensemble.Replicas, tasks: Mapping[str, tuple[S
 
         heads = ensemble.fit_replicas(
             [m.to(device) for m in ensemble.replicate(lambda: models.MLP([backbones[0].feature_dim], n_cls), seeds)],
-            embedded(shots), seeds, epochs=max_epochs, lr=1e-2, batch_size=128, val=embedded(vals),
+            embedded(shots), seeds, epochs=max_epochs, lr=1e-2, batch_size=32, val=embedded(vals),
             patience=patience)
         nets = _with_new_heads(source, seeds[0] + t, device) + [
             m.to(device) for m in ensemble.replicate(lambda: models.dense_net(n_cls), [1000 * (t + 1) + s for s in seeds])]
         k = len(seeds)
         few = ensemble.fit_replicas(nets, shots + shots, list(range(2 * k)), epochs=max_epochs, lr=1e-3,
-                                    batch_size=128, val=vals + vals, patience=patience)
+                                    batch_size=32, val=vals + vals, patience=patience)
         tuned_scratch = few.evaluate(test)
         scores, n_up = upper[task]
         acc[task] = {"source model as is": source.evaluate(test)} if task.startswith("permuted") else {}
