@@ -169,7 +169,7 @@ def test_add_claims_decides_known_outcomes_through_the_family():
     summ = npn.summarise({"c": runs})["c"]
     fam = xu.claims.Family("t")
     ids = npn.add_claims(fam, summ)
-    assert len(ids) == len(set(ids)) == len(fam) == 18
+    assert len(ids) == len(set(ids)) == len(fam) == 16
     v = fam.verdicts()
     assert v["004-transfer-beats-scratch-fe"].verdict == "supported"
     assert v["004-ft-highest-vs-fe"].verdict == "supported"

@@ -242,8 +242,10 @@ class ShiftStudy:
         from .plotting import show_digits
 
         x = torch.cat([s.x[:n] for s in self.targets.values()])
-        labels = [f"{name.split(' (')[0][:11]}: {y}" for name, s in self.targets.items()
-                  for y in s.y[:n].tolist()]
+        short = {"source test": "source", "rotated 45°": "rot 45°", "noise σ=0.4": "noise",
+                 "permuted labels": "permuted"}
+        tags = [short.get(name, name.replace("label shift → ", "prior→")) for name in self.targets]
+        labels = [f"{tag}: {y}" for tag, s in zip(tags, self.targets.values()) for y in s.y[:n].tolist()]
         return show_digits(x, labels, ncols=n)
 
     def label_shift_table(self) -> str:

@@ -331,7 +331,8 @@ def add_claims(family, row: dict) -> list[str]:
     """Register seed 004's six claims (split into paired comparisons) and the book's headroom
     claims, measured on one setting of :func:`summarise`, in ``family``; return their ids.
 
-    Ids: ``004-transfer-beats-scratch-<s>``, ``004-ft-highest-vs-<s>``, ``004-fe-best-vs-<s>``,
+    Ids: ``004-transfer-beats-scratch-<s>``, ``004-ft-highest-vs-<s>``, ``004-fe-best-vs-<s>``
+    (the rivals other than scratch: that comparison is ``004-transfer-beats-scratch-<s>``),
     ``004-dft-beats-ft``, ``004-fe-converges-fast``, ``004-transfer-converges-faster-<s>``;
     ``ch2-np-<s>-beats-as-is`` and ``ch2-np-headroom`` (oracle above the source model as is).
     """
@@ -352,7 +353,7 @@ def add_claims(family, row: dict) -> list[str]:
         direction(f"004-transfer-beats-scratch-{SHORT[k]}", f"{k} beats training from scratch "
                   "with little target data", acc(k), acc("From scratch"), unit="pts")
     for who, slug in (("Full fine-tuning", "ft-highest"), ("Feature extraction", "fe-best")):
-        for k in STRATEGIES:
+        for k in transfer:  # against scratch: the comparisons of 004-transfer-beats-scratch-*
             if k != who:
                 direction(f"004-{slug}-vs-{SHORT[k]}", f"{who} is more accurate than {k}",
                           acc(who), acc(k), unit="pts")
