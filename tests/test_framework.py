@@ -1,4 +1,5 @@
 """Tests of xferutils.framework (chapter 2): shifts, objective helpers, parameter counts, proxy A-distance."""
+import numpy as np
 import pytest
 import torch
 
@@ -288,3 +289,13 @@ def test_verdict_glue_and_claims_table_follow_the_verdicts():
     assert g["w_px"] == "fails"
     t = fw.claims_table(v)
     assert t.count("\n") == 5 and "**contradicted**" in t and "`a-wins`" in t
+
+
+def test_bound_claim_ignores_the_unshifted_point():
+    curves = {"rotate": {"strength": [0, 30], "d_A": np.array([[0.0, 0.0], [1.0, 1.2]]),
+                         "target_error": np.array([[0.02, 0.03], [0.2, 0.25]])}}
+    study = fw.BoundStudy(curves, np.array([0.05, 0.04]))  # at 0 the margin is +0.03 / +0.01
+    fam = xu.claims.Family("t")
+    study.add_claims(fam)
+    # margins at 30°: 0.05 + 0.5 - 0.2 = 0.35 and 0.04 + 0.6 - 0.25 = 0.39 (in points ×100)
+    assert fam.claims[0].values == pytest.approx((35.0, 39.0))
