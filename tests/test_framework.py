@@ -299,3 +299,11 @@ def test_bound_claim_ignores_the_unshifted_point():
     study.add_claims(fam)
     # margins at 30°: 0.05 + 0.5 - 0.2 = 0.35 and 0.04 + 0.6 - 0.25 = 0.39 (in points ×100)
     assert fam.claims[0].values == pytest.approx((35.0, 39.0))
+
+
+def test_affordable_n_caps_label_shift_to_the_images_there_are():
+    s = toy_split(n_per_class=10, n_classes=2)
+    assert fw.affordable_n(s, [0.5, 0.5], 15) == 15
+    assert fw.affordable_n(s, [0.8, 0.2], 100) == 12  # 10 images of class 0 / 0.8
+    shifted = fw.label_shift(s, [0.8, 0.2], fw.affordable_n(s, [0.8, 0.2], 100), seed=0)
+    assert len(shifted) == 12

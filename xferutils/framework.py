@@ -78,6 +78,14 @@ def label_shift(split: Split, priors: Sequence[float], n: int, seed: int) -> Spl
                      name=f"n={n} with priors {[round(float(v), 3) for v in p]}")
 
 
+def affordable_n(split: Split, priors: Sequence[float], n: int) -> int:
+    """``n``, lowered if needed so that :func:`label_shift` can draw every class of ``split``
+    without replacement (class c needs n·priors[c] images)."""
+    counts = torch.bincount(split.y.cpu(), minlength=len(priors)).tolist()
+    limit = min(int(k / p) for k, p in zip(counts, priors) if p > 0)
+    return max(1, min(check_int("n", n, 1), limit))
+
+
 def prior_accuracy(per_class: Sequence[float], priors: Sequence[float]) -> float:
     """Accuracy expected under label shift: Σ_c π_T(c)·acc_c (P(X|Y) unchanged, chapter 2)."""
     p = check_priors(priors, len(per_class))
@@ -288,7 +296,8 @@ def measure_shifts(source: ensemble.Replicas, val: Split, test: Split, digits: S
                "rotated 45°": covariate_shift(test, "rotate", 45),
                "noise σ=0.4": covariate_shift(test, "noise", 0.4, seed=seed)}
     for c in (worst, best):
-        targets[f"label shift → {digits[c]}"] = label_shift(test, skewed_priors(n_cls, c), n_label_shift, seed)
+        priors = skewed_priors(n_cls, c)
+        targets[f"label shift → {digits[c]}"] = label_shift(test, priors, affordable_n(test, priors, n_label_shift), seed)
     perm = derangement(n_cls, seed)
     targets["permuted labels"] = permute_labels(test, perm)
     acc = {name: source.evaluate(split) for name, split in targets.items()}
@@ -335,7 +344,7 @@ def label_shift_distance(test: Split, priors: Sequence[float], seeds: Sequence[i
     """Proxy A-distance between a random half of ``test`` and the other half resampled with
     ``priors``, beside the same two halves unchanged and the two halves in file order."""
     a, b = random_halves(test, seed)
-    shifted = label_shift(b, priors, n, seed)
+    shifted = label_shift(b, priors, affordable_n(b, priors, n), seed)
     half = len(test) // 2
     d = proxy_a_distances([(a.x, shifted.x), (a.x, b.x), (test.x[:half], test.x[half:])], seeds, n=n)
     return LabelShiftDistance(*d)
