@@ -307,3 +307,13 @@ def test_affordable_n_caps_label_shift_to_the_images_there_are():
     assert fw.affordable_n(s, [0.8, 0.2], 100) == 12  # 10 images of class 0 / 0.8
     shifted = fw.label_shift(s, [0.8, 0.2], fw.affordable_n(s, [0.8, 0.2], 100), seed=0)
     assert len(shifted) == 12
+
+
+def test_label_shift_distance_when_the_skewed_class_is_scarce():
+    s = toy_split(n_per_class=30, n_classes=3)
+    d = fw.label_shift_distance(s, [0.8, 0.1, 0.1], [0, 1], n=40, seed=0)  # a half has ~15 of class 0
+    assert d.shifted.shape == d.same.shape == d.file_order.shape == (2,)
+    assert set(d.glue_values()) >= {"dA_labelshift", "dA_same", "dA_order_std"}
+    fam = xu.claims.Family("t")
+    d.add_claims(fam)
+    assert fam.claims[0].id == "003-label-shift-keeps-px"

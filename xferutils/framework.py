@@ -344,7 +344,8 @@ def label_shift_distance(test: Split, priors: Sequence[float], seeds: Sequence[i
     """Proxy A-distance between a random half of ``test`` and the other half resampled with
     ``priors``, beside the same two halves unchanged and the two halves in file order."""
     a, b = random_halves(test, seed)
-    shifted = label_shift(b, priors, affordable_n(b, priors, n), seed)
+    n = affordable_n(b, priors, n)
+    shifted = label_shift(b, priors, n, seed)
     half = len(test) // 2
     d = proxy_a_distances([(a.x, shifted.x), (a.x, b.x), (test.x[:half], test.x[half:])], seeds, n=n)
     return LabelShiftDistance(*d)
