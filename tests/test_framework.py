@@ -1,4 +1,5 @@
 """Tests of xferutils.framework (chapter 2): shifts, objective helpers, parameter counts, proxy A-distance."""
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,178 @@ def test_proxy_a_distance_separable_domains_is_near_two():
 def test_proxy_a_distances_rejects_empty_pairs():
     with pytest.raises(ParameterError, match="pairs"):
         fw.proxy_a_distances([], [0])
+
+
+# --- chapter 2's studies and builders ------------------------------------------------------------
+
+def tiny_source(seeds=(0, 1), n_classes=3):
+    data = toy_split(n_per_class=40, n_classes=n_classes)
+    nets = xu.ensemble.replicate(lambda: xu.models.dense_net(n_classes), list(seeds))
+    return xu.ensemble.fit_replicas(nets, data, list(seeds), epochs=1, batch_size=64), data
+
+
+def test_check_parameters_validates_every_knob():
+    out = fw.check_parameters(0, [0, 1], "[2, 3]", "[0, 45]", [0.0, 0.1], 5)
+    assert out == ([0, 1], [2, 3], [0.0, 45.0], [0.0, 0.1])
+    with pytest.raises(ParameterError, match="same length"):
+        fw.check_parameters(0, [0, 1, 2], [3, 4], [0], [0.0], 5)
+    with pytest.raises(ParameterError, match="rotations"):
+        fw.check_parameters(0, [0, 1], [2, 3], [400], [0.0], 5)
+    with pytest.raises(ParameterError, match="few_shot"):
+        fw.check_parameters(0, [0, 1], [2, 3], [0], [0.0], 0)
+
+
+def test_skewed_priors():
+    p = fw.skewed_priors(5, 2, 0.6)
+    assert p[2] == 0.6 and sum(p) == pytest.approx(1.0) and p[0] == pytest.approx(0.1)
+    with pytest.raises(ParameterError, match="c"):
+        fw.skewed_priors(5, 5)
+
+
+def test_random_halves_are_disjoint_and_cover_the_split():
+    s = Split(torch.arange(10.0)[:, None], torch.arange(10))
+    a, b = fw.random_halves(s, seed=0)
+    assert len(a) == len(b) == 5
+    assert sorted(a.y.tolist() + b.y.tolist()) == list(range(10))
+
+
+def test_measure_shifts_predicts_label_shift_from_validation_images():
+    source, data = tiny_source()
+    val, test = fw.random_halves(data, seed=1)
+    study = fw.measure_shifts(source, val, test, [4, 5, 6], n_label_shift=20, seed=0)
+    assert list(study.targets)[:3] == ["source test", "rotated 45°", "noise σ=0.4"]
+    assert len(study.label_shift_names) == 2 and "permuted labels" in study.targets
+    assert study.per_class_val.shape == (2, 3)
+    expected = [fw.prior_accuracy(pc, fw.skewed_priors(3, study.worst)) for pc in study.per_class_val]
+    assert study.predicted[study.label_shift_names[0]] == pytest.approx(expected)
+    assert sorted(study.perm) == [0, 1, 2] and all(p != i for i, p in enumerate(study.perm))
+    fam = xu.claims.Family("t")
+    study.add_claims(fam)
+    assert {c.id for c in fam.claims} == {"ch2-label-shift-predicted-hardest", "ch2-label-shift-predicted-easiest"}
+    g = study.glue_values()
+    assert g["chance"] == pytest.approx(100 / 3) and "ls_pred_worst" in g and "acc_perm" in g
+    assert "| label shift" in study.label_shift_table()
+
+
+def test_renamed_accuracy_equals_accuracy_on_the_original_labels():
+    source, data = tiny_source()
+    perm = [2, 0, 1]
+    renamed = fw.renamed_accuracy(source, fw.permute_labels(data, perm), perm)
+    assert renamed == pytest.approx(source.evaluate(data))
+
+
+def test_transfer_to_new_tasks_trains_three_methods_with_early_stopping():
+    source, data = tiny_source()
+    pool, pool_val = fw.random_halves(data, seed=0)
+    study = fw.transfer_to_new_tasks(source, {"new digits": (pool, pool_val, data)}, [0, 1], few_shot=5,
+                                     max_epochs=4, patience=1, upper={"new digits": ([0.9, 0.8], 100)})
+    row = study.accuracy["new digits"]
+    assert "source model as is" not in row  # not defined for a new label space
+    assert set(fw.TRANSFER_METHODS) <= set(row) and row["upper reference"] == [0.9, 0.8]
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in row.values())
+    assert all(1 <= e <= 4 for v in study.epochs["new digits"].values() for e in v)
+    assert "— (not defined)" not in study.table() and study.table().count("\n") == 2
+    fam = xu.claims.Family("t")
+    study.add_claims(fam)
+    assert {c.id for c in fam.claims} == {"ch2-frozen-vs-scratch-new", "ch2-tuned-vs-scratch-new"}
+    assert study.glue_values()["full_new"] == pytest.approx(85.0)
+
+
+def test_tables_for_the_page_fit_seven_columns():
+    archs = {"dense": xu.models.dense_net, "deep": xu.models.deep_nn}
+    t = fw.architecture_table(archs)
+    assert "| dense | 4 | 784 → 128 | 566,144 | 1,290 |" in t
+    m = fw.multiplier_table(xu.models.dense_net(5), gamma=0.5, epochs=4)
+    assert "| `features.0` | 0.125 | frozen | frozen | frozen | train |" in m
+    rows = fw.parameter_table(archs, ranks=(16,), bottlenecks=(8,))
+    p = fw.parameter_markdown(rows)
+    assert all(line.count("|") - 1 <= 7 for line in (t + "\n" + m + "\n" + p).splitlines())
+
+
+def test_efficiency_claims_are_exact_and_decided():
+    rows = fw.parameter_table({"dense": xu.models.dense_net}, ranks=(16,), bottlenecks=(8, 32))
+    fam = xu.claims.Family("t")
+    pct = fw.add_efficiency_claims(fam, rows, "dense")
+    v = fam.verdicts()
+    assert pct["LoRA r=16"] > 5 and v["003-lora-r16-0.1pct"].verdict == "contradicted"
+    assert v["003-adapters-1-5pct-b8"].verdict == ("supported" if 1 <= pct["adapters b=8"] <= 5 else "contradicted")
+    assert v["003-adapters-1-5pct-b32"].verdict == "contradicted"  # about 10 %
+
+
+def test_identity_at_init_is_zero():
+    lora_gap, adapter_gap = fw.identity_at_init(torch.nn.Linear(20, 8), torch.randn(16, 20))
+    assert lora_gap == 0.0 and adapter_gap == 0.0
+
+
+def test_measure_bound_shapes_claims_and_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    source, data = tiny_source()
+    bound = fw.measure_bound(source, data, {"rotate": [0, 90], "noise": [0.0, 0.5]}, [0, 1], n=40, epochs=2, seed=0)
+    assert bound.curves["rotate"]["d_A"].shape == (2, 2) and bound.curves["noise"]["target_error"].shape == (2, 2)
+    assert bound.source_error.shape == (2,)
+    fam = xu.claims.Family("t")
+    bound.add_claims(fam)
+    assert len(fam) == 2
+    g = bound.glue_values()
+    assert g["rot_max"] == "90" and g["noise_max"] == 0.5
+    fig = bound.figure()
+    assert len(fig.axes) == 2 and "%" in fig.axes[0].get_ylabel() and fig.get_size_inches()[0] <= 10
+
+
+def test_framework_diagram_draws_one_row_per_strategy():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    plain = fw.framework_diagram(("a", "b", "c"))
+    rows = fw.framework_diagram(strategies=fw.DIAGRAM_STRATEGIES)
+    n_layers = 4
+    assert len(rows.axes[0].patches) - len(plain.axes[0].patches) >= len(fw.DIAGRAM_STRATEGIES) * n_layers
+    texts = [t.get_text() for t in rows.axes[0].texts]
+    assert "feature extractor φ" in texts and "head g" in texts
+    assert all(s in texts for s in fw.DIAGRAM_STRATEGIES)
+
+
+def test_verdict_glue_and_claims_table_follow_the_verdicts():
+    fam = xu.claims.Family("t")
+    fam.direction("a-wins", "book", "a beats b", [0.9, 0.91, 0.92, 0.93], [0.5, 0.5, 0.51, 0.5], unit="pts")
+    fam.direction("tie", "book", "c beats d", [0.5, 0.6, 0.4, 0.5], [0.5, 0.4, 0.6, 0.5], unit="pts")
+    fam.direction("slow", "book", "fewer epochs", [10, 11, 10, 12], [3, 3, 4, 3], expect="less", unit="epochs")
+    fam.value("px", "seed 003", "equal", [0.5, 0.6, 0.55, 0.52], 0.0, tol=0.1)
+    v = fam.verdicts()
+    g = fw.verdict_glue(v)
+    assert g["w_a_wins"] == "beats" and g["v_a_wins"] == "supported"
+    assert g["w_tie"] == "is indistinguishable from" and g["v_tie"] == "not shown (4 seeds)"
+    assert g["w_slow"] == "needs more epochs than"
+    assert g["w_px"] == "fails"
+    t = fw.claims_table(v)
+    assert t.count("\n") == 5 and "**contradicted**" in t and "`a-wins`" in t
+
+
+def test_bound_claim_ignores_the_unshifted_point():
+    curves = {"rotate": {"strength": [0, 30], "d_A": np.array([[0.0, 0.0], [1.0, 1.2]]),
+                         "target_error": np.array([[0.02, 0.03], [0.2, 0.25]])}}
+    study = fw.BoundStudy(curves, np.array([0.05, 0.04]))  # at 0 the margin is +0.03 / +0.01
+    fam = xu.claims.Family("t")
+    study.add_claims(fam)
+    # margins at 30°: 0.05 + 0.5 - 0.2 = 0.35 and 0.04 + 0.6 - 0.25 = 0.39 (in points ×100)
+    assert fam.claims[0].values == pytest.approx((35.0, 39.0))
+
+
+def test_affordable_n_caps_label_shift_to_the_images_there_are():
+    s = toy_split(n_per_class=10, n_classes=2)
+    assert fw.affordable_n(s, [0.5, 0.5], 15) == 15
+    assert fw.affordable_n(s, [0.8, 0.2], 100) == 12  # 10 images of class 0 / 0.8
+    shifted = fw.label_shift(s, [0.8, 0.2], fw.affordable_n(s, [0.8, 0.2], 100), seed=0)
+    assert len(shifted) == 12
+
+
+def test_label_shift_distance_when_the_skewed_class_is_scarce():
+    s = toy_split(n_per_class=30, n_classes=3)
+    d = fw.label_shift_distance(s, [0.8, 0.1, 0.1], [0, 1], n=40, seed=0)  # a half has ~15 of class 0
+    assert d.shifted.shape == d.same.shape == d.file_order.shape == (2,)
+    assert set(d.glue_values()) >= {"dA_labelshift", "dA_same", "dA_order_std"}
+    fam = xu.claims.Family("t")
+    d.add_claims(fam)
+    assert fam.claims[0].id == "003-label-shift-keeps-px"

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import xferutils as xu
 from xferutils import numpynet as npn
 from xferutils.config import ParameterError
 
@@ -89,6 +90,7 @@ def test_make_transfer_data_protocols():
     a = npn.make_transfer_data(3, "seed004")
     b = npn.make_transfer_data(3, "shifted")
     assert a.source[0].shape == (1000, 10) and a.target[0].shape == (100, 10)
+    assert a.source_val[0].shape == a.target_val[0].shape == (100, 10)
     assert a.target_test[0].shape == (1000, 10) and a.target_pool[0].shape == (1000, 10)
     assert not np.allclose(a.source_centers, a.target_centers)
     np.testing.assert_array_equal(b.source_centers, b.target_centers)
@@ -106,31 +108,89 @@ def test_blobs_noise_free_points_sit_on_the_centres():
     np.testing.assert_array_equal(x, centers[y])
 
 
+def test_train_early_stopping_keeps_the_best_validation_epoch():
+    net, x, y = net_and_batch(n=60, seed=3)
+    xv, yv = x[:20], (y[:20] + 1) % 3  # labels the network cannot learn: validation loss rises
+    hist = npn.train(net, x, y, epochs=200, lr=0.5, batch_size=10, rng=np.random.default_rng(0),
+                     val=(xv, yv), patience=5, test=(x, y))
+    assert len(hist.loss) < 200  # stopped early
+    assert len(hist.loss) - hist.best_epoch == 5
+    assert hist.best_epoch == int(np.argmin(hist.val_loss)) + 1
+    assert net.loss(xv, yv) == pytest.approx(hist.val_loss[hist.best_epoch - 1])  # best weights restored
+    assert hist.final_test == hist.test_acc[hist.best_epoch - 1]
+
+
+def test_train_without_patience_runs_every_epoch_and_patience_needs_val():
+    net, x, y = net_and_batch(n=30)
+    hist = npn.train(net, x, y, epochs=7, lr=0.1, batch_size=10, rng=np.random.default_rng(0))
+    assert len(hist.loss) == 7 and hist.best_epoch == 7
+    with pytest.raises(ParameterError, match="patience"):
+        npn.train(net, x, y, epochs=3, lr=0.1, batch_size=10, rng=np.random.default_rng(0), patience=2)
+
+
 def test_compare_strategies_source_model_transfers_only_under_the_shifted_protocol():
-    out = {p: npn.compare_strategies(npn.make_transfer_data(0, p), 0, epochs=10, pretrain_epochs=30)
+    out = {p: npn.compare_strategies(npn.make_transfer_data(0, p), 0, max_epochs=30, patience=10)
            for p in npn.PROTOCOLS}
     assert set(out["shifted"]["histories"]) == set(npn.STRATEGIES)
     assert out["shifted"]["source_as_is"][1] > 0.9  # same centres: the source model works as is
     assert out["seed004"]["source_as_is"][1] < 0.6  # fresh centres: about chance (0.2)
-    assert len(out["shifted"]["histories"]["From scratch"].test_acc) == 10
-    assert 0.0 <= out["seed004"]["oracle"] <= 1.0
+    h = out["shifted"]["histories"]["From scratch"]
+    assert 1 <= h.best_epoch <= len(h.test_acc) <= 30
+    assert 1 <= out["shifted"]["epochs"]["source"] <= 30 and 0.0 <= out["seed004"]["oracle"] <= 1.0
 
 
-def test_summarise_and_verdicts():
-    runs = {"s": [npn.compare_strategies(npn.make_transfer_data(s, "shifted", noise=2.0), s, epochs=5,
-                                         pretrain_epochs=10) for s in (0, 1, 2)]}
-    summ = npn.summarise(runs)["s"]
-    assert summ["From scratch"]["test"].n == 3 and len(summ["From scratch"]["values"]["train"]) == 3
-    rows = npn.verdicts(summ)
-    assert len(rows) == 6 and all(len(r) == 3 for r in rows)
-    assert all(v in ("supported", "contradicted") or v.startswith("not shown") for _, _, v in rows)
+def test_the_corrected_protocol_has_headroom():
+    """With the chapter's distortion the source model as is falls clearly below the oracle."""
+    runs = [npn.compare_strategies(npn.make_transfer_data(s, "shifted", noise=2.0, shift=0.5, n_val=200), s,
+                                   max_epochs=60, patience=15) for s in (0, 1, 2)]
+    summ = npn.summarise({"c": runs})["c"]
+    assert summ["oracle"].mean - summ["source_as_is"].mean > 0.1
 
 
-@pytest.mark.parametrize("mean,ci,higher,expected", [
-    (0.1, 0.05, True, "supported"), (-0.1, 0.05, True, "contradicted"), (0.01, 0.05, True, "not shown"),
-    (-3.0, 1.0, False, "supported"), (3.0, 1.0, False, "contradicted"), (0.1, float("nan"), True, "not testable")])
-def test_verdict_logic(mean, ci, higher, expected):
-    assert npn._verdict(mean, ci, higher).startswith(expected)
+def fake_run(acc: dict, as_is: float, oracle: float, curve_len: int = 10) -> dict:
+    """A compare_strategies result whose strategies end at the given held-out accuracies."""
+    hists = {}
+    for k, a in acc.items():
+        curve = list(np.linspace(a / 2, a, curve_len))
+        hists[k] = npn.History(loss=[1.0] * curve_len, train_acc=[1.0] * curve_len, val_loss=[1.0] * curve_len,
+                               test_acc=curve, best_epoch=curve_len)
+    return {"histories": hists, "source_as_is": (as_is, as_is), "oracle": oracle,
+            "epochs": {"source": 5, "oracle": 5}}
+
+
+def test_add_claims_decides_known_outcomes_through_the_family():
+    rng = np.random.default_rng(0)
+    runs = []
+    for _ in range(8):  # scratch clearly worst, FT clearly best, FE and DFT tied
+        noise = rng.normal(0, 0.005, 4)
+        runs.append(fake_run({"From scratch": 0.60 + noise[0], "Feature extraction": 0.75 + noise[1],
+                              "Full fine-tuning": 0.85 + noise[2], "Discriminative FT": 0.75 + noise[3]},
+                             as_is=0.55, oracle=0.9))
+    summ = npn.summarise({"c": runs})["c"]
+    fam = xu.claims.Family("t")
+    ids = npn.add_claims(fam, summ)
+    assert len(ids) == len(set(ids)) == len(fam) == 16
+    v = fam.verdicts()
+    assert v["004-transfer-beats-scratch-fe"].verdict == "supported"
+    assert v["004-ft-highest-vs-fe"].verdict == "supported"
+    assert v["004-fe-best-vs-ft"].verdict == "contradicted"
+    assert v["004-dft-beats-ft"].verdict == "contradicted"
+    assert v["ch2-np-headroom"].verdict == "supported" and v["ch2-np-scratch-beats-as-is"].verdict == "supported"
+    # FE and DFT have the same mean: the paired difference is noise, so not shown
+    assert v["004-fe-best-vs-dft"].verdict == "not shown"
+    assert all(v[i].p_holm >= v[i].p for i in ids)
+
+
+def test_tables_and_glue_values():
+    runs = [fake_run({k: 0.7 for k in npn.STRATEGIES}, 0.5, 0.9) for _ in range(3)]
+    summ = npn.summarise({"a": runs, "b": runs})
+    table = npn.results_table(summ)
+    assert table.count("\n") == 3 and table.splitlines()[0].count("|") - 1 <= 7
+    assert "50.0 ± 0.0" in table and "**70.0 ± 0.0**" in table
+    assert "10 ± 0" in npn.budget_table(summ)
+    g = npn.glue_values(summ, "a", "b")
+    assert g["np_asis_corr"] == pytest.approx(50.0) and g["np_oracle_corr"] == pytest.approx(90.0)
+    assert g["np_best_corr"] == g["np_worst_corr"] == pytest.approx(70.0)
 
 
 def test_numpynet_rejects_too_few_dims():
@@ -138,12 +198,16 @@ def test_numpynet_rejects_too_few_dims():
         npn.NumpyNet([5], np.random.default_rng(0))
 
 
-def test_four_panel_draws_one_row_per_setting():
+def test_figures_have_at_most_two_panels_per_row_and_percent_units():
     import matplotlib
 
     matplotlib.use("Agg")
-    runs = [npn.compare_strategies(npn.make_transfer_data(s, "shifted"), s, epochs=3, pretrain_epochs=3) for s in (0, 1)]
-    fig = npn.four_panel({"a": runs, "b": runs})
-    assert len(fig.axes) == 8
-    assert fig.axes[0].get_title().startswith("a:") and fig.axes[4].get_title().startswith("b:")
-    assert len(fig.axes[1].get_lines()) == 2 * len(npn.STRATEGIES)  # held-out and train curves
+    runs = [npn.compare_strategies(npn.make_transfer_data(s, "shifted"), s, max_epochs=4, patience=2)
+            for s in (0, 1)]
+    fig = npn.strategy_figure({"a": runs, "b": runs})
+    assert len(fig.axes) == 4 and fig.get_size_inches()[0] <= 10
+    assert fig.axes[0].get_title().startswith("a:") and fig.axes[2].get_title().startswith("b:")
+    assert len(fig.axes[0].get_lines()) == 2 * len(npn.STRATEGIES)  # held-out and train curves
+    assert all("%" in ax.get_ylabel() for ax in fig.axes)
+    fig2 = npn.protocol_figure(0, {"x": {"protocol": "seed004"}, "y": {"protocol": "shifted"}})
+    assert len(fig2.axes) == 2

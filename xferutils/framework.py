@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,6 +20,30 @@ from . import data as xdata
 from . import ensemble, models, peft
 from .config import ParameterError, check_float, check_int, check_seeds
 from .data import Split, per_class
+from .metrics import per_class_accuracy, spread
+
+# --- the chapter's parameters ------------------------------------------------------------------
+
+
+def check_parameters(seed0: int, source_digits, target_digits, rotations, noise_stds,
+                     few_shot: int) -> tuple[list[int], list[int], list[float], list[float]]:
+    """Validate chapter 2's knobs before any work (lists may be papermill strings); return the lists."""
+    from .config import check_digits, parse_list
+
+    check_int("seed0", seed0, 0)
+    source_digits = check_digits("source_digits", source_digits)
+    target_digits = check_digits("target_digits", target_digits)
+    if len(source_digits) < 2 or len(target_digits) != len(source_digits):
+        raise ParameterError(f"source_digits and target_digits must have the same length (at least 2); "
+                             f"got {source_digits} and {target_digits}")
+    rotations = [check_float(f"rotations[{i}]", r, -180.0, 180.0)
+                 for i, r in enumerate(parse_list("rotations", rotations))]
+    noise_stds = [check_float(f"noise_stds[{i}]", s, 0.0, 2.0) for i, s in enumerate(parse_list("noise_stds", noise_stds))]
+    if not rotations or not noise_stds:
+        raise ParameterError("rotations and noise_stds must not be empty")
+    check_int("few_shot", few_shot, 1, 500)
+    return source_digits, target_digits, rotations, noise_stds
+
 
 # --- shifts between source and target -------------------------------------------------------
 
@@ -53,6 +78,14 @@ def label_shift(split: Split, priors: Sequence[float], n: int, seed: int) -> Spl
                      name=f"n={n} with priors {[round(float(v), 3) for v in p]}")
 
 
+def affordable_n(split: Split, priors: Sequence[float], n: int) -> int:
+    """``n``, lowered if needed so that :func:`label_shift` can draw every class of ``split``
+    without replacement (class c needs n·priors[c] images)."""
+    counts = torch.bincount(split.y.cpu(), minlength=len(priors)).tolist()
+    limit = min(int(k / p) for k, p in zip(counts, priors) if p > 0)
+    return max(1, min(check_int("n", n, 1), limit))
+
+
 def prior_accuracy(per_class: Sequence[float], priors: Sequence[float]) -> float:
     """Accuracy expected under label shift: Σ_c π_T(c)·acc_c (P(X|Y) unchanged, chapter 2)."""
     p = check_priors(priors, len(per_class))
@@ -67,6 +100,13 @@ def derangement(n: int, seed: int) -> list[int]:
         perm = rng.permutation(n)
         if np.all(perm != np.arange(n)):
             return perm.tolist()
+
+
+def renamed_accuracy(source: ensemble.Replicas, split: Split, perm: Sequence[int]) -> list[float]:
+    """Accuracy of every replica whose output c is renamed ``perm[c]`` on ``split`` (labels
+    already permuted): the source network *is* a network trained on the permuted task."""
+    table = torch.tensor([int(p) for p in perm], device=split.y.device)
+    return (table[source.predict(split.x)] == split.y).float().mean(1).tolist()
 
 
 def permute_labels(split: Split, perm: Sequence[int]) -> Split:
@@ -155,3 +195,497 @@ def proxy_a_distances(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], seeds:
 def proxy_a_distance(source_x: torch.Tensor, target_x: torch.Tensor, seed: int = 0, **kw) -> float:
     """Proxy A-distance between two samples of inputs, with one seed (see :func:`proxy_a_distances`)."""
     return float(proxy_a_distances([(source_x, target_x)], [seed], **kw)[0, 0])
+
+
+# --- chapter 2's studies: what the chapter measures, with its tables, figures and glue values ----
+
+def _pct(values: Sequence[float]) -> list[float]:
+    return [100.0 * float(v) for v in values]
+
+
+def skewed_priors(n_classes: int, c: int, p: float = 0.6) -> list[float]:
+    """Priors with class ``c`` at ``p`` and the other classes sharing ``1 - p`` equally."""
+    check_int("c", c, 0, n_classes - 1)
+    p = check_float("p", p, 0.0, 1.0)
+    return [p if k == c else (1 - p) / (n_classes - 1) for k in range(n_classes)]
+
+
+@dataclass
+class ShiftStudy:
+    """How the unchanged source models score under each kind of shift (chapter 2, first section).
+
+    Per-class accuracies come from the source *validation* images; the label-shift targets are
+    resampled from the *test* images, so the prediction Σ_c π_T(c)·acc_c is made on images
+    disjoint from those it predicts.
+    """
+
+    targets: dict[str, Split]
+    accuracy: dict[str, list[float]]
+    per_class_val: np.ndarray
+    worst: int
+    best: int
+    predicted: dict[str, list[float]]
+    digits: list[int]
+    perm: list[int]
+
+    @property
+    def label_shift_names(self) -> list[str]:
+        return [n for n in self.targets if n.startswith("label shift")]
+
+    def figure(self):
+        """Bars: the source models' accuracy (%) on every target, with seeds as dots."""
+        import matplotlib.pyplot as plt
+
+        from .plotting import bars
+
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+        bars(ax, self.accuracy, "source model accuracy (%)", scale=100)
+        ax.axhline(100 / len(self.digits), color="k", ls=":", lw=1, label="chance")
+        ax.legend(loc="lower left")
+        fig.tight_layout()
+        return fig
+
+    def examples_figure(self, n: int = 6):
+        """The first ``n`` images of every target, titled with the label the target gives them."""
+        from .plotting import show_digits
+
+        x = torch.cat([s.x[:n] for s in self.targets.values()])
+        short = {"source test": "source", "rotated 45°": "rot 45°", "noise σ=0.4": "noise",
+                 "permuted labels": "permuted"}
+        tags = [short.get(name, name.replace("label shift → ", "prior→")) for name in self.targets]
+        labels = [f"{tag}: {y}" for tag, s in zip(tags, self.targets.values()) for y in s.y[:n].tolist()]
+        return show_digits(x, labels, ncols=n)
+
+    def label_shift_table(self) -> str:
+        """Markdown: predicted Σ π_c·acc_c (per-class accuracy from validation images) and measured (%)."""
+        from .plotting import markdown_table
+
+        rows = [[name, spread(self.predicted[name]).fmt(), spread(self.accuracy[name]).fmt()]
+                for name in self.label_shift_names]
+        return markdown_table(["target", "predicted Σ π_c·acc_c (%)", "measured (%)"], rows, "lrr")
+
+    def add_claims(self, family) -> None:
+        """``ch2-label-shift-predicted-<digit>``: measured equals predicted within 1 point."""
+        for name, c, slug in zip(self.label_shift_names, (self.worst, self.best), ("hardest", "easiest")):
+            family.value(f"ch2-label-shift-predicted-{slug}", "book",
+                         f"under label shift toward digit {self.digits[c]} the accuracy is "
+                         "Σ π_c·acc_c within 1 point", _pct(np.subtract(self.accuracy[name],
+                                                                          self.predicted[name])),
+                         0.0, tol=1.0, unit="pts")
+
+    def glue_values(self) -> dict:
+
+        out = {"worst_digit": self.digits[self.worst], "best_digit": self.digits[self.best],
+               "chance": 100 / len(self.digits)}
+        for key, name in zip(("src", "rot", "noise", "ls_worst", "ls_best", "perm"), self.targets):
+            s = spread(self.accuracy[name])
+            out[f"acc_{key}"], out[f"acc_{key}_std"] = 100 * s.mean, 100 * s.std
+        for key, name in zip(("worst", "best"), self.label_shift_names):
+            out[f"ls_pred_{key}"] = 100 * spread(self.predicted[name]).mean
+        return out
+
+
+def measure_shifts(source: ensemble.Replicas, val: Split, test: Split, digits: Sequence[int], *,
+                   n_label_shift: int, seed: int) -> ShiftStudy:
+    """The source models on covariate shift (45°, noise 0.4), label shift toward the hardest and
+    the easiest class (60 %), and permuted labels, all built from ``test``."""
+    n_cls = len(digits)
+    per_val = np.array([per_class_accuracy(p, val.y, n_cls) for p in source.predict(val.x)])
+    worst, best = int(per_val.mean(0).argmin()), int(per_val.mean(0).argmax())
+    targets = {"source test": test,
+               "rotated 45°": covariate_shift(test, "rotate", 45),
+               "noise σ=0.4": covariate_shift(test, "noise", 0.4, seed=seed)}
+    for c in (worst, best):
+        priors = skewed_priors(n_cls, c)
+        targets[f"label shift → {digits[c]}"] = label_shift(test, priors, affordable_n(test, priors, n_label_shift), seed)
+    perm = derangement(n_cls, seed)
+    targets["permuted labels"] = permute_labels(test, perm)
+    acc = {name: source.evaluate(split) for name, split in targets.items()}
+    predicted = {f"label shift → {digits[c]}": [prior_accuracy(pc, skewed_priors(n_cls, c)) for pc in per_val]
+                 for c in (worst, best)}
+    return ShiftStudy(targets, acc, per_val, worst, best, predicted, list(digits), perm)
+
+
+@dataclass
+class LabelShiftDistance:
+    """Proxy A-distances that test seed 003's "P(X) is unchanged under label shift" (chapter 2)."""
+
+    shifted: np.ndarray
+    same: np.ndarray
+    file_order: np.ndarray
+
+    def add_claims(self, family) -> None:
+        """``003-label-shift-keeps-px``: the label-shifted half is no farther (±0.1) from the
+        other half than two unchanged halves are."""
+        family.value("003-label-shift-keeps-px", "seed 003",
+                     "under label shift P_S(X) = P_T(X) (distance to the shifted sample minus distance "
+                     "between unchanged halves is 0 ± 0.1)", self.shifted - self.same, 0.0, tol=0.1)
+
+    def glue_values(self) -> dict:
+
+        out = {}
+        for key, v in (("dA_labelshift", self.shifted), ("dA_same", self.same), ("dA_order", self.file_order)):
+            s = spread(v)
+            out[key], out[f"{key}_std"] = s.mean, s.std
+        return out
+
+
+def random_halves(split: Split, seed: int) -> tuple[Split, Split]:
+    """Two disjoint random halves of ``split`` (MNIST's test set is ordered by writer population)."""
+    gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    order = torch.randperm(len(split), generator=gen).to(split.y.device)
+    half = len(split) // 2
+    return (Split(split.x[order[:half]], split.y[order[:half]]),
+            Split(split.x[order[half:2 * half]], split.y[order[half:2 * half]]))
+
+
+def label_shift_distance(test: Split, priors: Sequence[float], seeds: Sequence[int], *, n: int,
+                         seed: int) -> LabelShiftDistance:
+    """Proxy A-distance between a random half of ``test`` and the other half resampled with
+    ``priors``, beside the same two halves unchanged and the two halves in file order."""
+    a, b = random_halves(test, seed)
+    n = affordable_n(b, priors, n)
+    shifted = label_shift(b, priors, n, seed)
+    half = len(test) // 2
+    d = proxy_a_distances([(a.x, shifted.x), (a.x, b.x), (test.x[:half], test.x[half:])], seeds, n=n)
+    return LabelShiftDistance(*d)
+
+
+# --- a new task: transfer with a new head ------------------------------------------------------
+
+TRANSFER_METHODS = ("from scratch", "frozen φ + new head", "fine-tuned φ + new head")
+
+
+@dataclass
+class TransferStudy:
+    """Few-shot transfer to a changed task with a new head (chapter 2), per task and method:
+    test accuracies per seed and the epoch each replica kept (early stopping on a disjoint
+    few-shot validation set)."""
+
+    accuracy: dict[str, dict[str, list[float]]]
+    epochs: dict[str, dict[str, list[int]]]
+    n_upper: dict[str, int]
+
+    def table(self) -> str:
+        """Markdown: one row per task, test accuracy mean ± std (%) of each method and reference."""
+        from .plotting import markdown_table
+
+        cols = list(next(iter(self.accuracy.values())))
+        rows = [[task, *(spread(row[c]).fmt() if c in row else "— (not defined)" for c in cols)]
+                for task, row in self.accuracy.items()]
+        return markdown_table(["target task", *cols], rows)
+
+    def budget_table(self) -> str:
+        """Markdown: the epoch each method kept, mean ± std over seeds."""
+        from .plotting import markdown_table
+
+        rows = [[task, *(spread(row[m]).fmt(1.0, 0) for m in TRANSFER_METHODS)] for task, row in self.epochs.items()]
+        return markdown_table(["target task", *TRANSFER_METHODS], rows)
+
+    def add_claims(self, family) -> None:
+        """``ch2-<frozen|tuned>-vs-scratch-<task>``: the transferred φ beats scratch on the task."""
+        for task, row in self.accuracy.items():
+            slug = "perm" if task.startswith("permuted") else "new"
+            for key, m in (("frozen", "frozen φ + new head"), ("tuned", "fine-tuned φ + new head")):
+                family.direction(f"ch2-{key}-vs-scratch-{slug}", "book",
+                                 f"{m} beats a network from scratch on {task} (few-shot)",
+                                 _pct(row[m]), _pct(row["from scratch"]), unit="pts")
+
+    def glue_values(self) -> dict:
+
+        out = {}
+        for task, row in self.accuracy.items():
+            slug = "perm" if task.startswith("permuted") else "new"
+            for key, m in (("frozen", "frozen φ + new head"), ("tuned", "fine-tuned φ + new head"),
+                           ("scratch", "from scratch"), ("full", "upper reference")):
+                out[f"{key}_{slug}"] = 100 * spread(row[m]).mean
+            out[f"full_n_{slug}"] = self.n_upper[task]
+        return out
+
+
+def _with_new_heads(replicas: ensemble.Replicas, seed: int, device: torch.device) -> list[nn.Module]:
+    """The source networks, on ``device``, each with a freshly initialised head."""
+    torch.manual_seed(seed)
+    nets = [m.to(device) for m in replicas.unstack()]
+    for m in nets:
+        m.head.reset_parameters()
+    return nets
+
+
+def transfer_to_new_tasks(source: ensemble.Replicas, tasks: Mapping[str, tuple[Split, Split, Split]],
+                          seeds: Sequence[int], *, few_shot: int, max_epochs: int, patience: int,
+                          upper: Mapping[str, tuple[ensemble.Replicas | list[float], int]]) -> TransferStudy:
+    """Few-shot transfer to each task ``name: (train pool, validation pool, test)``.
+
+    Per seed, ``few_shot`` images per class from the train pool and as many (disjoint) from the
+    validation pool. Three methods: a new linear head on frozen features φ (computed once), the
+    whole source network fine-tuned with a new head, and the same network from scratch. Every
+    replica stops early on its validation images (``patience``, at most ``max_epochs``).
+    Everything is built on the device of the data. ``upper[name]`` is the upper reference's
+    per-seed accuracy and the number of labelled images it used.
+    """
+    seeds = check_seeds("seeds", seeds)
+    device = next(iter(tasks.values()))[2].x.device
+    backbones = [m.to(device) for m in source.unstack()]
+    n_cls = backbones[0].head.out_features
+    acc: dict[str, dict[str, list[float]]] = {}
+    ep: dict[str, dict[str, list[int]]] = {}
+    for t, (task, (pool, pool_val, test)) in enumerate(tasks.items()):
+        shots = [xdata.few_shot(pool, few_shot, seed=s) for s in seeds]
+        vals = [xdata.few_shot(pool_val, few_shot, seed=s) for s in seeds]
+
+        def embedded(splits: Sequence[Split]) -> list[Split]:
+            return [Split(models.embed(m, s.x), s.y) for m, s in zip(backbones, splits)]
+
+        heads = ensemble.fit_replicas(
+            [m.to(device) for m in ensemble.replicate(lambda: models.MLP([backbones[0].feature_dim], n_cls), seeds)],
+            embedded(shots), seeds, epochs=max_epochs, lr=1e-2, batch_size=32, val=embedded(vals),
+            patience=patience)
+        nets = _with_new_heads(source, seeds[0] + t, device) + [
+            m.to(device) for m in ensemble.replicate(lambda: models.dense_net(n_cls), [1000 * (t + 1) + s for s in seeds])]
+        k = len(seeds)
+        few = ensemble.fit_replicas(nets, shots + shots, list(range(2 * k)), epochs=max_epochs, lr=1e-3,
+                                    batch_size=32, val=vals + vals, patience=patience)
+        tuned_scratch = few.evaluate(test)
+        scores, n_up = upper[task]
+        acc[task] = {"source model as is": source.evaluate(test)} if task.startswith("permuted") else {}
+        acc[task] |= {"from scratch": tuned_scratch[k:], "frozen φ + new head": heads.evaluate(embedded([test] * k)),
+                      "fine-tuned φ + new head": tuned_scratch[:k], "upper reference": list(scores)}
+        ends = [h.best_epoch for h in few.history]
+        ep[task] = {"from scratch": ends[k:], "frozen φ + new head": [h.best_epoch for h in heads.history],
+                    "fine-tuned φ + new head": ends[:k]}
+    return TransferStudy(acc, ep, {task: n for task, (_, n) in upper.items()})
+
+
+# --- the parts of f = g∘φ, the strategies, and what LoRA and adapters train -------------------
+
+def architecture_table(archs: Mapping[str, Callable[[], nn.Module]]) -> str:
+    """Markdown: linear layers, feature width and the parameters in φ and in g of each network."""
+    from .plotting import markdown_table
+
+    rows = []
+    for name, make in archs.items():
+        m = make()
+        rows.append([name, len(models.linear_layers(m)), f"784 → {m.feature_dim}",
+                     f"{models.count_parameters(m.features):,}", f"{models.count_parameters(m.head):,}"])
+    return markdown_table(["network", "linear layers", "φ", "parameters in φ", "parameters in g"], rows, "lrlrr")
+
+
+def multiplier_table(model: nn.Module, gamma: float = 0.5, epochs: int = 4) -> str:
+    """Markdown: per layer, the layer-wise decay multiplier and which epochs gradual unfreezing trains it."""
+    from . import strategies as st
+    from .plotting import markdown_table
+
+    llrd = st.discriminative_multipliers(model, gamma)
+    unfreeze = st.gradual_multipliers(model, every=1)
+    rows = [[f"`{name}`", f"{llrd[name + '.weight']:g}",
+             *("train" if unfreeze(t)[name + ".weight"] else "frozen" for t in range(epochs))]
+            for name in st.layer_names(model)]
+    return markdown_table(["layer", f"η_l / η (γ = {gamma:g})", *(f"epoch {t}" for t in range(epochs))], rows)
+
+
+def parameter_markdown(rows: Sequence[dict]) -> str:
+    """Markdown of :func:`parameter_table`: one row per method, one column per architecture."""
+    from .plotting import markdown_table
+
+    archs = list(dict.fromkeys(r["architecture"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["architecture"], r["method"]): f"{r['trainable']:,} ({r['percent']:.2f} %)" for r in rows}
+    return markdown_table(["method", *archs], [[m, *(cell[a, m] for a in archs)] for m in methods])
+
+
+def add_efficiency_claims(family, rows: Sequence[dict], arch: str) -> dict[str, float]:
+    """Seed 003's efficiency table as exact claims on ``arch``: LoRA r=16 trains ~0.1 % (±0.05),
+    adapters 1–5 % (3 ± 2). Returns the percentages used (for the prose)."""
+    pct = {r["method"]: r["percent"] for r in rows if r["architecture"] == arch}
+    family.value("003-lora-r16-0.1pct", "seed 003", "LoRA with r = 16 trains ~0.1 % of the parameters",
+                 [pct["LoRA r=16"]], 0.1, tol=0.05, exact=True, unit="%")
+    for b in (8, 32):
+        family.value(f"003-adapters-1-5pct-b{b}", "seed 003", f"adapters (bottleneck {b}) train 1–5 % "
+                     "of the parameters", [pct[f"adapters b={b}"]], 3.0, tol=2.0, exact=True, unit="%")
+    return pct
+
+
+def identity_at_init(layer: nn.Linear, x: torch.Tensor, rank: int = 4, bottleneck: int = 16) -> tuple[float, float]:
+    """max |LoRA(x) − W x| and max |adapter(h) − h| for freshly wrapped modules, built on ``x``'s device."""
+    layer = layer.to(x.device)
+    lora = peft.LoRALinear(layer, rank=rank).to(x.device)
+    h = layer(x)
+    adapter = peft.Adapter(h.shape[1], bottleneck).to(x.device)
+    with torch.no_grad():
+        return float((lora(x) - h).abs().max()), float((adapter(h) - h).abs().max())
+
+
+# --- the bound: proxy A-distance and target error under growing shift -------------------------
+
+@dataclass
+class BoundStudy:
+    """Proxy A-distance and the source models' target error at growing rotation and noise."""
+
+    curves: dict[str, dict[str, np.ndarray]]
+    source_error: np.ndarray
+
+    def figure(self):
+        """Two panels (rotation, noise): ½·d̂_A, the target error and ε_S + ½·d̂_A, in %."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+        xlabels = {"rotate": "rotation (degrees)", "noise": "pixel-noise std"}
+        for ax, (kind, c) in zip(axes, self.curves.items()):
+            s = np.asarray(c["strength"])
+            for values, label, style in ((c["d_A"] / 2, r"$\frac{1}{2}\hat d_\mathcal{A}$", "-o"),
+                                         (c["target_error"], r"$\epsilon_T$ (source model)", "-s"),
+                                         (self.source_error[None, :] + c["d_A"] / 2,
+                                          r"$\epsilon_S + \frac{1}{2}\hat d_\mathcal{A}$", "--")):
+                v = 100 * values
+                mean, std = v.mean(1), v.std(1, ddof=1) if v.shape[1] > 1 else np.zeros(len(v))
+                ax.plot(s, mean, style, label=label, ms=4)
+                ax.fill_between(s, mean - std, mean + std, alpha=0.2)
+            ax.set_xlabel(xlabels[kind])
+        axes[0].set_ylabel("error or distance (%)")
+        axes[0].legend(loc="upper left")
+        fig.tight_layout()
+        return fig
+
+    def add_claims(self, family) -> None:
+        """``ch2-bound-above-error-<kind>``: ε_S + ½·d̂_A ≥ ε_T at every non-zero strength (per
+        seed, the smallest margin over those strengths is at least 0; at strength 0 the two
+        sides differ only by the noise of ½·d̂_A ≈ 0)."""
+        for kind, c in self.curves.items():
+            shifted = np.asarray(c["strength"], dtype=float) != 0
+            rows = shifted if shifted.any() else np.ones_like(shifted)
+            margin = (self.source_error[None, :] + c["d_A"] / 2 - c["target_error"])[rows].min(0)
+            family.threshold(f"ch2-bound-above-error-{kind}", "Ben-David et al. 2010",
+                             f"the computable part of the bound stays above the target error at every {kind} strength",
+                             _pct(margin), 0.0, unit="pts")
+
+    def glue_values(self) -> dict:
+        rot, noi = self.curves["rotate"], self.curves["noise"]
+        r, z = list(rot["strength"]), list(noi["strength"])
+        mid = r.index(45) if 45 in r else len(r) // 2
+        small, j = min(1, len(r) - 1), min(1, len(z) - 1)
+        return {"rot_mid": f"{r[mid]:g}", "rot_small": f"{r[small]:g}", "rot_max": f"{r[-1]:g}",
+                "dA_rot0": rot["d_A"][0].mean(), "dA_rot_small": rot["d_A"][small].mean(),
+                "err_rot_small": 100 * rot["target_error"][small].mean(),
+                "dA_rot_mid": rot["d_A"][mid].mean(), "err_rot_mid": 100 * rot["target_error"][mid].mean(),
+                "dA_rot_max": rot["d_A"][-1].mean(), "err_rot_max": 100 * rot["target_error"][-1].mean(),
+                "noise_small": z[j], "dA_noise_small": noi["d_A"][j].mean(),
+                "dA_noise_small_std": noi["d_A"][j].std(ddof=1) if noi["d_A"].shape[1] > 1 else 0.0,
+                "err_noise_small": 100 * noi["target_error"][j].mean(), "noise_max": z[-1],
+                "err_noise_max": 100 * noi["target_error"][-1].mean(), "err_src": 100 * self.source_error.mean()}
+
+    def as_dict(self) -> dict:
+        return {"curves": self.curves, "source_error": self.source_error}
+
+
+def measure_bound(source: ensemble.Replicas, test: Split, strengths: Mapping[str, Sequence[float]],
+                  seeds: Sequence[int], *, n: int, epochs: int, seed: int) -> BoundStudy:
+    """For each shift kind and strength: the proxy A-distance between one random half of ``test``
+    and the other half shifted, and the source models' error on the whole shifted ``test``."""
+    a, b = random_halves(test, seed)
+    curves = {}
+    for kind, values in strengths.items():
+        pairs = [(a.x, covariate_shift(b, kind, s, seed=seed).x) for s in values]
+        err = np.array([[1 - v for v in source.evaluate(covariate_shift(test, kind, s, seed=seed))] for s in values])
+        curves[kind] = {"strength": list(values),
+                        "d_A": proxy_a_distances(pairs, seeds, n=n, epochs=epochs), "target_error": err}
+    return BoundStudy(curves, 1 - np.array(source.evaluate(test)))
+
+
+# --- the diagram of f = g∘φ and what each strategy trains -------------------------------------
+
+DIAGRAM_STRATEGIES = {
+    "from scratch": ["new"] * 4,
+    "feature extraction": ["frozen"] * 3 + ["new"],
+    "full fine-tuning": ["tuned"] * 3 + ["new"],
+    "layer-wise decay": ["slow3", "slow2", "slow1", "new"],
+    "gradual unfreezing": ["late3", "late2", "late1", "new"],
+    "L2-SP": ["anchored"] * 3 + ["new"],
+    "LoRA / adapters": ["lora"] * 3 + ["new"],
+}
+_LEGEND = {"new": ("#ff7f0e", "new, trained"), "frozen": ("#c7c7c7", "frozen (pretrained)"),
+           "tuned": ("#1f77b4", "pretrained, trained"), "anchored": ("#9467bd", "trained, pulled to pretrained"),
+           "lora": ("#2ca02c", "frozen + small trained update")}
+
+
+def framework_diagram(layers: Sequence[str] = ("784→512", "512→256", "256→128", "128→k"),
+                      strategies: Mapping[str, Sequence[str]] | None = None):
+    """The network as f = g∘φ (φ: all layers but the last, g: the head) and, if ``strategies``
+    is given, one row per strategy colouring what it trains (chapters 1 and 2)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    rows = dict(strategies or {})
+    n = len(layers)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.55 * len(rows)))
+    ax.set_axis_off()
+    top = len(rows) + 0.6
+    for i, name in enumerate(layers):
+        ax.add_patch(Rectangle((i * 1.6 + 1.3, top), 1.3, 0.8, fc="#dbe9f6" if i < n - 1 else "#fde0c5", ec="k"))
+        ax.text(i * 1.6 + 1.95, top + 0.4, name, ha="center", va="center", fontsize=10)
+        if i:
+            ax.add_patch(FancyArrowPatch((i * 1.6 + 1.0, top + 0.4), (i * 1.6 + 1.3, top + 0.4), arrowstyle="->"))
+    ax.text(0.9, top + 0.4, "x", ha="center", va="center", fontsize=12)
+    ax.text(n * 1.6 + 1.2, top + 0.4, "ŷ = f(x)", ha="left", va="center", fontsize=11)
+    ax.annotate("", (1.3, top + 1.05), ((n - 1) * 1.6 + 1.1, top + 1.05), arrowprops={"arrowstyle": "<->"})
+    ax.text(((n - 1) * 1.6 + 2.4) / 2, top + 1.25, "feature extractor φ", ha="center", fontsize=10)
+    ax.text((n - 1) * 1.6 + 1.95, top + 1.25, "head g", ha="center", fontsize=10)
+    for r, (strategy, cells) in enumerate(rows.items()):
+        y = len(rows) - 1 - r
+        ax.text(1.1, y + 0.3, strategy, ha="right", va="center", fontsize=10)
+        for i, kind in enumerate(cells):
+            base = kind.rstrip("0123456789")
+            k = int(kind[len(base):] or 0)
+            color = _LEGEND["tuned" if base in ("slow", "late") else base][0]
+            alpha = 1.0 if base != "slow" else 1.0 - 0.25 * k
+            ax.add_patch(Rectangle((i * 1.6 + 1.3, y), 1.3, 0.6, fc=color, alpha=alpha, ec="k", lw=0.5))
+            if base == "slow":
+                ax.text(i * 1.6 + 1.95, y + 0.3, f"η·γ^{k}", ha="center", va="center", fontsize=9)
+            if base == "late":
+                ax.text(i * 1.6 + 1.95, y + 0.3, f"from epoch {k}", ha="center", va="center", fontsize=9)
+    if rows:
+        used = {c.rstrip("0123456789") for cells in rows.values() for c in cells}
+        used = {"tuned" if u in ("slow", "late") else u for u in used}
+        handles = [Rectangle((0, 0), 1, 1, fc=_LEGEND[k][0], ec="k", lw=0.5) for k in _LEGEND if k in used]
+        ax.legend(handles, [_LEGEND[k][1] for k in _LEGEND if k in used], loc="upper center",
+                  bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=9, frameon=False)
+    ax.set_xlim(-1.6, n * 1.6 + 2.6)
+    ax.set_ylim(-0.2, top + 1.6)
+    fig.tight_layout()
+    return fig
+
+
+# --- verdict words for the prose --------------------------------------------------------------
+
+def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_") -> dict[str, str]:
+    """For every claim: its label (``v_<id>``) and words generated from the verdict (``w_<id>``:
+    direction claims on accuracy → beats / trails / is indistinguishable from; on epochs →
+    needs fewer / more / about as many epochs than; others → holds / fails / is not shown).
+    Ids become glue names with ``-`` and ``.`` replaced by ``_``."""
+    out = {}
+    for cid, v in verdicts.items():
+        key = cid.replace("-", "_").replace(".", "_")
+        out[f"{prefix}{key}"] = v.label
+        if v.kind == "direction" and v.unit == "epochs":
+            words = v.says("needs fewer epochs than", "needs more epochs than", "needs about as many epochs as")
+        elif v.kind == "direction":
+            words = v.says("beats", "trails", "is indistinguishable from")
+        else:
+            words = v.says("holds", "fails", f"is not shown with {v.n} seed{'s' if v.n != 1 else ''}")
+        out[f"w_{key}"] = words
+    return out
+
+
+def claims_table(verdicts: Mapping[str, object], ids: Sequence[str] | None = None) -> str:
+    """Markdown: each claim's id, text, measured difference (claimed − reference or value − claimed)
+    with its 95 % interval, seeds and verdict (Holm-corrected over the chapter's family)."""
+    from .plotting import markdown_table
+
+    rows = []
+    for cid in ids if ids is not None else list(verdicts):
+        v = verdicts[cid]
+        d = 2 if v.unit == "" else 1
+        unit = {"pts": " pts", "%": " %", "epochs": " epochs"}.get(v.unit, "")
+        ci = "" if v.ci[0] == v.ci[1] else f" [{v.ci[0]:+.{d}f}, {v.ci[1]:+.{d}f}]"
+        rows.append([f"`{cid}`", v.text, f"{v.difference:+.{d}f}{unit}{ci}", v.n, f"**{v.label}**"])
+    return markdown_table(["id", "claim", "difference (95 % CI)", "seeds", "verdict"], rows, "llrrl")

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -125,25 +125,53 @@ def gradient_check(net: NumpyNet, x: np.ndarray, y: np.ndarray, reg: float = 0.0
 
 @dataclass
 class History:
-    """Per-epoch mean batch loss and accuracy on the training data and on held-out data."""
+    """Per-epoch mean batch loss and accuracy on the training, validation and held-out data.
 
-    loss: list[float]
-    train_acc: list[float]
-    test_acc: list[float]
+    ``best_epoch`` (1-based) is the epoch whose weights were kept: with early stopping the one
+    of lowest validation loss, else the last.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+    @property
+    def final_train(self) -> float:
+        """Training accuracy of the kept weights."""
+        return self.train_acc[self.best_epoch - 1]
+
+    @property
+    def final_test(self) -> float:
+        """Held-out accuracy of the kept weights."""
+        return self.test_acc[self.best_epoch - 1]
 
 
 def train(net: NumpyNet, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int,
           rng: np.random.Generator, reg: float = 1e-3, lr_mult: Mapping[str, float] | None = None,
-          test: tuple[np.ndarray, np.ndarray] | None = None) -> History:
-    """Mini-batch gradient descent in place; ``lr_mult[name]`` scales a parameter's rate (0 freezes)."""
+          val: tuple[np.ndarray, np.ndarray] | None = None, patience: int | None = None,
+          min_delta: float = 1e-3, test: tuple[np.ndarray, np.ndarray] | None = None) -> History:
+    """Mini-batch gradient descent in place; ``lr_mult[name]`` scales a parameter's rate (0 freezes).
+
+    ``patience``: early stopping on the validation loss of ``val``; the weights of the best
+    epoch are kept and training ends ``patience`` epochs after it (or after ``epochs``); an
+    epoch counts as better only if it lowers the best validation loss by more than ``min_delta``.
+    ``test`` is only recorded (for curves), never used for a choice.
+    """
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_float("lr", lr, 0.0)
+    if patience is not None:
+        check_int("patience", patience, 1)
+        if val is None:
+            raise ParameterError("patience needs a validation split: pass val=(x, y)")
     mult = dict(lr_mult or {})
     n = len(y)
     n_batches = max(1, n // batch_size)
-    hist = History([], [], [])
-    for _ in range(epochs):
+    hist = History()
+    best, best_loss = net.copy(), np.inf
+    for epoch in range(epochs):
         perm = rng.permutation(n)
         total = 0.0
         for b in range(n_batches):
@@ -156,7 +184,16 @@ def train(net: NumpyNet, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float
                     net.params[name] -= lr * m * g
         hist.loss.append(total / n_batches)
         hist.train_acc.append(net.accuracy(x, y))
+        hist.val_loss.append(net.loss(*val) if val is not None else float("nan"))
         hist.test_acc.append(net.accuracy(*test) if test is not None else float("nan"))
+        if patience is not None and hist.val_loss[-1] < best_loss - min_delta:
+            best, best_loss, hist.best_epoch = net.copy(), hist.val_loss[-1], epoch + 1
+        if patience is not None and epoch + 1 - hist.best_epoch >= patience:
+            break
+    if patience is None:
+        hist.best_epoch = len(hist.loss)
+    else:
+        net.params = best.params
     return hist
 
 
@@ -165,10 +202,13 @@ def train(net: NumpyNet, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float
 
 @dataclass
 class TransferData:
-    """Source training data, a small labelled target set, a held-out target test set and a large target pool."""
+    """Source training and validation data; a small labelled target set, a target validation set
+    (for early stopping only), a held-out target test set and a large target pool."""
 
     source: tuple[np.ndarray, np.ndarray]
+    source_val: tuple[np.ndarray, np.ndarray]
     target: tuple[np.ndarray, np.ndarray]
+    target_val: tuple[np.ndarray, np.ndarray]
     target_test: tuple[np.ndarray, np.ndarray]
     target_pool: tuple[np.ndarray, np.ndarray]
     source_centers: np.ndarray
@@ -189,17 +229,19 @@ def blobs(centers: np.ndarray, n: int, noise: float, rng: np.random.Generator,
 
 
 def make_transfer_data(seed: int, protocol: str = "seed004", *, n_features: int = 10, n_classes: int = 5,
-                       n_source: int = 1000, n_target: int = 100, n_test: int = 1000, noise: float = 0.5,
-                       shift: float = 0.1, spread: float = 2.0) -> TransferData:
+                       n_source: int = 1000, n_target: int = 100, n_val: int = 100, n_test: int = 1000,
+                       noise: float = 0.5, shift: float = 0.1, spread: float = 2.0) -> TransferData:
     """Seed 004's data: class centres N(0, spread²), samples N(centre, noise²), target distorted by I + shift·N(0,1).
 
     ``protocol="seed004"`` draws the target's class centres afresh, as 004 does (the target task
     then shares nothing with the source); ``"shifted"`` keeps the source centres, so the target
-    is the source task under a linear domain shift.
+    is the source task under a linear domain shift. ``n_val`` labelled samples of each domain
+    are set aside for early stopping.
     """
     check_choice("protocol", protocol, PROTOCOLS)
     noise = check_float("noise", noise, 0.0)
     shift = check_float("shift", shift, 0.0)
+    n_val = check_int("n_val", n_val, n_classes)
     rng = np.random.default_rng(check_int("seed", seed, 0))
     src_centers = rng.standard_normal((n_classes, n_features)) * spread
     source = blobs(src_centers, n_source, noise, rng)
@@ -208,7 +250,8 @@ def make_transfer_data(seed: int, protocol: str = "seed004", *, n_features: int 
     target = blobs(tgt_centers, n_target, noise, rng, transform)
     test = blobs(tgt_centers, n_test, noise, rng, transform)
     pool = blobs(tgt_centers, n_source, noise, rng, transform)
-    return TransferData(source, target, test, pool, src_centers, tgt_centers)
+    return TransferData(source, blobs(src_centers, n_val, noise, rng), target,
+                        blobs(tgt_centers, n_val, noise, rng, transform), test, pool, src_centers, tgt_centers)
 
 
 # (lr, lr multipliers as a function of the number of layers) of each of 004's strategies
@@ -220,160 +263,206 @@ def _strategy_settings(n_layers: int, gamma: float = 0.5) -> dict[str, tuple[flo
             "Full fine-tuning": (0.01, {}), "Discriminative FT": (0.05, decay)}
 
 
-def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] = (32, 16), epochs: int = 100,
-                       pretrain_epochs: int = 100, batch_size: int = 16, reg: float = 1e-3) -> dict:
+def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] = (32, 16),
+                       max_epochs: int = 300, patience: int = 20, batch_size: int = 16,
+                       reg: float = 1e-3) -> dict:
     """Pre-train on the source, then run 004's four strategies on the small target set.
 
-    Returns ``{"histories": {strategy: History}, "source_as_is": (train acc, test acc),
-    "oracle": test acc of a network trained from scratch on the large target pool}``.
+    Every network trains until its validation loss has not improved for ``patience`` epochs
+    (at most ``max_epochs``) and keeps its best epoch: the source network on source validation
+    data, the strategies and the oracle on target validation data. Returns ``{"histories":
+    {strategy: History}, "source_as_is": (train acc, test acc), "oracle": test acc of a network
+    trained from scratch on the large target pool, "epochs": {"source": …, "oracle": …}}``.
     Hyperparameters are 004's: pre-training lr 0.1 and batch 64; target batch 16; learning rates
     0.1 / 0.1 / 0.01 / 0.05; decay γ = 0.5 for discriminative fine-tuning.
     """
     rng = np.random.default_rng(check_int("seed", seed, 0))
     (xs, ys), (xt, yt), test = data.source, data.target, data.target_test
     dims = [xs.shape[1], *hidden, int(ys.max()) + 1]
+    stop = {"epochs": max_epochs, "patience": patience, "reg": reg, "rng": rng}
     source = NumpyNet(dims, rng)
-    train(source, xs, ys, epochs=pretrain_epochs, lr=0.1, batch_size=64, rng=rng, reg=reg)
+    src_hist = train(source, xs, ys, lr=0.1, batch_size=64, val=data.source_val, **stop)
     out = {"histories": {}, "source_as_is": (source.accuracy(xt, yt), source.accuracy(*test))}
     for name, (lr, mult) in _strategy_settings(source.n_layers).items():
         net = NumpyNet(dims, rng) if name == "From scratch" else source.copy()
         if name != "From scratch":
             net.init_layer(net.n_layers - 1, rng)  # a new head g on the pretrained φ
-        out["histories"][name] = train(net, xt, yt, epochs=epochs, lr=lr, batch_size=batch_size, rng=rng,
-                                       reg=reg, lr_mult=mult, test=test)
+        out["histories"][name] = train(net, xt, yt, lr=lr, batch_size=batch_size, lr_mult=mult,
+                                       val=data.target_val, test=test, **stop)
     oracle = NumpyNet(dims, rng)
-    train(oracle, *data.target_pool, epochs=pretrain_epochs, lr=0.1, batch_size=64, rng=rng, reg=reg)
+    ora_hist = train(oracle, *data.target_pool, lr=0.1, batch_size=64, val=data.target_val, **stop)
     out["oracle"] = oracle.accuracy(*test)
+    out["epochs"] = {"source": src_hist.best_epoch, "oracle": ora_hist.best_epoch}
     return out
 
 
-# --- summaries, verdicts and 004's four-panel figure ---------------------------------------------
+# --- summaries, claims and figures ---------------------------------------------------------------
+
+SHORT = {"From scratch": "scratch", "Feature extraction": "fe", "Full fine-tuning": "ft",
+         "Discriminative FT": "dft"}
 
 
 def summarise(runs: Mapping[str, Sequence[dict]]) -> dict[str, dict]:
     """Per setting: spreads over seeds of the references and of each strategy's final accuracies.
 
     ``runs[setting]`` is a list of :func:`compare_strategies` results, one per seed. Each
-    strategy gets ``train`` (004's score), ``test`` (held-out), ``epochs90_train`` and
-    ``epochs90_test`` (004's convergence metric on either curve), and the raw per-seed ``values``.
+    strategy gets ``train`` (004's score), ``test`` (held-out), ``epochs`` (the epoch kept by
+    early stopping) and ``epochs90`` (004's convergence metric: first epoch at 90 % of the kept
+    held-out accuracy), and the raw per-seed ``values``. The references carry theirs too.
     """
     from .metrics import spread
 
     out = {}
     for name, per_seed in runs.items():
-        row: dict = {"source_as_is": spread([r["source_as_is"][1] for r in per_seed]),
-                     "oracle": spread([r["oracle"] for r in per_seed])}
+        refs = {"source_as_is": [r["source_as_is"][1] for r in per_seed],
+                "oracle": [r["oracle"] for r in per_seed]}
+        row: dict = {k: spread(v) for k, v in refs.items()} | {"values": refs}
         for k in STRATEGIES:
             hs = [r["histories"][k] for r in per_seed]
-            vals = {"train": [h.train_acc[-1] for h in hs], "test": [h.test_acc[-1] for h in hs],
-                    "epochs90_train": [epochs_to_fraction(h.train_acc) for h in hs],
-                    "epochs90_test": [epochs_to_fraction(h.test_acc) for h in hs]}
+            vals = {"train": [h.final_train for h in hs], "test": [h.final_test for h in hs],
+                    "epochs": [h.best_epoch for h in hs],
+                    "epochs90": [epochs_to_fraction(h.test_acc[:h.best_epoch]) for h in hs]}
             row[k] = {m: spread(v) for m, v in vals.items()} | {"values": vals}
         out[name] = row
     return out
 
 
-def _paired(row: dict, a: str, b: str, metric: str = "test") -> tuple[float, float]:
-    """Mean and 95% half-width of the per-seed difference a − b."""
-    from .metrics import spread
+def add_claims(family, row: dict) -> list[str]:
+    """Register seed 004's six claims (split into paired comparisons) and the book's headroom
+    claims, measured on one setting of :func:`summarise`, in ``family``; return their ids.
 
-    d = spread(np.subtract(row[a]["values"][metric], row[b]["values"][metric]))
-    return d.mean, d.ci95
-
-
-def _verdict(mean: float, ci: float, higher_is_claimed: bool = True) -> str:
-    if not np.isfinite(ci):
-        return "not testable with one seed"
-    lo, hi = mean - ci, mean + ci
-    if (lo > 0) if higher_is_claimed else (hi < 0):
-        return "supported"
-    if (hi < 0) if higher_is_claimed else (lo > 0):
-        return "contradicted"
-    return "not shown (difference within the 95% interval)"
-
-
-def _versus(row: dict, a: str, others: Sequence[str], metric: str = "test",
-            higher_is_claimed: bool = True) -> tuple[str, str]:
-    """Per-seed paired differences a − b for each b, and one verdict: supported if a wins every one,
-    contradicted if a loses one, else not shown."""
-    unit, scale = ("pts", 100.0) if metric == "test" else ("epochs", 1.0)
-    diffs = {b: _paired(row, a, b, metric) for b in others}
-    text = "; ".join(f"− {b}: {scale * m:+.1f} ± {scale * c:.1f} {unit}" for b, (m, c) in diffs.items())
-    vs = [_verdict(m, c, higher_is_claimed) for m, c in diffs.values()]
-    verdict = ("supported" if all(v == "supported" for v in vs) else
-               "contradicted" if any(v == "contradicted" for v in vs) else
-               "not shown (differences within their 95% intervals)")
-    return f"{a} {text}", verdict
-
-
-def verdicts(row: dict) -> list[tuple[str, str, str]]:
-    """Seed 004's summary claims, each with the measured per-seed paired differences and a verdict."""
-    transfer = list(STRATEGIES[1:])
-    out = []
-    claims = [("All transfer strategies beat training from scratch with little target data", None),
-              ("Full fine-tuning can achieve the highest accuracy", "Full fine-tuning"),
-              ("Feature extraction is best when source and target domains are similar", "Feature extraction"),
-              ("Discriminative fine-tuning improves on full fine-tuning", "Discriminative FT")]
-    for claim, who in claims:
-        if who is None:
-            parts = [_versus(row, k, ["From scratch"]) for k in transfer]
-            text = "; ".join(p for p, _ in parts)
-            vs = [v for _, v in parts]
-            verdict = ("supported" if all(v == "supported" for v in vs) else
-                       "contradicted" if any(v == "contradicted" for v in vs) else
-                       "not shown (differences within their 95% intervals)")
-        elif who == "Discriminative FT":
-            text, verdict = _versus(row, who, ["Full fine-tuning"])
-        else:
-            text, verdict = _versus(row, who, [k for k in STRATEGIES if k != who])
-        out.append((claim, text, verdict))
-    text, verdict = _versus(row, "Feature extraction", ["From scratch"], "epochs90_test", higher_is_claimed=False)
-    out.append(("Feature extraction converges fast (fewer epochs to 90% of final than scratch)", text, verdict))
-    parts = [_versus(row, k, ["From scratch"], "epochs90_test", higher_is_claimed=False) for k in transfer]
-    vs = [v for _, v in parts]
-    out.append(("Transfer methods converge faster than training from scratch", "; ".join(p for p, _ in parts),
-                "supported" if all(v == "supported" for v in vs) else
-                "contradicted" if any(v == "contradicted" for v in vs) else
-                "not shown (differences within their 95% intervals)"))
-    return out
-
-
-def four_panel(settings: Mapping[str, Sequence[dict]]):
-    """Seed 004's figure (loss, accuracy, final accuracy, epochs to 90%), one row per setting, with seeds.
-
-    Accuracy curves: held-out target accuracy solid, training accuracy (004's) dashed; bars:
-    mean ± std over seeds, training accuracy hatched beside held-out.
+    Ids: ``004-transfer-beats-scratch-<s>``, ``004-ft-highest-vs-<s>``, ``004-fe-best-vs-<s>``
+    (the rivals other than scratch: that comparison is ``004-transfer-beats-scratch-<s>``),
+    ``004-dft-beats-ft``, ``004-fe-converges-fast``, ``004-transfer-converges-faster-<s>``;
+    ``ch2-np-<s>-beats-as-is`` and ``ch2-np-headroom`` (oracle above the source model as is).
     """
+    def acc(k: str) -> list[float]:
+        return [100 * v for v in row[k]["values"]["test"]]
+
+    def ep(k: str) -> list[float]:
+        return row[k]["values"]["epochs90"]
+
+    src, ids = "seed 004", []
+
+    def direction(cid, text, a, b, **kw):
+        family.direction(cid, kw.pop("source", src), text, a, b, **kw)
+        ids.append(cid)
+
+    transfer = STRATEGIES[1:]
+    for k in transfer:
+        direction(f"004-transfer-beats-scratch-{SHORT[k]}", f"{k} beats training from scratch "
+                  "with little target data", acc(k), acc("From scratch"), unit="pts")
+    for who, slug in (("Full fine-tuning", "ft-highest"), ("Feature extraction", "fe-best")):
+        for k in transfer:  # against scratch: the comparisons of 004-transfer-beats-scratch-*
+            if k != who:
+                direction(f"004-{slug}-vs-{SHORT[k]}", f"{who} is more accurate than {k}",
+                          acc(who), acc(k), unit="pts")
+    direction("004-dft-beats-ft", "Discriminative FT improves on full fine-tuning",
+              acc("Discriminative FT"), acc("Full fine-tuning"), unit="pts")
+    direction("004-fe-converges-fast", "Feature extraction needs fewer epochs to 90 % of its "
+              "final accuracy than training from scratch", ep("Feature extraction"),
+              ep("From scratch"), expect="less", unit="epochs")
+    for k in transfer[1:]:
+        direction(f"004-transfer-converges-faster-{SHORT[k]}", f"{k} needs fewer epochs to 90 % "
+                  "of its final accuracy than training from scratch", ep(k), ep("From scratch"),
+                  expect="less", unit="epochs")
+    as_is = [100 * v for v in row["values"]["source_as_is"]]
+    for k in STRATEGIES:
+        direction(f"ch2-np-{SHORT[k]}-beats-as-is", f"{k} beats the source model as is",
+                  acc(k), as_is, source="book", unit="pts")
+    direction("ch2-np-headroom", "a network trained on 1,000 target samples beats the source "
+              "model as is", [100 * v for v in row["values"]["oracle"]], as_is, source="book",
+              unit="pts")
+    return ids
+
+
+def results_table(summary: Mapping[str, dict]) -> str:
+    """Markdown: per setting, the references and each strategy's 004-score / **held-out** accuracy (%)."""
+    from .plotting import markdown_table
+
+    rows = [[name, row["source_as_is"].fmt(),
+             *(f"{100 * row[k]['train'].mean:.0f} / **{row[k]['test'].fmt()}**" for k in STRATEGIES),
+             row["oracle"].fmt()] for name, row in summary.items()]
+    return markdown_table(["setting", "source as is", *STRATEGIES, "oracle"], rows)
+
+
+def budget_table(summary: Mapping[str, dict]) -> str:
+    """Markdown: the epoch each strategy kept (early stopping on target validation loss), mean ± std."""
+    from .plotting import markdown_table
+
+    rows = [[name, *(row[k]["epochs"].fmt(scale=1.0, digits=0) for k in STRATEGIES)]
+            for name, row in summary.items()]
+    return markdown_table(["setting", *STRATEGIES], rows)
+
+
+def protocol_figure(seed: int, settings: Mapping[str, dict]):
+    """Source (dots) and target (crosses) samples on the source's first two principal components,
+    one panel per data setting (``{title: make_transfer_data kwargs}``)."""
     import matplotlib.pyplot as plt
 
     from .plotting import PALETTE
 
-    fig, axes = plt.subplots(len(settings), 4, figsize=(15, 3.4 * len(settings)), squeeze=False)
-    for row_axes, (title, per_seed) in zip(axes, settings.items()):
-        ax_loss, ax_acc, ax_final, ax_conv = row_axes
-        for i, k in enumerate(STRATEGIES):
-            hs = [r["histories"][k] for r in per_seed]
-            for ax, arr, style in ((ax_loss, [h.loss for h in hs], "-"), (ax_acc, [h.test_acc for h in hs], "-"),
-                                   (ax_acc, [h.train_acc for h in hs], "--")):
-                a = np.asarray(arr)
-                x = np.arange(1, a.shape[1] + 1)
-                ax.plot(x, a.mean(0), style, color=PALETTE[i], label=k if style == "-" else None, lw=1.3)
-                if style == "-":
-                    ax.fill_between(x, a.mean(0) - a.std(0), a.mean(0) + a.std(0), color=PALETTE[i], alpha=0.15)
-            for ax, key, offset, hatch in ((ax_final, "test", 0.2, None), (ax_final, "train", -0.2, "//"),
-                                           (ax_conv, "test", 0.2, None), (ax_conv, "train", -0.2, "//")):
-                if ax is ax_final:
-                    v = np.array([getattr(h, f"{key}_acc")[-1] for h in hs])
-                else:
-                    v = np.array([epochs_to_fraction(getattr(h, f"{key}_acc")) for h in hs])
-                ax.bar(i + offset, v.mean(), width=0.4, yerr=v.std(), capsize=3, color=PALETTE[i],
-                       alpha=0.85 if hatch is None else 0.4, hatch=hatch, edgecolor="k", lw=0.5)
-        ax_loss.set(title=f"{title}: training loss", xlabel="epoch", ylabel="loss")
-        ax_acc.set(title="accuracy (solid held-out, dashed train)", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.05))
-        ax_final.set(title="final accuracy (hatched: train)", ylabel="accuracy", ylim=(0, 1.05))
-        ax_conv.set(title="epochs to 90% of final (hatched: train)", ylabel="epochs")
-        for ax in (ax_final, ax_conv):
-            ax.set_xticks(range(len(STRATEGIES)), [s.replace(" ", "\n", 1) for s in STRATEGIES], fontsize=8)
-        ax_acc.legend(fontsize=8, loc="lower right")
+    fig, axes = plt.subplots(1, len(settings), figsize=(9, 3.8), sharex=True, sharey=True, squeeze=False)
+    for ax, (title, kw) in zip(axes[0], settings.items()):
+        d = make_transfer_data(seed, **kw)
+        (xs, ys), (xt, yt) = d.source, d.target
+        _, _, vt = np.linalg.svd(xs - xs.mean(0), full_matrices=False)
+        ps, pt = (xs - xs.mean(0)) @ vt[:2].T, (xt - xs.mean(0)) @ vt[:2].T
+        for c in range(len(d.source_centers)):
+            ax.scatter(*ps[ys == c].T, s=4, alpha=0.3, color=PALETTE[c])
+            ax.scatter(*pt[yt == c].T, s=30, marker="x", color=PALETTE[c])
+        ax.set(title=title, xlabel="PC 1")
+    axes[0, 0].set_ylabel("PC 2")
     fig.tight_layout()
     return fig
+
+
+def strategy_figure(settings: Mapping[str, Sequence[dict]]):
+    """Seed 004's figure, redrawn two panels per row: per setting, accuracy per epoch (held-out
+    solid, training dashed, until each run's kept epoch) and the final accuracies (held-out bars,
+    training hatched) beside the two references (source as is, oracle). Accuracies in %."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import PALETTE
+
+    fig, axes = plt.subplots(len(settings), 2, figsize=(10, 3.9 * len(settings)), squeeze=False)
+    for (ax_acc, ax_bar), (title, per_seed) in zip(axes, settings.items()):
+        for i, k in enumerate(STRATEGIES):
+            hs = [r["histories"][k] for r in per_seed]
+            n = min(h.best_epoch for h in hs)
+            for key, style in (("test_acc", "-"), ("train_acc", "--")):
+                a = 100 * np.array([getattr(h, key)[:n] for h in hs])
+                x = np.arange(1, n + 1)
+                ax_acc.plot(x, a.mean(0), style, color=PALETTE[i], lw=1.4, label=k if style == "-" else None)
+                if style == "-":
+                    ax_acc.fill_between(x, a.mean(0) - a.std(0), a.mean(0) + a.std(0), color=PALETTE[i],
+                                        alpha=0.15)
+            for key, off, hatch in (("final_test", 0.2, None), ("final_train", -0.2, "//")):
+                v = 100 * np.array([getattr(h, key) for h in hs])
+                ax_bar.bar(i + off, v.mean(), width=0.4, yerr=v.std(), capsize=3, color=PALETTE[i],
+                           alpha=0.85 if hatch is None else 0.4, hatch=hatch, edgecolor="k", lw=0.5)
+        for val, style, label in ((np.mean([r["source_as_is"][1] for r in per_seed]), ":", "source as is"),
+                                  (np.mean([r["oracle"] for r in per_seed]), "-.", "oracle")):
+            ax_bar.axhline(100 * val, color="k", ls=style, lw=1.2, label=label)
+        ax_acc.set(title=f"{title}: accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 102))
+        ax_bar.set(title=f"{title}: kept epoch", ylabel="accuracy (%)", ylim=(0, 102))
+        ax_bar.set_xticks(range(len(STRATEGIES)), [s.replace(" ", "\n", 1) for s in STRATEGIES])
+        ax_acc.legend(loc="lower right", fontsize=9)
+        ax_bar.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def glue_values(summary: Mapping[str, dict], seed004: str, corrected: str) -> dict:
+    """The numbers chapter 2's prose quotes about the two protocols (accuracies in %)."""
+    s4, sc = summary[seed004], summary[corrected]
+    tests = {k: 100 * sc[k]["test"].mean for k in STRATEGIES}
+    return {"np_asis_004": 100 * s4["source_as_is"].mean,
+            "np_train_min_004": 100 * min(s4[k]["train"].mean for k in STRATEGIES),
+            "np_test_min_004": 100 * min(s4[k]["test"].mean for k in STRATEGIES),
+            "np_asis_corr": 100 * sc["source_as_is"].mean, "np_oracle_corr": 100 * sc["oracle"].mean,
+            "np_best_corr": max(tests.values()), "np_worst_corr": min(tests.values()),
+            "np_scratch_train_corr": 100 * sc["From scratch"]["train"].mean,
+            "np_scratch_test_corr": tests["From scratch"],
+            "np_epochs_min_corr": min(sc[k]["epochs"].mean for k in STRATEGIES),
+            "np_epochs_max_corr": max(sc[k]["epochs"].mean for k in STRATEGIES)}
