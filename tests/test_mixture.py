@@ -163,7 +163,7 @@ def test_bad_traversal_parameters_are_refused():
     with pytest.raises(ParameterError, match="steps"):
         traversal.traverse(dense, [traversal.Method("a")], data, {}, steps=0)
     with pytest.raises(ParameterError, match="methods"):
-        traversal.traverse(dense, [], data, {})
+        traversal.traverse(dense, [], data, {}, batch_size=32)
 
 
 def test_builders_return_markdown_and_figures():
