@@ -92,3 +92,21 @@ def test_k_below_two_is_refused(K):
 def test_unknown_kind_is_refused():
     with pytest.raises(ParameterError, match="kind"):
         sparse.sparse_net(10, kind="relu")
+
+
+def test_kwta_gathered_path_equals_masked_forward():
+    torch.manual_seed(1)
+    net = sparse.sparse_net(K=6, kind="kwta")
+    x = torch.rand(10, 784)
+    out, counts = net.sparse_forward(x)
+    assert torch.allclose(out, net(x), atol=1e-5)
+    assert all(int(c.max()) == 5 for c in counts)
+
+
+def test_survival_table_reports_dead_softmax_layers():
+    net = models.dense_net()
+    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
+    table = sparse.survival_table(net.state_dict(), x, y, [10], kinds=["softmax", "kwta"])
+    softmax_row, kwta_row = table.splitlines()[2:]
+    assert "0.00 / 0.00 / 0.00" in softmax_row and softmax_row.endswith("| 0 |")  # nothing survives
+    assert not kwta_row.endswith("| 0 |")

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from . import (claims, config, data, domain, ensemble, framework, metrics, models,  # noqa: E402
                numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
+from . import mixture, sparse, traversal  # noqa: E402  (chapter 6)
 
 show = plotting.show_source
 

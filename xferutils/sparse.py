@@ -48,10 +48,14 @@ class SparseCode(NamedTuple):
     val: torch.Tensor
 
 
-def sparse_code(x: torch.Tensor, K: int) -> SparseCode:
-    """:func:`sparse_softmax` as indices and values of at most ``K − 1`` survivors per row."""
-    p = torch.softmax(x, -1)
-    top = p.topk(min(check_k(K) - 1, x.shape[-1]), dim=-1)
+def sparse_code(x: torch.Tensor, K: int, kind: str = "softmax") -> SparseCode:
+    """The activation as indices and values of at most ``K − 1`` survivors per row:
+    :func:`sparse_softmax` (``softmax``) or :func:`kwta` with k = K − 1 (``kwta``)."""
+    k = min(check_k(K) - 1, x.shape[-1])
+    if check_choice("kind", kind, KINDS) == "kwta":
+        top = x.topk(k, dim=-1)
+        return SparseCode(top.indices, top.values)
+    top = torch.softmax(x, -1).topk(k, dim=-1)
     return SparseCode(top.indices, top.values * (top.values > 1.0 / K))
 
 
@@ -97,12 +101,11 @@ class SparseMLP(nn.Module):
         return [m for m in self.modules() if isinstance(m, nn.Linear)]
 
     def sparse_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits through the gathered path (softmax kind), and each hidden layer's survivor
-        count per sample."""
-        linears = self.linears()
+        """Logits through the gathered path, and each hidden layer's survivor count per sample."""
+        linears, act = self.linears(), self.features[1]
         h, counts = linears[0](x.flatten(1)), []
         for layer in linears[1:]:
-            code = sparse_code(h, self.features[1].K)
+            code = sparse_code(h, act.K, act.kind)
             counts.append((code.val > 0).sum(-1))
             h = apply_linear(code, layer)
         return h, counts
@@ -134,6 +137,27 @@ def multiply_adds(net: SparseMLP, x: torch.Tensor) -> dict[str, float]:
     first = linears[0].in_features * linears[0].out_features
     rest = sum(c.float().mean().item() * m.out_features for c, m in zip(counts, linears[1:]))
     return {"dense": float(dense), "sparse": first + rest, "first_layer": float(first)}
+
+
+def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequence[int],
+                   kinds: Sequence[str] = KINDS) -> str:
+    """Markdown: a trained dense net's weights in the sparse net, per K and kind: active units
+    per layer (%), test accuracy (%), and the gradient norm that reaches the first layer."""
+    from .plotting import markdown_table
+
+    rows = []
+    for kind in kinds:
+        for K in Ks:
+            net = sparse_net(K, kind)
+            net.load_state_dict(dense_state)
+            logits = net(x)
+            nn.functional.cross_entropy(logits, y).backward()
+            active = " / ".join(f"{100 * a:.2f}" for a in active_fraction(net, x))
+            acc = 100 * (logits.argmax(1) == y).float().mean().item()
+            grad = net.linears()[0].weight.grad.norm().item()
+            rows.append([kind, K, active, f"{acc:.1f}", f"{grad:.2g}"])
+    return markdown_table(["activation", "K", "active units per layer (%)", "accuracy (%)",
+                           "gradient norm, first layer"], rows, "lrrrr")
 
 
 @torch.no_grad()
