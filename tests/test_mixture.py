@@ -139,7 +139,7 @@ def test_traverse_runs_every_method_and_reports_shapes():
     assert ids[:2] == ["002-accuracy-sustained", "002-sparse-useful"] and len(ids) == 8
     assert all(i.startswith("ch6-") for i in ids[2:])
     table = traversal.final_table(tr, [0.9, 0.9])
-    assert table.count("\n") == 2 + len(methods) and "scratch (reference)" in table
+    assert table.count("\n") == 2 + len(methods) and "sparse net from scratch (reference)" in table
     import matplotlib.pyplot as plt
 
     fig = traversal.traversal_figure(tr)

@@ -35,6 +35,10 @@ from .mixture import mixed_log_probs, sampled_logits
 from .sparse import KINDS, check_k, sparse_net
 
 RETENTION = ("none", "trust", "dense", "anchor")
+LABELS = {"none": "traversal, no retention", "trust": "traversal + trust region (KL to last step)",
+          "dense": "traversal + distillation to the dense net", "anchor": "traversal + L2-SP anchor",
+          "abrupt": "abrupt switch (fine-tune at q = 1)", "distill": "direct distillation",
+          "scratch": "sparse net from scratch (reference)", "gmp": "gradual magnitude pruning"}
 
 
 # --- schedules of q ------------------------------------------------------------------------------
@@ -373,7 +377,7 @@ def final_table(tr: Traversal, dense_test: Sequence[float]) -> str:
     for i, m in enumerate(tr.methods):
         on_path = spread(worst[i].tolist()).fmt() if 0 < tr.q[i, 0] < 1 else "–"
         lam = f"{m.lam:g}" if m.retention != "none" else "–"
-        rows.append([m.name + (" (reference)" if m.init == "random" else ""), lam,
+        rows.append([LABELS.get(m.name, m.name), lam,
                      spread(tr.final["test"][i].tolist()).fmt(), on_path])
     return markdown_table(["method", "λ", "final test accuracy (%)", "worst mixture accuracy on the path (%)"],
                           rows, "lrrr")
