@@ -435,6 +435,6 @@ def mixture_diagram():
     ax.text(4.05, 1.0, "q", fontsize=10, ha="right")
     ax.annotate("", (8.1, 2.2), (7.75, 3.1), arrowprops=arrow)
     ax.annotate("", (8.1, 1.8), (7.75, 0.9), arrowprops=arrow)
-    ax.text(5.0, 0.05, "in expectation: p(y | x) = (1 − q)·p_dense(y | x) + q·p_sparse(y | x)",
-            fontsize=9, ha="left")
+    ax.text(5.0, 0.0, "in expectation: p(y | x) = (1 − q)·p_dense(y | x) + q·p_sparse(y | x)",
+            fontsize=9, ha="center")
     return fig
