@@ -1,0 +1,174 @@
+import math
+
+import pytest
+import torch
+
+from xferutils import ensemble, models, traversal
+from xferutils.claims import Family
+from xferutils.config import ParameterError
+from xferutils.data import Split
+from xferutils.mixture import Mixture, expected_log_probs, route, sampled_logits
+
+
+class Const(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return torch.full((len(x), 10), float(self.value)) + torch.arange(10.0) * self.value
+
+
+def test_route_has_bernoulli_frequencies():
+    g = torch.Generator().manual_seed(0)
+    for q in (0.1, 0.5, 0.9):
+        share = route(200_000, q, g).float().mean().item()
+        assert abs(share - q) < 4 * math.sqrt(q * (1 - q) / 200_000)
+
+
+def test_mixture_module_routes_and_has_ten_outputs():
+    mix = Mixture(Const(1.0), Const(-1.0), q=0.3)
+    out = mix(torch.zeros(10_000, 784), generator=torch.Generator().manual_seed(1))
+    assert out.shape == (10_000, 10)
+    second = (out[:, 0] == -1.0).float().mean().item()
+    assert abs(second - 0.3) < 0.03
+    assert Mixture(Const(1.0), Const(-1.0), 0.0)(torch.zeros(50, 784))[:, 0].eq(1.0).all()
+    assert Mixture(Const(1.0), Const(-1.0), 1.0)(torch.zeros(50, 784))[:, 0].eq(-1.0).all()
+
+
+def test_expected_form_and_endpoints():
+    a, b = torch.randn(5, 10), torch.randn(5, 10)
+    pa, pb = a.softmax(-1), b.softmax(-1)
+    for q in (0.0, 0.25, 1.0):
+        got = expected_log_probs(a, b, q).exp()
+        assert torch.allclose(got, (1 - q) * pa + q * pb, atol=1e-6)
+    assert torch.allclose(expected_log_probs(a, b, 0.0), a.log_softmax(-1), atol=1e-6)
+    assert torch.allclose(expected_log_probs(a, b, 1.0), b.log_softmax(-1), atol=1e-6)
+
+
+def test_expected_form_vectorized_over_q():
+    a, b = torch.randn(3, 5, 10), torch.randn(3, 5, 10)
+    q = torch.tensor([0.0, 0.5, 1.0])
+    got = expected_log_probs(a, b, q)
+    for i in range(3):
+        assert torch.allclose(got[i], expected_log_probs(a[i], b[i], float(q[i])), atol=1e-6)
+    chosen = route(5, q, torch.Generator().manual_seed(0))
+    assert chosen.shape == (3, 5) and not chosen[0].any() and chosen[2].all()
+    assert torch.equal(sampled_logits(a, b, chosen)[2], b[2])
+
+
+@pytest.mark.parametrize("q", [-0.1, 1.5, float("nan")])
+def test_q_outside_unit_interval_is_refused(q):
+    with pytest.raises(ParameterError, match="q"):
+        Mixture(Const(1.0), Const(2.0), q)
+    with pytest.raises(ParameterError, match="q"):
+        expected_log_probs(torch.zeros(1, 10), torch.zeros(1, 10), torch.tensor([q]))
+
+
+@pytest.mark.parametrize("name", [n for n in traversal.SCHEDULES if n not in ("zero",)])
+def test_schedules_are_monotone_and_end_at_one(name):
+    qs = traversal.q_schedule(name, 20)
+    assert len(qs) == 20 and qs[-1] == pytest.approx(1.0)
+    assert all(b >= a - 1e-12 for a, b in zip(qs, qs[1:]))
+    assert all(0 <= q <= 1 + 1e-12 for q in qs)
+    assert traversal.SCHEDULES[name](0.0) == pytest.approx(0.0)
+
+
+def test_schedules_differ_in_shape():
+    mid = {n: traversal.SCHEDULES[n](0.5) for n in ("linear", "cosine", "exponential", "cubic")}
+    assert mid["linear"] == 0.5 and mid["cosine"] == pytest.approx(0.5)
+    assert mid["cubic"] == pytest.approx(0.875) and mid["exponential"] > 0.85
+    assert traversal.SCHEDULES["inverse_sigmoid"](0.25) < 0.25  # slow start
+
+
+def test_cubic_pruning_schedule():
+    assert traversal.prune_fraction(0.9, 0, 10) == 0
+    assert traversal.prune_fraction(0.9, 10, 10) == pytest.approx(0.9)
+    assert traversal.prune_fraction(0.9, 5, 10) == pytest.approx(0.9 * (1 - 0.5 ** 3))
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_steps_below_one_are_refused(steps):
+    with pytest.raises(ParameterError, match="steps"):
+        traversal.q_schedule("linear", steps)
+
+
+def test_unknown_schedule_and_retention_are_refused():
+    with pytest.raises(ParameterError, match="schedule"):
+        traversal.q_schedule("quadratic", 5)
+    with pytest.raises(ParameterError, match="retention"):
+        traversal.Method("x", retention="ewc-ish")
+
+
+def test_retention_losses_vanish_when_models_coincide():
+    logp = torch.randn(8, 10).log_softmax(-1)
+    assert traversal.kl_to(logp.exp(), logp).abs() < 1e-6
+    assert traversal.kl_to(torch.full((8, 10), 0.1), logp) > 0
+    params = {"w": torch.randn(3, 4)}
+    assert traversal.l2_sp(params, {"w": params["w"].clone()}) == 0
+    assert traversal.l2_sp(params, {"w": params["w"] + 1}) == pytest.approx(6.0)
+
+
+def tiny_data(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 784, generator=g)
+    return Split(x, (x[:, :10].argmax(1)))
+
+
+def test_traverse_runs_every_method_and_reports_shapes():
+    data = tiny_data()
+    seeds = [0, 1]
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, seeds), data, seeds, epochs=1)
+    methods = [traversal.Method("none"), traversal.Method("trust", "trust", 1.0)] + traversal.baselines()
+    tr = traversal.traverse(dense, methods, data, {"val": data, "test": data}, K=5, kind="kwta", steps=2,
+                            batches=1, batch_size=64, n_eval=100)
+    assert tr.acc["val"]["mixture"].shape == (6, 2, 2) and tr.final["val"].shape == (6, 2)
+    assert tr.images == [64, 128]
+    assert torch.allclose(tr.q[0], torch.tensor([0.5, 1.0])) and tr.q[-1].eq(0).all()
+    # q = 1 at the last step: the mixture is the sparse net
+    assert torch.equal(tr.acc["val"]["mixture"][:2, :, -1], tr.acc["val"]["sparse"][:2, :, -1])
+    gmp = tr.net("gmp", 0)  # pruned to 90 % of its weights on the last step
+    zero = sum((m.weight == 0).sum().item() for m in models.linear_layers(gmp))
+    total = sum(m.weight.numel() for m in models.linear_layers(gmp))
+    assert zero / total == pytest.approx(0.9, abs=0.01)
+    assert isinstance(tr.net("trust", 1), torch.nn.Module)
+    assert traversal.choose(tr, "trust", "linear").name == "trust"
+    fam = Family("t")
+    traversal.register_claims(fam, tr, [0.9, 0.9])
+    ids = [c.id for c in fam.claims]
+    assert ids[:2] == ["002-accuracy-sustained", "002-sparse-useful"] and len(ids) == 8
+    assert all(i.startswith("ch6-") for i in ids[2:])
+    table = traversal.final_table(tr, [0.9, 0.9])
+    assert table.count("\n") == 2 + len(methods) and "sparse net from scratch (reference)" in table
+    import matplotlib.pyplot as plt
+
+    fig = traversal.traversal_figure(tr)
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == len(methods)
+    plt.close(fig)
+
+
+def test_traverse_with_zero_rates_keeps_the_dense_net():
+    data = tiny_data()
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [3]), data, [3], epochs=1)
+    tr = traversal.traverse(dense, [traversal.Method("keep", schedule="zero")], data, {"val": data},
+                            steps=1, batches=2, batch_size=64, lr=0.0, n_eval=512)
+    assert tr.final["val"][0, 0].item() == pytest.approx(dense.evaluate(data)[0], abs=1e-6)
+
+
+def test_bad_traversal_parameters_are_refused():
+    data = tiny_data(64)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0]), data, [0], epochs=1)
+    with pytest.raises(ParameterError, match="K="):
+        traversal.traverse(dense, [traversal.Method("a")], data, {}, K=1)
+    with pytest.raises(ParameterError, match="steps"):
+        traversal.traverse(dense, [traversal.Method("a")], data, {}, steps=0)
+    with pytest.raises(ParameterError, match="methods"):
+        traversal.traverse(dense, [], data, {}, batch_size=32)
+
+
+def test_builders_return_markdown_and_figures():
+    import matplotlib.pyplot as plt
+
+    fig = traversal.mixture_diagram()
+    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 5
+    plt.close(fig)
