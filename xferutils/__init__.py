@@ -10,7 +10,7 @@ subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``e
 """
 __version__ = "0.1.0"
 
-from . import (claims, config, data, domain, ensemble, framework, metrics, models,  # noqa: E402
+from . import (claims, config, data, distill, domain, ensemble, fewshot, framework, layers, metrics, models,  # noqa: E402
                numpynet, peft, plotting, progress, results, shared_layers, strategies, timing, train)
 
 show = plotting.show_source
