@@ -30,6 +30,15 @@ from .ensemble import fit_replicas, replicate
 from .layers import Fit, train_classifier
 
 
+# Published 5-way accuracies (%), 1-shot / 5-shot: context, not targets (other data sets).
+PUBLISHED = {
+    "Prototypical networks, Omniglot (Snell et al. 2017)": (98.8, 99.7),
+    "Prototypical networks, miniImageNet (Snell et al. 2017)": (49.42, 68.20),
+    "MAML, miniImageNet (Finn et al. 2017)": (48.70, 63.11),
+    "Fine-tuning baseline, miniImageNet (as in Finn et al. 2017)": (28.86, 49.79),
+}
+
+
 # --- the prototype classifier -----------------------------------------------------------------
 
 def prototypes(support: torch.Tensor) -> torch.Tensor:
@@ -349,7 +358,7 @@ class Curves:
     ns: list[int]
     transfer: dict[str, dict[int, list[float]]]
     retention: dict[str, dict[int, list[float]]]
-    cpu_seconds: dict[str, float]
+    cpu_seconds: dict[str, dict[int, float]]
     epochs: dict[str, dict[int, list[int]]]
 
     def mean(self, method: str) -> list[float]:
@@ -381,7 +390,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
     res = {m: {} for m in CURVE_METHODS}
     ret = {m: {} for m in CURVE_METHODS}
     eps = {m: {} for m in CURVE_METHODS}
-    cpu = dict.fromkeys(CURVE_METHODS, 0.0)
+    cpu: dict[str, dict[int, float]] = {m: {} for m in CURVE_METHODS}
     own_pc = len(own) // len(case.digits1)
     vrel = relabelled(val, digits)
     for n in ns:
@@ -407,6 +416,6 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
                                         batch_size=fit.batch_size, val=vrel, patience=fit.patience)
                 m = shared.transfer_metrics(lookup[reps.predict(test.x)], test.y, case)
                 e = [h.best_epoch for h in reps.history]
-            cpu[method] += time.process_time() - t0
+            cpu[method][n] = time.process_time() - t0
             res[method][n], ret[method][n], eps[method][n] = m["transfer"], m["retention"], e
     return Curves(list(ns), res, ret, cpu, eps)

@@ -32,6 +32,27 @@ class Fit:
     patience: int = 3
 
 
+# Chapter 5's scale per preset: images per digit, label grid, tasks, epochs (see the chapter).
+SCALES = {
+    "smoke": dict(hinton=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
+                  halves=(50, 20), epochs=3, shared_epochs=3, temps=[2, 20], steps=30),
+    "book": dict(hinton=200, per_digit=100, val=100, unlabelled=100, pool=300, ns=[1, 10, 100, 300],
+                 tasks=100, episodes=10, halves=(300, 100), epochs=30, shared_epochs=20, temps=[2, 5, 20],
+                 steps=100),
+    "full": dict(hinton=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
+                 ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=100,
+                 shared_epochs=40, temps=[1, 2, 5, 10, 20, 50], steps=300),
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Network 1 and Network 2, one trained copy per seed (what ``shared_layers.extract`` reads)."""
+
+    net1: Sequence[MLP]
+    net2: Sequence[MLP]
+
+
 def relabelled(data: Split, digits: Sequence[int]) -> Split:
     """Only the images of ``digits``, labelled 0..len(digits)-1 in that order."""
     cls = relabel(data.y, list(digits))
@@ -183,6 +204,11 @@ def partial_figure(p: Partial) -> plt.Figure:
 # --- Yosinski et al. 2014 on MNIST halves -----------------------------------------------------
 
 VARIANTS = ("AnB", "AnB+", "BnB", "BnB+")
+
+
+def halves_net(n_classes: int = 5) -> MLP:
+    """The network of the MNIST-halves experiment: four hidden layers of 64 units."""
+    return MLP([784, 64, 64, 64, 64], n_classes)
 
 
 @dataclass
