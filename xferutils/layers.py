@@ -45,6 +45,17 @@ SCALES = {
 }
 
 
+def chapter_scale(preset: str, *, seed0: int, n_seeds: int, omit: int, n_way: int, n_partial: int) -> dict:
+    """Chapter 5's knobs validated (a clear error names a bad one) and its scale for ``preset``."""
+    scale = SCALES[check_choice("preset", preset, list(SCALES))]
+    check_int("seed0", seed0, 0)
+    check_int("n_seeds", n_seeds, 0, 100)
+    check_int("omit", omit, 0, 9)
+    check_int("n_way", n_way, 2, 5)
+    check_int("n_partial", n_partial, 1, scale["pool"])
+    return scale
+
+
 @dataclass(frozen=True)
 class Pair:
     """Network 1 and Network 2, one trained copy per seed (what ``shared_layers.extract`` reads)."""
