@@ -88,3 +88,32 @@ def test_figures():
     fig = layers.yosinski_figure(t)
     assert len(fig.axes[0].get_legend().get_texts()) == 5
     plt.close(fig)
+
+
+def test_chapter_scale_refuses_bad_knobs():
+    assert layers.chapter_scale("smoke", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=5)["ns"]
+    with pytest.raises(ParameterError, match="omit=10"):
+        layers.chapter_scale("book", seed0=0, n_seeds=0, omit=10, n_way=5, n_partial=5)
+    with pytest.raises(ParameterError, match="n_partial=100000"):
+        layers.chapter_scale("book", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=100000)
+    with pytest.raises(ParameterError, match="preset"):
+        layers.chapter_scale("huge", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=5)
+
+
+def _digits(ds, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.tensor(ds).repeat_interleave(n)
+    return Split(torch.rand(len(y), 784, generator=g), y)
+
+
+def test_partial_unfreeze_and_yosinski_run_end_to_end():
+    fit = layers.Fit(max_epochs=2, patience=1, batch_size=16)
+    own, val, test = _digits([0, 1, 2], 8), _digits([0, 1, 2, 3], 4, 1), _digits([0, 1, 2, 3], 4, 2)
+    nets = [models.MLP([784, 8, 8], 3) for _ in range(2)]
+    extras = [_digits([3], 2, s) for s in range(2)]
+    p = layers.partial_unfreeze(nets, own, extras, val, test, [0, 1, 2], 3, [0, 1], fit=fit)
+    assert p.ks == [0, 1, 2] and all(len(p.transfer[k]) == 2 for k in p.ks)
+    t = layers.yosinski(lambda: models.MLP([784, 8, 8], 2), (_digits([0, 1], 8), _digits([0, 1], 4, 1)),
+                        (_digits([0, 1], 8, 3), _digits([0, 1], 4, 4)), _digits([0, 1], 4, 5), [0, 1], fit)
+    assert t.ns == [1, 2] and set(t.acc) == set(layers.VARIANTS)
+    assert all(len(t.acc[v][n]) == 2 for v in layers.VARIANTS for n in t.ns)

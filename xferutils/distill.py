@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from .config import ParameterError, check_float, check_int, check_seeds
 from .data import Split, relabel
 from .ensemble import Replicas, fit_replicas, replicate
-from .layers import Fit, grow_head, labelled_rows, relabelled
+from .layers import Fit, grow_head, labelled_rows
 
 
 # Hinton et al. 2015, section 3 (MNIST): the student never saw a 3 in its transfer set.
@@ -176,7 +176,7 @@ def omitted_table(o: Omitted, scale: float = 100.0) -> str:
 
     rows = [[v, f(r["omit_before"]), f(r["omit_after"]), f(r["others_before"]), f(r["others_after"]),
              spread(r["bias"]).fmt(1.0, 2)] for v, r in o.students.items()]
-    return markdown_table([f"student", f"test {o.omit}s, %", f"{o.omit}s after shift, %", "other digits, %",
+    return markdown_table(["student", f"test {o.omit}s, %", f"{o.omit}s after shift, %", "other digits, %",
                            "others after shift, %", "bias shift"], rows, "lrrrrr")
 
 

@@ -74,9 +74,9 @@ def relabelled(data: Split, digits: Sequence[int]) -> Split:
 def train_classifier(make: Callable[[int], nn.Module], train: Split, val: Split, digits: Sequence[int],
                      seeds: Sequence[int], fit: Fit = Fit()) -> Replicas:
     """K replicas of ``make(n_classes)`` trained on ``digits`` (relabelled 0..), stopped on validation."""
-    return fit_replicas(replicate(lambda: make(len(digits)), seeds), relabelled(train, digits), seeds, epochs=fit.max_epochs,
-                        lr=fit.lr, batch_size=fit.batch_size, val=relabelled(val, digits),
-                        patience=fit.patience)
+    models = replicate(lambda: make(len(digits)), seeds)
+    return fit_replicas(models, relabelled(train, digits), seeds, epochs=fit.max_epochs, lr=fit.lr,
+                        batch_size=fit.batch_size, val=relabelled(val, digits), patience=fit.patience)
 
 
 # --- copying, growing and freezing layers -----------------------------------------------------
