@@ -223,7 +223,8 @@ def distill_into(nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Sp
         soft = soft_rows(unlabelled, merged_logits(nets1[k], nets2[k], unlabelled, col2, T), T)
         parts = [own_rows, soft]
         if extras is not None:
-            lab = labelled_rows(own, extras[k], digits, len(own) // len(digits1))
+            per_class = max(len(own) // len(digits1), len(extras[k]))  # every labelled image is used
+            lab = labelled_rows(own, extras[k], digits, per_class)
             extra = lab.y == len(digits1)
             parts.append(hard_rows(lab.x[extra], lab.y[extra], len(digits)))
         rows.append(cat_rows(*parts))
