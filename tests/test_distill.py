@@ -1,0 +1,98 @@
+"""Tests of xferutils.distill (chapter 5): the loss at temperature T, rows, bias shift, merged teachers."""
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch.nn import functional as F
+
+from xferutils import distill, models
+from xferutils.config import ParameterError
+from xferutils.data import Split
+
+
+def test_distill_loss_equals_closed_form():
+    # student logits [2, 0] at T = 2 -> log-softmax [1 - log(1 + e), -log(1 + e)]; targets [.75, .25]
+    s = torch.tensor([[2.0, 0.0]])
+    q = torch.tensor([[0.75, 0.25]])
+    expected = 4 * (math.log(1 + math.e) - 0.75)
+    assert distill.distill_loss(s, q, 2.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_targets_of_known_logits():
+    q = distill.soft_targets(torch.tensor([[math.log(3.0), 0.0]]), 1.0)
+    assert torch.allclose(q, torch.tensor([[0.75, 0.25]]))
+    flat = distill.soft_targets(torch.tensor([[5.0, 0.0, -5.0]]), 1e4)
+    assert torch.allclose(flat, torch.full((1, 3), 1 / 3), atol=1e-3)
+
+
+def test_hard_rows_give_ordinary_cross_entropy():
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    rows = distill.hard_rows(torch.zeros(6, 2), y, 4)
+    loss = distill.objective(lambda x: logits, rows.x, rows.y)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+
+
+def test_soft_rows_carry_their_temperature():
+    rows = distill.soft_rows(torch.zeros(3, 2), torch.randn(3, 5), 4.0)
+    assert rows.y.shape == (3, 6) and torch.all(rows.y[:, -1] == 4.0)
+    assert torch.allclose(rows.y[:, :-1].sum(-1), torch.ones(3))
+
+
+def test_bias_shift_and_its_choice_on_validation():
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, -3.0]])
+    y = torch.tensor([1, 1, 0])
+    assert torch.equal(distill.shift_bias(logits, 1, 2.0)[:, 1], torch.tensor([2.0, 2.5, -1.0]))
+    b, acc = distill.choose_bias(logits, y, 1, [0.0, 1.0, 2.0, 3.0, 5.0])
+    assert b == 2.0 and acc == 1.0  # all three right needs 1 < b < 4 (a tie goes to class 0); smallest: 2
+    with pytest.raises(ParameterError, match="grid"):
+        distill.choose_bias(logits, y, 1, [])
+
+
+def test_merged_teachers_sum_to_one():
+    p1 = torch.softmax(torch.randn(5, 3), -1)
+    p2 = torch.rand(5)
+    q = distill.merge_teachers(p1, p2)
+    assert q.shape == (5, 4)
+    assert torch.allclose(q.sum(-1), torch.ones(5)) and torch.allclose(q[:, -1], p2)
+    # relative probabilities among Network 1's own digits are Network 1's
+    assert torch.allclose(q[:, :3] / q[:, :3].sum(-1, keepdim=True), p1, atol=1e-6)
+
+
+def test_merged_logits_reproduce_targets():
+    n1, n2, x = models.wide_nn(3), models.deep_nn(3), torch.rand(4, 784)
+    z = distill.merged_logits(n1, n2, x, 1, 3.0)
+    with torch.no_grad():
+        want = distill.merge_teachers(distill.soft_targets(n1(x), 3.0), distill.soft_targets(n2(x), 3.0)[:, 1])
+    assert torch.allclose(distill.soft_targets(z, 3.0), want, atol=1e-5)
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ParameterError, match="T="):
+        distill.soft_targets(torch.zeros(1, 2), 0.0)
+    with pytest.raises(ParameterError, match="T="):
+        distill.distill_loss(torch.zeros(1, 2), torch.ones(1, 2) / 2, -1.0)
+    nets = [models.wide_nn(3)]
+    own = Split(torch.rand(3, 784), torch.tensor([0, 1, 2]))
+    with pytest.raises(ParameterError, match="transfer=2"):
+        distill.distill_into(nets, nets, own, own.x, own.x, [0, 1, 2], [2, 3, 4], 2, [0], T=2.0)
+    with pytest.raises(ParameterError, match="temperatures"):
+        distill.omitted_digit(models.wide_nn, models.deep_nn, own, own, own, [0], temperatures=())
+
+
+def test_distill_into_trains_a_grown_network_1():
+    g = torch.Generator().manual_seed(0)
+    own = Split(torch.rand(30, 784, generator=g), torch.tensor([0, 1, 2] * 10))
+    n1 = [models.wide_nn(3), models.wide_nn(3)]
+    n2 = [models.deep_nn(3), models.deep_nn(3)]
+    reps, cpu = distill.distill_into(n1, n2, own, torch.rand(12, 784, generator=g), torch.rand(8, 784, generator=g),
+                                     [0, 1, 2], [2, 3, 4], 3, [0, 1], T=2.0, fit=distill.Fit(max_epochs=2))
+    assert reps.logits(own.x).shape == (2, 30, 4) and cpu >= 0
+
+
+def test_diagram_is_a_figure():
+    fig = distill.diagram()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "teacher" in texts and "student" in texts and "soft targets" in texts
+    plt.close(fig)

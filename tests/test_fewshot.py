@@ -1,0 +1,94 @@
+"""Tests of xferutils.fewshot (chapter 5): prototypes, tasks, episodic training, fine-tuned heads."""
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+
+from xferutils import fewshot
+from xferutils.config import ParameterError
+from xferutils.data import Split
+from xferutils.layers import Fit
+
+
+def toy(n_per_class=20, n_classes=4, d=6, spread=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 5 * torch.randn(n_classes, d, generator=g)
+    y = torch.arange(n_classes).repeat_interleave(n_per_class)
+    return centres[y] + spread * torch.randn(len(y), d, generator=g), y
+
+
+def test_prototype_classifier_on_separable_data():
+    x, y = toy()
+    support = torch.stack([x[y == c][:3] for c in range(4)])  # (N, k, d)
+    query = torch.cat([x[y == c][3:] for c in range(4)])
+    labels = torch.arange(4).repeat_interleave(17)
+    assert torch.equal(fewshot.classify(support, query), labels)
+
+
+def test_prototype_logits_are_negative_squared_distances():
+    q, p = torch.randn(5, 3), torch.randn(4, 3)
+    assert torch.allclose(fewshot.prototype_logits(q, p), -torch.cdist(q, p) ** 2, atol=1e-5)
+
+
+def test_sample_tasks_shapes_and_disjointness():
+    y = torch.arange(10).repeat_interleave(30)
+    t = fewshot.sample_tasks(y, [5, 6, 7, 8, 9], n_way=3, k_shot=2, n_query=4, n_tasks=7, seed=1)
+    assert t.support.shape == (7, 3, 2) and t.query.shape == (7, 3, 4) and t.classes.shape == (7, 3)
+    for i in range(7):
+        both = torch.cat([t.support[i].flatten(), t.query[i].flatten()])
+        assert len(set(both.tolist())) == len(both)
+        assert torch.equal(y[t.support[i]], t.classes[i][:, None].expand(3, 2))
+        assert set(t.classes[i].tolist()) <= {5, 6, 7, 8, 9}
+    again = fewshot.sample_tasks(y, [5, 6, 7, 8, 9], 3, 2, 4, 7, seed=1)
+    assert torch.equal(t.query, again.query)
+    assert t.query_labels().shape == (7, 12)
+
+
+def test_sample_tasks_refuses_impossible_tasks():
+    y = torch.arange(3).repeat_interleave(5)
+    with pytest.raises(ParameterError, match="n_way=4"):
+        fewshot.sample_tasks(y, [0, 1, 2], 4, 1, 1, 1, 0)
+    with pytest.raises(ParameterError, match="exceeds"):
+        fewshot.sample_tasks(y, [0, 1, 2], 3, 3, 3, 1, 0)
+
+
+def test_task_accuracy_and_finetuned_heads_on_separable_features():
+    x, y = toy(n_per_class=30, n_classes=5)
+    tasks = fewshot.sample_tasks(y, range(5), 5, 2, 5, 6, seed=0)
+    assert torch.all(fewshot.task_accuracy(x, tasks) == 1.0)
+    acc, curve = fewshot.finetune_heads(torch.stack([x, x]), tasks, steps=50, lr=0.1, record=True)
+    assert acc.shape == (2, 6) and acc.mean() > 0.95 and len(curve) == 50
+
+
+def test_labels_to_reach():
+    ns = [1, 10, 100, 1000]
+    assert fewshot.labels_to_reach(ns, [0.5, 0.8, 1.0, 1.0], 0.9) == pytest.approx(math.sqrt(10) * 10)
+    assert fewshot.labels_to_reach(ns, [0.95, 0.96, 0.97, 0.98], 0.9) == 1
+    assert fewshot.labels_to_reach(ns, [0.1, 0.2, 0.3, 0.4], 0.9) == math.inf
+    with pytest.raises(ParameterError, match="increasing"):
+        fewshot.labels_to_reach([10, 1], [0.1, 0.2], 0.9)
+
+
+def test_protonet_learns_toy_episodes():
+    x, y = toy(n_per_class=40, n_classes=5, d=10, spread=1.5)
+    train = Split(x, y)
+    val_tasks = fewshot.sample_tasks(y, range(5), 3, 2, 3, 10, seed=9)
+    net = fewshot.train_protonet(lambda: nn.Sequential(nn.Linear(10, 8)), train, train, val_tasks, [0, 1],
+                                 n_way=3, k_shot=2, n_query=3, episodes=5, fit=Fit(max_epochs=4, patience=2))
+    assert net.embed(x).shape == (2, 200, 8)
+    assert all(1 <= e <= 4 for e in net.best_epoch)
+    assert net.accuracy(x, val_tasks).mean() > 0.6
+
+
+def test_meta_learning_refuses_overlapping_digits():
+    d = Split(torch.rand(4, 784), torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ParameterError, match="overlap"):
+        fewshot.meta_learning(nn.Identity, nn.Identity, d, d, d, [0, 1, 2], [2, 3], [0], n_way=2)
+
+
+def test_curve_figure():
+    fig = fewshot.curve_figure([1, 10], {"a": {1: [0.1, 0.2], 10: [0.5, 0.6]}})
+    assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)

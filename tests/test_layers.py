@@ -1,0 +1,119 @@
+"""Tests of xferutils.layers (chapter 5): copying, growing and freezing layers; figures."""
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from xferutils import layers, models
+from xferutils.config import ParameterError
+from xferutils.data import Split
+
+
+def _nets():
+    torch.manual_seed(0)
+    src = models.MLP([784, 16, 12, 8], 5)
+    torch.manual_seed(1)
+    dst = models.MLP([784, 16, 12, 8], 5)
+    return src, dst
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_copy_layers_copies_exactly_the_first_n(n):
+    src, dst = _nets()
+    before = [(l.weight.clone(), l.bias.clone()) for l in models.linear_layers(dst)]
+    layers.copy_layers(src, dst, n, freeze=True)
+    for i, (a, b, (w0, b0)) in enumerate(zip(models.linear_layers(src), models.linear_layers(dst), before)):
+        if i < n:
+            assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+            assert not b.weight.requires_grad
+        else:
+            assert torch.equal(b.weight, w0) and torch.equal(b.bias, b0)
+            assert b.weight.requires_grad
+
+
+def test_copy_layers_refuses_bad_n_and_shapes():
+    src, dst = _nets()
+    with pytest.raises(ParameterError, match="n=5"):
+        layers.copy_layers(src, dst, 5)
+    with pytest.raises(ParameterError, match="shapes differ"):
+        layers.copy_layers(src, models.MLP([784, 20, 12, 8], 5), 1)
+
+
+def test_grow_head_keeps_old_outputs():
+    src, _ = _nets()
+    x = torch.rand(7, 784)
+    grown = layers.grow_head(src, 2, seed=3)
+    with torch.no_grad():
+        assert torch.equal(grown(x)[:, :5], src(x))
+        assert grown(x).shape == (7, 7)
+    assert all(p.requires_grad for p in grown.parameters())
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_train_top_unfreezes_head_and_k_below(k):
+    src, _ = _nets()
+    layers.train_top(src, k)
+    flags = [l.weight.requires_grad for l in models.linear_layers(src)]
+    assert flags == [False] * (3 - k) + [True] * (k + 1)
+    with pytest.raises(ParameterError, match="k=4"):
+        layers.train_top(src, 4)
+
+
+def test_labelled_rows_balance_the_new_digit():
+    own = Split(torch.rand(6, 784), torch.tensor([0, 1, 2, 0, 1, 2]))
+    extra = Split(torch.rand(1, 784), torch.tensor([3]))
+    rows = layers.labelled_rows(own, extra, [0, 1, 2, 3], per_class=2)
+    assert torch.bincount(rows.y).tolist() == [2, 2, 2, 2]
+    assert torch.equal(rows.x[-1], extra.x[0])
+    with pytest.raises(ParameterError, match="extra is empty"):
+        layers.labelled_rows(own, Split(torch.rand(0, 784), torch.tensor([], dtype=torch.long)), [0, 1, 2, 3], 2)
+
+
+def test_transfer_nets_copy_per_seed_and_freeze():
+    src = [models.MLP([784, 8, 8], 3) for _ in range(2)]
+    nets = layers.transfer_nets(lambda: models.MLP([784, 8, 8], 3), src, [1, 2], [0, 1], fine_tune=False)
+    assert len(nets) == 4
+    assert torch.equal(nets[1].features[0].weight, src[1].features[0].weight)  # n=1, seed 1
+    assert not nets[3].features[2].weight.requires_grad and nets[3].head.weight.requires_grad
+
+
+def test_figures():
+    p = layers.Partial([0, 1], {0: [0.1, 0.2], 1: [0.5, 0.6]}, {0: [0.99, 0.98], 1: [0.9, 0.95]},
+                       [0.99, 0.99], {0: [3, 4], 1: [5, 6]}, 1.0)
+    assert p.forgetting(1) == pytest.approx([0.09, 0.04])
+    fig = layers.partial_figure(p)
+    assert fig.axes[0].get_xlabel().startswith("retention")
+    plt.close(fig)
+    t = layers.Transferability([1, 2], {v: {1: [0.9, 0.91], 2: [0.8, 0.82]} for v in layers.VARIANTS},
+                               [0.9, 0.92], [0.95, 0.96])
+    fig = layers.yosinski_figure(t)
+    assert len(fig.axes[0].get_legend().get_texts()) == 5
+    plt.close(fig)
+
+
+def test_chapter_scale_refuses_bad_knobs():
+    assert layers.chapter_scale("smoke", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=5)["ns"]
+    with pytest.raises(ParameterError, match="omit=10"):
+        layers.chapter_scale("book", seed0=0, n_seeds=0, omit=10, n_way=5, n_partial=5)
+    with pytest.raises(ParameterError, match="n_partial=100000"):
+        layers.chapter_scale("book", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=100000)
+    with pytest.raises(ParameterError, match="preset"):
+        layers.chapter_scale("huge", seed0=0, n_seeds=0, omit=3, n_way=5, n_partial=5)
+
+
+def _digits(ds, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.tensor(ds).repeat_interleave(n)
+    return Split(torch.rand(len(y), 784, generator=g), y)
+
+
+def test_partial_unfreeze_and_yosinski_run_end_to_end():
+    fit = layers.Fit(max_epochs=2, patience=1, batch_size=16)
+    own, val, test = _digits([0, 1, 2], 8), _digits([0, 1, 2, 3], 4, 1), _digits([0, 1, 2, 3], 4, 2)
+    nets = [models.MLP([784, 8, 8], 3) for _ in range(2)]
+    extras = [_digits([3], 2, s) for s in range(2)]
+    p = layers.partial_unfreeze(nets, own, extras, val, test, [0, 1, 2], 3, [0, 1], fit=fit)
+    assert p.ks == [0, 1, 2] and all(len(p.transfer[k]) == 2 for k in p.ks)
+    t = layers.yosinski(lambda: models.MLP([784, 8, 8], 2), (_digits([0, 1], 8), _digits([0, 1], 4, 1)),
+                        (_digits([0, 1], 8, 3), _digits([0, 1], 4, 4)), _digits([0, 1], 4, 5), [0, 1], fit)
+    assert t.ns == [1, 2] and set(t.acc) == set(layers.VARIANTS)
+    assert all(len(t.acc[v][n]) == 2 for v in layers.VARIANTS for n in t.ns)
