@@ -8,18 +8,21 @@ One module per idea of the book.
   (verdicts on claims), ``plotting``, ``results``, ``timing``, ``progress``.
 - Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN).
 - Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
-  ``shared_layers`` (4), ``negative`` (7); ``ledger`` (the claims ledger).
+  ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
+  ``traversal`` (6), ``negative`` (7); ``ledger`` (the claims ledger).
 - Commands: ``python -m xferutils.bench``, ``python -m xferutils.claims compare``,
   ``python -m xferutils.student``, ``python -m xferutils.gpucheck``.
 """
 __version__ = "0.1.0"
 
-from . import (baseline, claims, config, data, domain, ensemble, framework, ledger,  # noqa: E402
-               metrics, models, negative, numpynet, peft, plotting, progress, results,
-               shared_layers, strategies, timing, train)
+from . import (baseline, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
+               framework, layers, ledger, metrics, mixture, models, negative, numpynet, peft,
+               plotting, progress, results, shared_layers, sparse, strategies, timing, train,
+               traversal)
 
 show = plotting.show_source
 
-__all__ = ["baseline", "claims", "config", "data", "domain", "ensemble", "framework", "ledger",
-           "metrics", "models", "negative", "numpynet", "peft", "plotting", "progress", "results",
-           "shared_layers", "show", "strategies", "timing", "train"]
+__all__ = ["baseline", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
+           "framework", "layers", "ledger", "metrics", "mixture", "models", "negative", "numpynet",
+           "peft", "plotting", "progress", "results", "shared_layers", "show", "sparse",
+           "strategies", "timing", "train", "traversal"]
