@@ -229,7 +229,8 @@ def test_run_jobs_groups_stops_and_reports(data):
     assert all(r.history.epochs > 4 and r.epochs > 4 for r in grad)  # the 4-stage schedule ran first
     assert res[0].source_acc is None and res[2].source_acc is not None  # no source task for scratch
     assert res[2].trainable < res[0].trainable == res[0].total
-    m = st.Measurements().add(res)
+    m = st.Measurements()
+    m.add(res)
     assert m.spread("lora").n == 2 and len(m.test["scratch"]) == 2 and "scratch" not in m.source
     assert all(0 <= v <= 100 for v in m.test["l2sp"])
 

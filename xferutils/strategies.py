@@ -388,7 +388,8 @@ class Measurements:
     epochs: dict[Any, list[float]] = field(default_factory=dict)
     source: dict[Any, list[float]] = field(default_factory=dict)
 
-    def add(self, results: Sequence[JobResult], rename: Callable[[Any], Any] = lambda k: k) -> Measurements:
+    def add(self, results: Sequence[JobResult], rename: Callable[[Any], Any] = lambda k: k) -> None:
+        """File every result under its (renamed) key, in seed order."""
         for r in sorted(results, key=lambda r: r.seed):
             k = rename(r.key)
             self.test.setdefault(k, []).append(100 * r.test_acc)
@@ -396,7 +397,6 @@ class Measurements:
             self.epochs.setdefault(k, []).append(r.epochs)
             if r.source_acc is not None:
                 self.source.setdefault(k, []).append(100 * r.source_acc)
-        return self
 
     def add_values(self, key: Any, test: Sequence[float]) -> None:
         """Values measured outside :func:`run_jobs` (e.g. DANN), already in %."""
