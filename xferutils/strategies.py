@@ -423,7 +423,7 @@ GRIDS = {  # each strategy's hyperparameter grid (chapter 3, book and full prese
     "lora": [2, 4, 8, 16],
     "adapters": [8, 16, 32, 64],
 }
-SMOKE_GRIDS = {"full_ft": [0.1, 1.0], "discriminative": [0.5, 1.0], "l2": [0.0, 0.01],
+SMOKE_GRIDS = {"full_ft": [0.01, 0.1, 1.0], "discriminative": [0.5, 1.0], "l2": [0.0, 0.01],
                "l2sp": [0.0, 0.01], "lora": [2, 4], "adapters": [8, 16]}
 
 
