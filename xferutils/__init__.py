@@ -4,7 +4,7 @@ One module per idea of the book: ``config`` (presets, validation, device), ``dat
 subsets, shifts), ``models`` (the seeds' networks), ``train`` (one network), ``ensemble``
 (vectorized replicas), ``metrics``, ``claims`` (verdicts on claims), ``plotting``, ``results``, ``timing``,
 ``progress``, ``peft`` (LoRA, adapters),
-``domain`` (gradient reversal); and per chapter: ``framework`` and ``numpynet`` (chapter 2),
+``domain`` (gradient reversal, DANN); and per chapter: ``framework`` and ``numpynet`` (chapter 2),
 ``strategies`` (chapter 3), ``shared_layers`` (chapter 4). ``bench`` is run as
 ``python -m xferutils.bench``.
 """

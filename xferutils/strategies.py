@@ -704,13 +704,15 @@ def peft_diagram() -> plt.Figure:
 
 __all__ = ["STRATEGIES", "LABELS", "KNOBS", "Strategy", "tuned", "Anchor", "weight_penalty",
            "l2sp_penalty", "Prepared", "prepare", "layer_names", "discriminative_multipliers",
-           "gradual_multipliers", "unfrozen_layers", "schedule_epochs", "frozen_bottom_multipliers",
-           "check_tasks", "GRIDS", "SMOKE_GRIDS", "jobs_for", "tuning_jobs", "promote", "Job", "JobResult", "tile", "run_jobs", "merge_multipliers",
-           "epochs_to_fraction", "Measurements", "validated", "interior", "say", "Cell", "claims_table", "counts_table", "tuning_table", "size_table",
-           "shift_table", "seed001_exp1_table", "seed001_exp2_table", "seed001_exp3_table",
-           "forgetting_table", "size_figure", "shift_figure", "decision_figure",
-           "peft_diagram", "Comparisons", "ChapterClaims", "SEED001", "chapter_claims", "decision", "prose",
-           "cell_sentence", "glue_figure", "digits_figure", "backbone_table", "imagenet_features_accuracy"]
+           "gradual_multipliers", "unfrozen_layers", "schedule_epochs",
+           "frozen_bottom_multipliers", "check_tasks", "GRIDS", "SMOKE_GRIDS", "jobs_for",
+           "tuning_jobs", "promote", "Job", "JobResult", "tile", "run_jobs", "merge_multipliers",
+           "epochs_to_fraction", "Measurements", "validated", "interior", "say", "Cell",
+           "claims_table", "counts_table", "tuning_table", "size_table", "shift_table",
+           "seed001_exp1_table", "seed001_exp2_table", "seed001_exp3_table", "forgetting_table",
+           "size_figure", "shift_figure", "decision_figure", "peft_diagram", "Comparisons",
+           "ChapterClaims", "SEED001", "chapter_claims", "decision", "prose", "cell_sentence",
+           "glue_figure", "digits_figure", "backbone_table", "imagenet_features_accuracy"]
 
 
 # --- the chapter's claims -------------------------------------------------------------------------
@@ -877,8 +879,8 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
         out["exp2_low"], out["exp2_high"] = mean(("tune", "full_ft", 0.01)), mean(("tune", "full_ft", 1.0))
     out["exp2_smaller"] = md(say(verdicts["001-exp2-smaller-rate"], "m = 0.1", "m = 1"))
     out["exp1_cells"] = md("\n".join(f"- {cell_sentence(c)}" for c in cells if c.row.startswith("new")))
-    out["ft_vs_scratch"] = md("; ".join(f"with {n} labels, {cmp.words(verdicts, e1('full_ft', n), e1('scratch', n))}"
-                                        for n in sizes))
+    out["ft_vs_scratch"] = md("; ".join(
+        f"with {n} labels, {cmp.words(verdicts, e1('full_ft', n), e1('scratch', n))}" for n in sizes))
     for tag, n in (("small", sizes[0]), ("large", sizes[-1])):
         out[f"n_{tag}"] = n
         for k in ("feature_extraction", "scratch", "full_ft"):
@@ -887,7 +889,8 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["exp1_verdicts"] = md(", ".join(f"{LABELS[k]}: *{v.label}*" for k, v in
                                         zip(("feature_extraction", "full_ft", "scratch"), perfect)))
     out["moderate"] = cc.doc["moderate"]
-    out["gradual_moderate"] = md(cmp.words(verdicts, e1("gradual", cc.doc["moderate"]), e1("full_ft", cc.doc["moderate"])))
+    mod = cc.doc["moderate"]
+    out["gradual_moderate"] = md(cmp.words(verdicts, e1("gradual", mod), e1("full_ft", mod)))
     out["ft_lots"] = md(cmp.words(verdicts, e1("full_ft", sizes[-1]), e1("feature_extraction", sizes[-1])))
     lines = []
     for a in angles:
@@ -901,9 +904,10 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
         f"gains more at {a1}° than at {a0}°", f"gains less at {a1}° than at {a0}°",
         f"gains about as much at {a1}° as at {a0}° (the difference is not shown)"))
     out["fe_similar"] = md(cmp.words(verdicts, e3("feature_extraction", a0, n3), e3("full_ft", a0, n3)))
-    out["dann_lines"] = md("; ".join(f"{a}°: {mean(e3('source_only', a, 0)):.1f} → {mean(e3('dann', a, 0)):.1f} % "
-                                     f"({cmp.beats(verdicts, e3('dann', a, 0), e3('source_only', a, 0)).replace('supported', 'a gain').replace('contradicted', 'a loss')})"
-                                     for a in angles))
+    outcome = {"supported": "a gain", "contradicted": "a loss", "not shown": "not shown"}
+    out["dann_lines"] = md("; ".join(
+        f"{a}°: {mean(e3('source_only', a, 0)):.1f} → {mean(e3('dann', a, 0)):.1f} % "
+        f"({outcome[cmp.beats(verdicts, e3('dann', a, 0), e3('source_only', a, 0))]})" for a in angles))
     out["dann_wins"] = sum(cmp.beats(verdicts, e3("dann", a, 0), e3("source_only", a, 0)) == "supported"
                            for a in angles)
     out["dann_losses"] = sum(cmp.beats(verdicts, e3("dann", a, 0), e3("source_only", a, 0)) == "contradicted"
