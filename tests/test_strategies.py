@@ -429,7 +429,7 @@ def test_bad_arguments():
     with pytest.raises(ParameterError, match="strategy"):
         st.Strategy("finetune")
     with pytest.raises(ParameterError, match="gamma"):
-        st.Strategy("discriminative", gamma=2.5)
+        st.Strategy("discriminative", gamma=5.0)
     with pytest.raises(ParameterError, match="unfreeze_every"):
         st.Strategy("gradual", unfreeze_every=0)
     with pytest.raises(ParameterError, match="l2="):

@@ -69,7 +69,7 @@ class Strategy:
     def __post_init__(self) -> None:
         check_choice("strategy", self.name, STRATEGIES)
         check_float("feature_mult", self.feature_mult, 0.0, 100.0)
-        check_float("gamma", self.gamma, 0.0, 2.0)
+        check_float("gamma", self.gamma, 0.0, 4.0)
         check_int("unfreeze_every", self.unfreeze_every, 1)
         check_float("l2", self.l2, 0.0)
         check_float("l2sp", self.l2sp, 0.0)
@@ -417,11 +417,11 @@ class Measurements:
 
 GRIDS = {  # each strategy's hyperparameter grid (chapter 3, book and full presets)
     "full_ft": [0.01, 0.1, 0.5, 1.0, 2.0],
-    "discriminative": [round(1 / 2.6, 3), 0.6, 0.8, 1.0, 1.25],
+    "discriminative": [round(1 / 2.6, 3), 0.6, 0.8, 1.0, 1.25, 1.6],
     "l2": [0.0, 0.001, 0.01, 0.1],
     "l2sp": [0.0, 0.001, 0.01, 0.1],
     "lora": [2, 4, 8, 16],
-    "adapters": [8, 16, 32, 64],
+    "adapters": [8, 16, 32, 64, 128],
 }
 SMOKE_GRIDS = {"full_ft": [0.01, 0.1, 1.0], "discriminative": [0.5, 1.0], "l2": [0.0, 0.01],
                "l2sp": [0.0, 0.01], "lora": [2, 4], "adapters": [8, 16]}
