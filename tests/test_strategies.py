@@ -337,7 +337,7 @@ def test_chapter_claims_known_outcome():
     assert [c.leader for c in new] == ["full fine-tuning"] * 2 and all(not c.ties for c in new)
     unl = [c for c in cells if c.col == 0]
     assert all(c.leader == "DANN" and c.ties == ["source model as is"] for c in unl)
-    assert "not shown to beat source model as is" in st.cell_sentence(unl[0])
+    assert st.cell_sentence(unl[0]).endswith("DANN is not shown to beat the source model as is.")
     assert "beats every other" in st.cell_sentence(new[0])
 
 
@@ -357,7 +357,7 @@ def test_prose_words_follow_the_verdicts():
     v = cc.family.verdicts()
     grids = {"lora": [2, 4, 8], "l2sp": [0.0, 0.01, 0.1]}
     out = st.prose(m, cc, v, st.decision(cc, v), grids=grids, chosen={"lora": 4, "l2sp": 0.0}, **kw)
-    assert out["ft_vs_scratch"].data.startswith("with 50 labels, full fine-tuning beats from scratch")
+    assert out["ft_vs_scratch"].data.startswith("with 50 labels, full fine-tuning beats training from scratch")
     assert out["exp2_smaller"].data == "m = 0.1 trails m = 1"
     assert out["n_edges"] == 1 and "L2-SP" in out["edges"].data
     assert out["n_claims"] == len(v) == out["n_supported"] + out["n_contradicted"] + out["n_not_shown"]

@@ -746,7 +746,7 @@ class Comparisons:
         """"A beats / trails / is indistinguishable from B" for the pair's verdict."""
         verb = {"supported": "beats", "contradicted": "trails"}.get(self.beats(verdicts, a, b),
                                                                    "is indistinguishable from")
-        return f"{_name(a)} {verb} {_name(b)}"
+        return f"{_prose(_name(a))} {verb} {_prose(_name(b))}"
 
 
 @dataclass
@@ -848,13 +848,24 @@ def decision(cc: ChapterClaims, verdicts: dict[str, Verdict]) -> list[Cell]:
     return out
 
 
+def _prose(name: str) -> str:
+    """A strategy's label as it reads inside a sentence ("training from scratch")."""
+    return "training from scratch" if name == LABELS["scratch"] else name
+
+
 def cell_sentence(cell: Cell) -> str:
-    """One generated sentence per chart cell: who leads, and whom it is not shown to beat."""
+    """One generated sentence per chart cell: who leads, and whom it is not shown to beat.
+
+    Without labels (column 0) nothing is chosen on validation: DANN is the pre-set challenger.
+    """
     where = f"{cell.row}, {cell.col} label{'s' if cell.col != 1 else ''}"
+    ties = ", ".join(_prose(t) for t in cell.ties)
+    if cell.col == 0:
+        verb = "is not shown to beat" if cell.ties else "beats"
+        return f"{where}: {cell.leader} {verb} the source model as is."
     if not cell.ties:
-        return f"{where}: {cell.leader} leads and beats every other strategy that ran."
-    return (f"{where}: {cell.leader} leads on validation but is not shown to beat "
-            f"{', '.join(cell.ties)}.")
+        return f"{where}: {_prose(cell.leader)} leads and beats every other strategy that ran."
+    return f"{where}: {_prose(cell.leader)} leads on validation but is not shown to beat {ties}."
 
 
 def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cells: Sequence[Cell], *,
