@@ -36,3 +36,51 @@ def test_bad_sizes():
         xu.models.MLP([784, 10], 0)
     with pytest.raises(ParameterError, match="width"):
         xu.models.MLP([784, -3], 2)
+
+
+# --- torchvision backbones --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,top", [("resnet18", "layer4."), ("vit_b_16", "encoder.layers.encoder_layer_11.")])
+def test_create_transfer_model_freezes_as_claimed(name, top):
+    fe = xu.models.create_transfer_model(name, 7, "feature_extraction")
+    assert fe.head.out_features == 7
+    trainable = {n for n, p in fe.named_parameters() if p.requires_grad}
+    assert trainable == {"head.weight", "head.bias"}
+    ft = xu.models.create_transfer_model(name, 7, "fine_tuning")
+    names = [n for n, p in ft.named_parameters() if p.requires_grad]
+    assert any(n.startswith("backbone." + top) for n in names)  # seed 003's ViT filter matched nothing
+    assert all(n.startswith(("head.", "backbone." + top, "backbone.encoder.ln.")) for n in names)
+    assert 0 < len(names) < len(list(ft.parameters()))
+
+
+def test_create_transfer_model_forward_resnet18():
+    model = xu.models.create_transfer_model("resnet18", 4, "fine_tuning").eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_create_transfer_model_bad_arguments():
+    with pytest.raises(ParameterError, match="name"):
+        xu.models.create_transfer_model("alexnet", 3)
+    with pytest.raises(ParameterError, match="strategy"):
+        xu.models.create_transfer_model("resnet18", 3, strategy="lora")
+
+
+def test_missing_weights_fail_at_once_offline(tmp_path, monkeypatch):
+    """No network: the error names the file and the folder, before anything is built."""
+    import time
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    start = time.perf_counter()
+    with pytest.raises(ParameterError) as err:
+        xu.models.create_transfer_model("resnet18", 2, weights="DEFAULT")
+    assert time.perf_counter() - start < 5  # no 15 s network timeout
+    msg = str(err.value)
+    assert "resnet18-" in msg and ".pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+    with pytest.raises(ParameterError, match="not a weights name"):
+        xu.models.check_weights("resnet18", "NOPE")
+    path, url = xu.models.weights_file("resnet18", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # present: the check passes (loading is torchvision's business)
+    assert xu.models.check_weights("resnet18", "IMAGENET1K_V1") == path and url.endswith(path.name)

@@ -1,7 +1,15 @@
+import pytest
 import torch
 from torch.func import vmap
+from torch.nn import functional as F
 
 import xferutils as xu
+from xferutils.config import ParameterError
+
+
+def net(n_classes: int = 3) -> xu.models.MLP:
+    torch.manual_seed(0)
+    return xu.models.MLP([784, 16, 12, 8], n_classes)
 
 
 def test_lora_with_zero_b_equals_frozen_layer():
@@ -62,3 +70,77 @@ def test_lora_and_adapters_follow_the_wrapped_layers_device_and_dtype():
     assert {p.device.type for p in on_meta.parameters()} == {"meta"}
     lora = xu.peft.LoRALinear(torch.nn.Linear(8, 4, device="meta"), rank=2)
     assert lora.lora_A.is_meta and lora.lora_B.is_meta
+# --- DANN ------------------------------------------------------------------------------------
+
+def test_dann_forward_modes():
+    model = xu.domain.DANN(net(), hidden=8)
+    x = torch.rand(4, 784)
+    assert model(x).shape == (4, 3)
+    logits, domain = model(torch.cat([x, x, torch.full((4, 1), 0.5)], 1))
+    assert logits.shape == (4, 3) and domain.shape == (8,)
+    with pytest.raises(ParameterError):
+        model(torch.rand(4, 100))
+
+
+def test_dann_discriminator_and_feature_losses_have_opposite_signs():
+    """Domain head descends the domain loss; features receive −λ times its gradient."""
+    lam = 0.3
+    torch.manual_seed(0)
+    xs, xt = torch.rand(6, 784), torch.rand(6, 784) * 0.5
+    labels = torch.cat([torch.zeros(6), torch.ones(6)])
+    model = xu.domain.DANN(net(), hidden=8)
+    _, dom = model(torch.cat([xs, xt, torch.full((6, 1), lam)], 1))
+    F.binary_cross_entropy_with_logits(dom, labels).backward()
+    rev = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    plain = model.domain(model.features(torch.cat([xs, xt]))).squeeze(-1)  # no reversal
+    F.binary_cross_entropy_with_logits(plain, labels).backward()
+    for n, p in model.named_parameters():
+        if n.startswith("domain."):
+            assert torch.allclose(rev[n], p.grad, atol=1e-6), n
+        elif n.startswith("features."):
+            assert torch.allclose(rev[n], -lam * p.grad, atol=1e-6), n
+            assert p.grad.abs().sum() > 0
+        else:
+            assert n not in rev  # the class head gets no domain gradient
+
+
+def test_dann_objective_ramps_lambda_and_combines_losses():
+    obj = xu.domain.DANNObjective(total_steps=10)
+    assert obj.ramp() == 0.0
+    model = xu.domain.DANN(net(), hidden=8)
+    source, target = xu.data.Split(torch.rand(8, 784), torch.randint(0, 3, (8,))), torch.rand(5, 784)
+    split = xu.domain.dann_split(source, target, 0, lam_max=0.3)
+    assert split.x.shape == (8, 2 * 784 + 1) and torch.equal(split.x[:, :784], source.x)
+    assert all(any(torch.equal(row, t) for t in target) for row in split.x[:, 784:-1])
+    assert torch.all(split.x[:, -1] == 0.3)
+    loss = obj(model, split.x, split.y)
+    expected_ce = F.cross_entropy(model(source.x), source.y)
+    assert loss.item() > expected_ce.item() and obj.step == 1  # CE plus a positive domain loss
+    obj.step = 10
+    assert obj.ramp() == pytest.approx(xu.domain.dann_lambda(1.0))
+
+
+def test_dann_objective_passes_the_ramped_lambda():
+    seen = []
+
+    def fake(x):
+        seen.append(x[:, -1].clone())
+        return torch.zeros(len(x), 3), torch.zeros(2 * len(x))
+    obj = xu.domain.DANNObjective(total_steps=4)
+    split = xu.domain.dann_split(xu.data.Split(torch.rand(6, 784), torch.zeros(6, dtype=torch.long)), torch.rand(6, 784), 0, 0.5)
+    for _ in range(3):
+        obj(fake, split.x, split.y)
+    expected = [0.5 * xu.domain.dann_lambda(p / 4) for p in range(3)]
+    assert [v[0].item() for v in seen] == pytest.approx(expected)
+
+
+def test_fit_dann_trains_replicas_with_their_own_lambda():
+    src = xu.data.Split(torch.rand(64, 784), torch.randint(0, 3, (64,)))
+    nets = [net(), net()]
+    rep = xu.domain.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 0], steps=4, batch_size=32,
+                      lam_max=[0.0, 1.0])
+    assert rep.logits(torch.rand(5, 784)).shape == (2, 5, 3)
+    assert len(rep.evaluate(src)) == 2
+    with pytest.raises(ParameterError):
+        xu.domain.fit_dann(nets, src, [torch.rand(40, 784)], [0, 1], steps=4)

@@ -34,13 +34,18 @@ def train_one(prep: st.Prepared, data, epochs: int = 2) -> torch.nn.Module:
     return rep.unstack()[0]
 
 
+def not_anchor(n: str) -> bool:
+    return not n.startswith("anchor.")  # the penalty strengths never train
+
+
 EXPECTED_TRAINED = {  # which parameters change, by name prefix
-    "scratch": lambda n: True,
+    "scratch": not_anchor,
     "feature_extraction": lambda n: n.startswith("head."),
-    "full_ft": lambda n: True,
-    "discriminative": lambda n: True,
-    "gradual": lambda n: True,
-    "l2sp": lambda n: True,
+    "full_ft": not_anchor,
+    "discriminative": not_anchor,
+    "gradual": not_anchor,
+    "l2": not_anchor,
+    "l2sp": not_anchor,
     "lora": lambda n: n.startswith("head.") or "lora_" in n,
     "adapters": lambda n: n.startswith("head.") or n.split(".")[1] in {"2", "5", "8"},
 }
@@ -48,7 +53,7 @@ EXPECTED_TRAINED = {  # which parameters change, by name prefix
 
 @pytest.mark.parametrize("name", st.STRATEGIES)
 def test_each_strategy_trains_exactly_what_it_claims(name, data):
-    prep = st.prepare(name, net(), 4, seed=1, epochs=4)
+    prep = st.prepare(name, net(), 4, seed=1)
     before = copy.deepcopy(prep.model)
     after = train_one(prep, data, epochs=4 if name == "gradual" else 2)
     claims = EXPECTED_TRAINED[name]
@@ -106,9 +111,25 @@ def test_gradual_unfreezing_follows_its_schedule():
         assert trained == layers[4 - k:], (epoch, trained)
 
 
-def test_gradual_automatic_stages_cover_the_run():
-    prep = st.prepare("gradual", net(), 4, epochs=12)  # 4 layers: stages of 3 epochs
-    assert [sum(v > 0 for v in prep.multipliers(e).values()) // 2 for e in (0, 2, 3, 6, 9, 11)] == [1, 1, 2, 3, 4, 4]
+def test_schedule_epochs_and_frozen_bottom():
+    model = st.prepare(st.Strategy("gradual", unfreeze_every=3), net(), 4).model
+    assert st.schedule_epochs(st.Strategy("gradual", unfreeze_every=3), model) == 12
+    assert st.schedule_epochs(st.Strategy("full_ft"), model) == 0
+    mult = st.frozen_bottom_multipliers(model, 2)  # the exercise's reference solution
+    assert [mult[f"{layer}.weight"] for layer in st.layer_names(model)] == [0.0, 0.0, 1.0, 1.0]
+    assert mult["features.0.bias"] == 0.0 and mult["head.bias"] == 1.0
+    assert set(st.frozen_bottom_multipliers(model, 0).values()) == {1.0}
+    with pytest.raises(ParameterError, match="k="):
+        st.frozen_bottom_multipliers(model, 5)
+
+
+def test_frozen_bottom_multipliers_freeze_in_training(data):
+    prep = st.prepare("full_ft", net(), 4)
+    before = copy.deepcopy(prep.model)
+    rep = xu.ensemble.fit_replicas([prep.model], data, [0], epochs=2, lr=1e-2, batch_size=32,
+                                   lr_mult=st.frozen_bottom_multipliers(prep.model, 1))
+    moved = changed(before, rep.unstack()[0])
+    assert not moved["features.0.weight"] and moved["features.2.weight"] and moved["head.weight"]
 
 
 def test_gradual_unfreezing_moves_layers_only_after_their_stage(data):
@@ -130,11 +151,29 @@ def test_l2sp_penalty_value_and_pull(data):
     # a strong penalty keeps the pretrained layers closer to their start than plain fine-tuning
     src = net()
     drift = {}
-    for name, alpha in (("full_ft", 0.0), ("l2sp", 100.0)):
-        prep = st.prepare(st.Strategy(name, l2sp=alpha), src, 4)
+    norm = {}
+    for name in ("full_ft", "l2sp", "l2"):
+        prep = st.prepare(st.Strategy(name, l2sp=100.0, l2=100.0), src, 4)
         after = train_one(prep, data, epochs=3)
         drift[name] = (after.features[0].weight - src.features[0].weight).norm().item()
+        norm[name] = after.features[0].weight.norm().item()
     assert drift["l2sp"] < 0.5 * drift["full_ft"]
+    assert norm["l2"] < 0.8 * norm["full_ft"]  # L2 toward zero shrinks the weights instead
+
+
+def test_weight_penalty_reads_each_replicas_strengths():
+    params = {"features.0.weight": torch.full((2, 2), 3.0), "head.weight": torch.ones(3),
+              "anchor.sp": torch.tensor(0.5), "anchor.l2": torch.tensor(0.0)}
+    init = {k: torch.zeros_like(v) for k, v in params.items()}
+    init["features.0.weight"] = torch.ones(2, 2)
+    assert st.weight_penalty(params, init).item() == pytest.approx(0.5 * 0.5 * 4 * 4)  # (3-1)^2 * 4
+    params["anchor.sp"], params["anchor.l2"] = torch.tensor(0.0), torch.tensor(2.0)
+    assert st.weight_penalty(params, init).item() == pytest.approx(0.5 * 2.0 * 4 * 9)
+    params["anchor.l2"] = torch.tensor(0.0)
+    assert st.weight_penalty(params, init).item() == 0.0
+    prep = st.prepare(st.Strategy("l2sp", l2sp=0.3), net(), 4)
+    assert prep.model.anchor.sp.item() == pytest.approx(0.3) and prep.model.anchor.l2.item() == 0.0
+    assert not prep.model.anchor.sp.requires_grad
 
 
 @pytest.mark.parametrize("name", ["lora", "adapters"])
@@ -150,9 +189,10 @@ def test_lora_and_adapters_start_as_identity_change(name):
 def test_parameter_counts_are_ordered():
     src = xu.models.MLP([784, 64, 32], 5)
     counts = {n: st.prepare(n, src, 5).trainable for n in st.STRATEGIES}
+    assert st.prepare("lora", src, 5).total > st.prepare("full_ft", src, 5).total == xu.models.count_parameters(src)
     head = 32 * 5 + 5
     assert counts["feature_extraction"] == head
-    assert counts["full_ft"] == counts["scratch"] == xu.models.count_parameters(src)
+    assert counts["full_ft"] == counts["scratch"] == counts["l2"] == xu.models.count_parameters(src)
     assert counts["lora"] == head + 4 * (784 + 64) + 4 * (64 + 32)
     assert counts["adapters"] == head + (64 * 16 + 16 + 16 * 64 + 64) + (32 * 16 + 16 + 16 * 32 + 32)
     assert counts["feature_extraction"] < counts["lora"] < counts["full_ft"]
@@ -173,132 +213,224 @@ def test_per_replica_multipliers_match_separate_runs(data):
             assert torch.allclose(a, b, atol=1e-5), (n, pn)
 
 
-def test_run_jobs_groups_and_reports(data):
+def test_run_jobs_groups_stops_and_reports(data):
     src = net()
-    jobs = [st.Job(n, st.Strategy(n), src, data, s, data) for n in ("scratch", "lora", "l2sp") for s in (0, 1)]
-    res = st.run_jobs(jobs, 4, steps=3, batch_size=32)
-    assert [r.key for r in res] == [j.key for j in jobs] and [r.seed for r in res] == [0, 1] * 3
-    assert all(0.0 <= r.test_acc <= 1.0 for r in res)
-    summary = st.summarise(res)
-    assert set(summary) == {"scratch", "lora", "l2sp"} and summary["lora"].n == 2
+    val = xu.data.Split(data.x[:40], data.y[:40])
+    names = ("scratch", "lora", "l2sp", "gradual")
+    jobs = [st.Job(n, st.Strategy(n), src, data, s, data, val, data) for n in names for s in (0, 1)]
+    res = st.run_jobs(jobs, 4, max_epochs=6, patience=2, batch_size=32, min_rows=96)
+    assert [r.key for r in res] == [j.key for j in jobs] and [r.seed for r in res] == [0, 1] * 4
+    assert all(0.0 <= r.test_acc <= 1.0 and 0.0 <= r.val_acc <= 1.0 for r in res)
+    for r in res:
+        assert r.val_acc == r.history.val_acc[r.history.best_epoch - 1] == max(r.history.val_acc[:r.history.epochs])\
+            or r.key == "gradual"
+        assert 1 <= r.epochs <= r.history.epochs
+    grad = [r for r in res if r.key == "gradual"]
+    assert all(r.history.epochs > 4 and r.epochs > 4 for r in grad)  # the 4-stage schedule ran first
+    assert res[0].source_acc is None and res[2].source_acc is not None  # no source task for scratch
     assert res[2].trainable < res[0].trainable == res[0].total
+    m = st.Measurements()
+    m.add(res)
+    assert m.spread("lora").n == 2 and len(m.test["scratch"]) == 2 and "scratch" not in m.source
+    assert all(0 <= v <= 100 for v in m.test["l2sp"])
 
 
-def test_epochs_helpers():
-    assert st.epochs_for(100, 50, 80) == 40
-    assert st.epochs_for(30, 50, 5) == 5      # one batch of all 30 per epoch
-    assert st.epochs_for(1000, 50, 80) == 4
+def test_run_jobs_rejects_bad_settings(data):
+    job = st.Job("a", st.Strategy("scratch"), net(), data, 0, data, data)
+    with pytest.raises(ParameterError, match="jobs"):
+        st.run_jobs([], 3)
+    with pytest.raises(ParameterError, match="patience"):
+        st.run_jobs([job], 4, patience=0)
+
+
+def test_source_and_target_of_different_sizes():
+    """8 source digits → 2 target digits: a new head of another size trains and is measured."""
+    src, tgt = st.check_tasks([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
+    torch.manual_seed(0)
+    source = xu.models.MLP([784, 16, 8], len(src))
+    gen = torch.Generator().manual_seed(1)
+    data = xu.data.Split(torch.rand(40, 784, generator=gen), torch.randint(0, 2, (40,), generator=gen))
+    source_task = xu.data.Split(torch.rand(30, 784, generator=gen), torch.randint(0, 8, (30,), generator=gen))
+    jobs = [st.Job(k, st.Strategy(k), source, data, 0, data, data, source_task) for k in st.STRATEGIES]
+    res = st.run_jobs(jobs, len(tgt), max_epochs=2, patience=1, batch_size=20, min_rows=40)
+    assert all(0 <= r.test_acc <= 1 for r in res)
+    fe = next(r for r in res if r.key == "feature_extraction")
+    before = (source(source_task.x).argmax(1) == source_task.y).float().mean().item()
+    assert fe.source_acc == pytest.approx(before)  # frozen features: nothing forgotten
+
+
+def test_check_tasks_refuses_overlap_and_tiny_tasks():
+    assert st.check_tasks("[0, 1]", [2, 3]) == ([0, 1], [2, 3])
+    with pytest.raises(ParameterError, match="share \\[4\\]"):
+        st.check_tasks([0, 1, 2, 3, 4], [4, 5])
+    with pytest.raises(ParameterError, match="at least 2"):
+        st.check_tasks([0, 1], [5])
+
+
+def test_tile_and_epochs_to_fraction():
+    d = xu.data.Split(torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 2]))
+    t = st.tile(d, 3)
+    assert len(t) == 9 and torch.equal(t.y, torch.tensor([0, 1, 2] * 3)) and torch.equal(t.x[3:6], d.x)
+    assert st.tile(d, 1) is d
     assert st.epochs_to_fraction([0.1, 0.5, 0.85, 0.9, 1.0], 0.9) == 4
     assert st.epochs_to_fraction([1.0, 0.5, 1.0]) == 1
+
+
+def test_tuned_grids_and_validation_choice():
+    assert st.tuned("discriminative", 0.385).gamma == 0.385 and st.tuned("lora", 8).rank == 8
+    assert st.tuned("scratch", 3) == st.Strategy("scratch")
+    assert round(1 / 2.6, 3) in st.GRIDS["discriminative"] and 0.0 in st.GRIDS["l2sp"]
+    strats = st.tuning_jobs({"lora": [2, 4]})
+    assert set(strats) == {("tune", "scratch", None), ("tune", "feature_extraction", None),
+                           ("tune", "gradual", None), ("tune", "lora", 2), ("tune", "lora", 4)}
+    m = st.Measurements()
+    for v, val in ((2, [50.0, 52.0]), (4, [60.0, 58.0]), (8, [55.0, 57.0])):
+        m.val[("tune", "lora", v)] = val
+        m.test[("tune", "lora", v)] = [0.0, 0.0]
+    assert st.validated(m, "lora", [2, 4, 8]) == 4  # the validation, not the test, decides
+    assert st.interior([2, 4, 8], 4) and not st.interior([2, 4, 8], 8) and not st.interior([2, 4, 8], 2)
+    st.promote(m, {"lora": 4}, 100)
+    assert m.val[("exp1", "lora", 100)] == [60.0, 58.0]
+
+
+def fake_measurements(sizes=(50, 100), angles=(0, 15, 90), n3=20, seeds=5) -> st.Measurements:
+    """Synthetic per-seed accuracies in which full fine-tuning clearly leads everywhere."""
+    gen = torch.Generator().manual_seed(0)
+    noise = lambda: (torch.randn(seeds, generator=gen) * 0.3).tolist()  # noqa: E731
+    m = st.Measurements()
+    level = {k: 60.0 + 3 * i for i, k in enumerate(st.STRATEGIES)}
+    level["full_ft"] = 95.0
+    for n in sizes:
+        for k in st.STRATEGIES:
+            m.test[("exp1", k, n)] = [level[k] + e for e in noise()]
+            m.val[("exp1", k, n)] = [level[k] + e for e in noise()]
+            m.source[("exp1", k, n)] = [90.0 - i for i in range(seeds)]
+    for v in (0.1, 1.0):
+        m.test[("tune", "full_ft", v)] = [70.0 + 10 * v + e for e in noise()]
+    for a in angles:
+        for k in ("scratch", "feature_extraction", "full_ft"):
+            m.test[("exp3", k, a, n3)] = [level[k] + e for e in noise()]
+            m.val[("exp3", k, a, n3)] = list(m.test[("exp3", k, a, n3)])
+        m.test[("exp3", "dann", a, 0)] = [50.0 + e for e in noise()]
+        m.test[("exp3", "source_only", a, 0)] = [50.0 + e for e in noise()]
+    return m
+
+
+def test_chapter_claims_known_outcome():
+    m = fake_measurements()
+    cc = st.chapter_claims(m, sizes=[50, 100], tune_n=100, angles=[0, 15, 90], n3=20,
+                           shift_names=["scratch", "feature_extraction", "full_ft"], target="5-9")
+    v = cc.family.verdicts()
+    assert v["ch3-ft-vs-scratch-50"].verdict == "supported"
+    assert v["001-exp1-perfect-fullft"].verdict == "contradicted"  # 95 % is not 1.00
+    assert v["001-exp2-smaller-rate"].verdict == "contradicted"    # m = 1 is better here
+    assert v["ch3-dann-90"].verdict == "not shown"                 # equal by construction
+    assert "ch3-dann-15" not in v  # the same pair as seed 001's claim at the middle angle: reused
+    assert v["001-decision-fe-similar"].verdict == "contradicted"
+    ids = [c.id for c in cc.family.claims]
+    assert len(ids) == len(set(ids))
+    # each pair of methods is compared once, however often the chart asks for it
+    pairs = {frozenset((c.values, c.baseline)) for c in cc.family.claims if c.kind == "direction"}
+    assert len(pairs) == sum(c.kind == "direction" for c in cc.family.claims)
+    cells = st.decision(cc, v)
+    new = [c for c in cells if c.row.startswith("new")]
+    assert [c.leader for c in new] == ["full fine-tuning"] * 2 and all(not c.ties for c in new)
+    unl = [c for c in cells if c.col == 0]
+    assert all(c.leader == "DANN" and c.ties == ["source model as is"] for c in unl)
+    assert st.cell_sentence(unl[0]).endswith("DANN is not shown to beat the source model as is.")
+    assert "beats every other" in st.cell_sentence(new[0])
+
+
+def test_decision_compares_only_strategies_that_ran():
+    m = fake_measurements()
+    del m.test[("exp1", "lora", 50)], m.val[("exp1", "lora", 50)]
+    cc = st.chapter_claims(m, sizes=[50, 100], tune_n=100, angles=[0, 15, 90], n3=20,
+                           shift_names=["scratch", "feature_extraction", "full_ft"], target="5-9")
+    cell = next(c for c in cc.cells if c[1] == 50 and c[0].startswith("new"))
+    assert ("exp1", "lora", 50) not in cell[3] and len(cell[3]) == len(st.STRATEGIES) - 2
+
+
+def test_prose_words_follow_the_verdicts():
+    m = fake_measurements()
+    kw = dict(sizes=[50, 100], angles=[0, 15, 90], n3=20, shift_names=["scratch", "feature_extraction", "full_ft"])
+    cc = st.chapter_claims(m, tune_n=100, target="5-9", **kw)
+    v = cc.family.verdicts()
+    grids = {"lora": [2, 4, 8], "l2sp": [0.0, 0.01, 0.1]}
+    out = st.prose(m, cc, v, st.decision(cc, v), grids=grids, chosen={"lora": 4, "l2sp": 0.0}, **kw)
+    assert out["ft_vs_scratch"].data.startswith("with 50 labels, full fine-tuning beats training from scratch")
+    assert out["exp2_smaller"].data == "m = 0.1 trails m = 1"
+    assert out["n_edges"] == 1 and "L2-SP" in out["edges"].data
+    assert out["n_claims"] == len(v) == out["n_supported"] + out["n_contradicted"] + out["n_not_shown"]
+    assert out["dann_wins"] == 0 and "not shown" in out["dann_lines"].data
+
+
+def test_say_and_claims_table():
+    fam = xu.claims.Family("t")
+    fam.direction("a", "book", "x beats y", [2.0, 2.1, 2.2, 2.0, 2.1], [1.0, 1.1, 1.0, 1.2, 1.0])
+    fam.direction("b", "book", "y beats x", [1.0, 1.1, 1.0, 1.2, 1.0], [2.0, 2.1, 2.2, 2.0, 2.1])
+    fam.direction("c", "book", "x beats z", [1.0, 2.0, 1.0, 2.0, 1.5], [2.0, 1.0, 2.0, 1.0, 1.5])
+    v = fam.verdicts()
+    assert st.say(v["a"], "x", "y") == "x beats y" and st.say(v["b"], "y", "x") == "y trails x"
+    assert st.say(v["c"], "x", "z") == "x is indistinguishable from z"
+    table = st.claims_table(fam.evaluate())
+    assert table.count("\n") == 4 and "`a`" in table and "not shown (5 seeds)" in table
+
+
+def test_table_builders():
+    m = fake_measurements(sizes=(50, 100, 500, 1000, 5000))
+    for n in (50, 100, 500, 1000, 5000):
+        for k in st.STRATEGIES:
+            m.epochs[("exp1", k, n)] = [10.0, 12.0]
+    t = st.size_table(m, [50, 100, 500, 1000, 5000])
+    lines = t.splitlines()
+    assert lines[0].count("|") - 1 <= 7 and len(lines) == 2 + len(st.STRATEGIES)
+    assert "| full fine-tuning | 95." in t
+    assert "| 11 |" in st.size_table(m, [50, 100], what="epochs", fmt="mean")
+    f = st.forgetting_table(m, [50], xu.metrics.spread([98.0, 99.0]))
+    assert "98.5 ± 0.7" in f and "from scratch" not in f
+    s = st.shift_table(m, [0, 15, 90], 20, ["scratch", "feature_extraction", "full_ft"])
+    assert s.splitlines()[0].count("|") - 1 <= 7 and s.count("°") == 3
+    assert "| 0.01 | 0.19 | – |" in st.seed001_exp2_table(m, {0.01: 0.19})  # not measured: a dash
+    assert st.seed001_exp2_table(m, {1.0: 0.22}).endswith(f"| 1 | 0.22 | {m.fmt(('tune', 'full_ft', 1.0))} |")
+    assert st.seed001_exp3_table(st.SEED001["exp3"]).count("\n") == 6
+    assert "50 / " not in st.seed001_exp1_table(m, st.SEED001["exp1"], [50]) and "1.00 / " in \
+        st.seed001_exp1_table(m, st.SEED001["exp1"], [50])
+    counts = st.counts_table({"lora": (10, 100), "full_ft": (100, 100)})
+    assert "| LoRA | 10 | 10.0 % |" in counts
+    m.val[("tune", "lora", 2)] = [1.0, 2.0]
+    m.test[("tune", "lora", 2)] = [1.0, 2.0]
+    m.epochs[("tune", "lora", 2)] = [3.0, 5.0]
+    assert "**r = 2**" in st.tuning_table(m, {"lora": [2]}, {"lora": 2})
+
+
+def test_figures_are_legible(tmp_path):
+    import matplotlib.pyplot as plt
+
+    m = fake_measurements()
+    figs = [st.size_figure(m, [50, 100], xu.metrics.spread([99.0, 98.0])),
+            st.shift_figure(m, [0, 15, 90], 20, ["scratch", "feature_extraction", "full_ft"]),
+            st.peft_diagram(), st.digits_figure(torch.rand(12, 784), torch.rand(12, 784), [45, 90])]
+    cc = st.chapter_claims(m, sizes=[50, 100], tune_n=100, angles=[0, 15, 90], n3=20,
+                           shift_names=["scratch", "feature_extraction", "full_ft"], target="5-9")
+    figs.append(st.decision_figure(st.decision(cc, cc.family.verdicts())))
+    for fig in figs[:3] + figs[4:]:
+        assert fig.get_figwidth() <= 10
+        cols = {round(ax.get_position().x0, 2) for ax in fig.axes if ax.get_visible()}
+        assert len(cols) <= 2  # at most two panels per row
+        texts = [t for ax in fig.axes for t in ax.texts + ax.get_xticklabels()]
+        assert all(t.get_fontsize() >= 9 for t in texts if t.get_text())
+    texts = " ".join(t.get_text() for ax in figs[2].axes for t in ax.texts)
+    assert "frozen" in texts and "B" in texts and "W_up" in texts
+    for fig in figs:
+        plt.close(fig)
 
 
 def test_bad_arguments():
     with pytest.raises(ParameterError, match="strategy"):
         st.Strategy("finetune")
     with pytest.raises(ParameterError, match="gamma"):
-        st.Strategy("discriminative", gamma=1.5)
+        st.Strategy("discriminative", gamma=5.0)
     with pytest.raises(ParameterError, match="unfreeze_every"):
-        st.Strategy("gradual", unfreeze_every=-1)
-    with pytest.raises(ParameterError, match="jobs"):
-        st.run_jobs([], 3, steps=1)
-    with pytest.raises(ParameterError, match="name"):
-        st.create_transfer_model("alexnet", 3)
-    with pytest.raises(ParameterError, match="strategy"):
-        st.create_transfer_model("resnet18", 3, strategy="lora")
-
-
-# --- DANN ------------------------------------------------------------------------------------
-
-def test_dann_forward_modes():
-    model = st.DANN(net(), hidden=8)
-    x = torch.rand(4, 784)
-    assert model(x).shape == (4, 3)
-    logits, domain = model(torch.cat([x, x, torch.full((4, 1), 0.5)], 1))
-    assert logits.shape == (4, 3) and domain.shape == (8,)
-    with pytest.raises(ParameterError):
-        model(torch.rand(4, 100))
-
-
-def test_dann_discriminator_and_feature_losses_have_opposite_signs():
-    """Domain head descends the domain loss; features receive −λ times its gradient."""
-    lam = 0.3
-    torch.manual_seed(0)
-    xs, xt = torch.rand(6, 784), torch.rand(6, 784) * 0.5
-    labels = torch.cat([torch.zeros(6), torch.ones(6)])
-    model = st.DANN(net(), hidden=8)
-    _, dom = model(torch.cat([xs, xt, torch.full((6, 1), lam)], 1))
-    F.binary_cross_entropy_with_logits(dom, labels).backward()
-    rev = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    plain = model.domain(model.features(torch.cat([xs, xt]))).squeeze(-1)  # no reversal
-    F.binary_cross_entropy_with_logits(plain, labels).backward()
-    for n, p in model.named_parameters():
-        if n.startswith("domain."):
-            assert torch.allclose(rev[n], p.grad, atol=1e-6), n
-        elif n.startswith("features."):
-            assert torch.allclose(rev[n], -lam * p.grad, atol=1e-6), n
-            assert p.grad.abs().sum() > 0
-        else:
-            assert n not in rev  # the class head gets no domain gradient
-
-
-def test_dann_objective_ramps_lambda_and_combines_losses():
-    obj = st.DANNObjective(total_steps=10)
-    assert obj.ramp() == 0.0
-    model = st.DANN(net(), hidden=8)
-    source, target = xu.data.Split(torch.rand(8, 784), torch.randint(0, 3, (8,))), torch.rand(5, 784)
-    split = st.dann_split(source, target, 0, lam_max=0.3)
-    assert split.x.shape == (8, 2 * 784 + 1) and torch.equal(split.x[:, :784], source.x)
-    assert all(any(torch.equal(row, t) for t in target) for row in split.x[:, 784:-1])
-    assert torch.all(split.x[:, -1] == 0.3)
-    loss = obj(model, split.x, split.y)
-    expected_ce = F.cross_entropy(model(source.x), source.y)
-    assert loss.item() > expected_ce.item() and obj.step == 1  # CE plus a positive domain loss
-    obj.step = 10
-    assert obj.ramp() == pytest.approx(xu.domain.dann_lambda(1.0))
-
-
-def test_dann_objective_passes_the_ramped_lambda():
-    seen = []
-
-    def fake(x):
-        seen.append(x[:, -1].clone())
-        return torch.zeros(len(x), 3), torch.zeros(2 * len(x))
-    obj = st.DANNObjective(total_steps=4)
-    split = st.dann_split(xu.data.Split(torch.rand(6, 784), torch.zeros(6, dtype=torch.long)), torch.rand(6, 784), 0, 0.5)
-    for _ in range(3):
-        obj(fake, split.x, split.y)
-    expected = [0.5 * xu.domain.dann_lambda(p / 4) for p in range(3)]
-    assert [v[0].item() for v in seen] == pytest.approx(expected)
-
-
-def test_fit_dann_trains_replicas_with_their_own_lambda():
-    src = xu.data.Split(torch.rand(64, 784), torch.randint(0, 3, (64,)))
-    nets = [net(), net()]
-    rep = st.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 0], steps=4, batch_size=32,
-                      lam_max=[0.0, 1.0])
-    assert rep.logits(torch.rand(5, 784)).shape == (2, 5, 3)
-    assert len(rep.evaluate(src)) == 2
-    with pytest.raises(ParameterError):
-        st.fit_dann(nets, src, [torch.rand(40, 784)], [0, 1], steps=4)
-
-
-# --- torchvision backbones --------------------------------------------------------------------
-
-@pytest.mark.parametrize("name,top", [("resnet18", "layer4."), ("vit_b_16", "encoder.layers.encoder_layer_11.")])
-def test_create_transfer_model_freezes_as_claimed(name, top):
-    fe = st.create_transfer_model(name, 7, "feature_extraction")
-    assert fe.head.out_features == 7
-    trainable = {n for n, p in fe.named_parameters() if p.requires_grad}
-    assert trainable == {"head.weight", "head.bias"}
-    ft = st.create_transfer_model(name, 7, "fine_tuning")
-    names = [n for n, p in ft.named_parameters() if p.requires_grad]
-    assert any(n.startswith("backbone." + top) for n in names)  # seed 003's ViT filter matched nothing
-    assert all(n.startswith(("head.", "backbone." + top, "backbone.encoder.ln.")) for n in names)
-    assert 0 < len(names) < len(list(ft.parameters()))
-
-
-def test_create_transfer_model_forward_resnet18():
-    model = st.create_transfer_model("resnet18", 4, "fine_tuning").eval()
-    with torch.no_grad():
-        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+        st.Strategy("gradual", unfreeze_every=0)
+    with pytest.raises(ParameterError, match="l2="):
+        st.Strategy("l2", l2=-1.0)

@@ -6,7 +6,7 @@ One module per idea of the book.
   (the seeds' networks), ``train`` (one network, the readable reference trainer), ``ensemble``
   (vectorized replicas) and ``step`` (its fused / CUDA-graph step), ``metrics``, ``claims``
   (verdicts on claims), ``plotting``, ``results``, ``timing``, ``progress``.
-- Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN).
+- Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN and its λ schedule).
 - Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
   ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
   ``traversal`` (6), ``negative`` (7); ``ledger`` (the claims ledger).

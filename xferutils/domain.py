@@ -1,7 +1,24 @@
-"""Domain adaptation pieces: gradient reversal (DANN, chapters 3 and 4)."""
+"""Domain adaptation: gradient reversal and domain-adversarial training (DANN; chapters 3 and 4).
+
+:class:`DANN` adds a domain head behind a gradient-reversal layer to a network; trained with
+:class:`DANNObjective` (source cross-entropy plus the domain loss, λ ramped by Ganin et al.'s
+fixed schedule λ_p = 2 / (1 + e^(−10p)) − 1) it pulls source and target features together
+without any target label. :func:`fit_dann` trains many such networks as vectorized replicas.
+"""
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Callable, Sequence
+
 import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import ParameterError, check_float, check_int
+from .data import Split
+from .ensemble import Replicas, fit_replicas
+from .models import MLP
 
 
 def grad_reverse(x: torch.Tensor, lam: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -15,6 +32,108 @@ def grad_reverse(x: torch.Tensor, lam: float | torch.Tensor = 1.0) -> torch.Tens
 
 def dann_lambda(progress: float, gamma: float = 10.0) -> float:
     """Ganin et al.'s ramp λ_p = 2 / (1 + exp(-γ p)) - 1 for training progress p in [0, 1]."""
-    import math
-
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+
+
+class DANN(nn.Module):
+    """A feature extractor with a class head and a domain head behind gradient reversal.
+
+    ``forward(x)`` on images (n, 784) gives class logits, so evaluation is as for any model.
+    On a row ``[source image | target image | λ]`` (n, 2·784+1) it returns the class
+    logits of the source images and the domain logits of all 2n images, computed on features
+    passed through :func:`grad_reverse` with that λ.
+    """
+
+    def __init__(self, net: MLP, hidden: int = 64) -> None:
+        super().__init__()
+        self.features, self.head = net.features, net.head
+        self.in_dim = next(m for m in net.features.modules() if isinstance(m, nn.Linear)).in_features
+        self.domain = nn.Sequential(nn.Linear(net.feature_dim, check_int("hidden", hidden, 1)),
+                                    nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        d = self.in_dim
+        if x.shape[-1] == d:
+            return self.head(self.features(x))
+        if x.shape[-1] != 2 * d + 1:
+            raise ParameterError(f"DANN input must have {d} or {2 * d + 1} columns, got {x.shape[-1]}")
+        xs, xt, lam = x[:, :d], x[:, d:2 * d], x[:, 2 * d:]
+        feats = self.features(torch.cat([xs, xt]))
+        logits = self.head(feats[:len(xs)])
+        domain = self.domain(grad_reverse(feats, torch.cat([lam, lam]))).squeeze(-1)
+        return logits, domain
+
+
+def dann_split(source: Split, target_x: torch.Tensor, seed: int, lam_max: float = 1.0) -> Split:
+    """Training rows ``[source image | a random target image | λ_max]`` with the source labels.
+
+    The last column carries the replica's largest reversal weight, so that replicas with
+    different λ_max train together; :class:`DANNObjective` scales it by the ramp.
+    """
+    gen = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    check_float("lam_max", lam_max, 0.0)
+    idx = torch.randint(len(target_x), (len(source),), generator=gen).to(target_x.device)
+    lam = source.x.new_full((len(source), 1), lam_max)
+    return Split(torch.cat([source.x, target_x[idx], lam], dim=1), source.y)
+
+
+def _sample_rows(data: Split, n: int, seed: int) -> Split:
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].to(data.y.device)
+    return Split(data.x[idx], data.y[idx])
+
+
+class DANNObjective:
+    """Source cross-entropy plus the domain loss, with λ ramped over ``total_steps`` (Ganin et al.).
+
+    λ at progress p is λ_max · (2 / (1 + e^(−γp)) − 1), with λ_max read from the rows of
+    :func:`dann_split`. The domain head descends the domain loss; the gradient reversal makes
+    the features ascend it (scaled by λ), which pushes source and target features together.
+    """
+
+    def __init__(self, total_steps: int, gamma: float = 10.0) -> None:
+        self.total_steps = check_int("total_steps", total_steps, 1)
+        self.gamma = check_float("gamma", gamma, 0.0)
+        self.step = 0
+
+    def ramp(self) -> float:
+        return dann_lambda(min(1.0, self.step / self.total_steps), self.gamma)
+
+    def __call__(self, fmodel: Callable, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        ramp = self.ramp()
+        self.step += 1
+        logits, domain = fmodel(torch.cat([xb[:, :-1], xb[:, -1:] * ramp], dim=1))
+        n = yb.shape[0]
+        labels = torch.cat([domain.new_zeros(n), domain.new_ones(n)])
+        return F.cross_entropy(logits, yb) + F.binary_cross_entropy_with_logits(domain, labels)
+
+
+def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Tensor],
+             seeds: Sequence[int], *, steps: int, lr: float = 1e-3, batch_size: int = 128,
+             lam_max: float | Sequence[float] = 1.0, hidden: int = 64) -> Replicas:
+    """DANN from pretrained source models (their own heads kept), one replica per entry.
+
+    Replica j starts from ``sources[j]`` (domain head seeded by ``seeds[j]``), adapts to the
+    unlabelled ``target_x[j]`` with weight ``lam_max[j]`` (or one for all), and runs about
+    ``steps`` optimizer steps: with fewer than one epoch's worth, each replica trains on its
+    own seeded slice of ``source``. Seeds may repeat across replicas (e.g. one per target).
+    """
+    k = len(seeds)
+    lams = [lam_max] * k if isinstance(lam_max, (int, float)) else list(lam_max)
+    if not (len(sources) == len(target_x) == len(lams) == k) or k == 0:
+        raise ParameterError("give one source model, one target set, one seed (and one lam_max) per replica")
+    seeds = [check_int(f"seeds[{j}]", s, 0) for j, s in enumerate(seeds)]
+    models = []
+    for net, s in zip(sources, seeds):
+        torch.manual_seed(s)
+        models.append(DANN(copy.deepcopy(net), hidden))
+    n = min(len(source), check_int("steps", steps, 1) * batch_size)
+    train = [dann_split(_sample_rows(source, n, s) if n < len(source) else source, t, s, lam)
+             for s, t, lam in zip(seeds, target_x, lams)]
+    per_epoch = max(1, n // min(batch_size, n))
+    epochs = max(1, math.ceil(steps / per_epoch))
+    total = epochs * per_epoch
+    return fit_replicas(models, train, [1000 * j + s for j, s in enumerate(seeds)], epochs=epochs, lr=lr,
+                        batch_size=batch_size, objective=DANNObjective(total))
+
+
+__all__ = ["grad_reverse", "dann_lambda", "DANN", "dann_split", "DANNObjective", "fit_dann"]

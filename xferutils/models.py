@@ -2,15 +2,19 @@
 
 - :func:`dense_net`: 784-512-256-128-10, the dense network of seed 002 (chapters 1, 4, 5).
 - :func:`wide_nn` and :func:`deep_nn`: WideNN and DeepNN of seed 000 (chapters 3, 5).
+- :func:`create_transfer_model`: seed 003's torchvision-backbone helper, corrected (chapter 3);
+  :func:`check_weights` refuses missing pretrained weights offline, before any work.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from .config import check_int
+from .config import ParameterError, check_choice, check_int
 
 
 class MLP(nn.Module):
@@ -74,3 +78,69 @@ def embed(model: MLP, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     out = torch.cat([model.embed(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
+
+
+# --- torchvision backbones (seed 003, corrected) --------------------------------------------------
+
+BACKBONES = ("resnet18", "resnet50", "vit_b_16")
+TV_STRATEGIES = ("feature_extraction", "fine_tuning")
+
+
+def weights_file(name: str, weights: str) -> tuple[Path, str]:
+    """Where torch looks for the ``weights`` of backbone ``name`` (its hub cache), and their URL."""
+    import torchvision.models as tvm
+
+    check_choice("name", name, BACKBONES)
+    enum = tvm.get_model_weights(name)
+    try:
+        w = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    except KeyError:
+        raise ParameterError(f"weights={weights!r} is not a weights name of {name}; choose one of "
+                             f"{['DEFAULT', *enum.__members__]}") from None
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name, w.url
+
+
+def check_weights(name: str, weights: str) -> Path:
+    """The local file of pretrained ``weights``, or one clear error saying which file to put where.
+
+    Nothing is downloaded: on a machine without internet torchvision would otherwise wait for
+    a network timeout and end in a raw ``URLError``.
+    """
+    path, url = weights_file(name, weights)
+    if not path.is_file():
+        raise ParameterError(
+            f"pretrained weights {weights!r} for {name} need the file {path.name} in {path.parent} "
+            f"(torch's hub cache; set TORCH_HOME to move it). Download {url} on a machine with "
+            "internet access and copy it there, or leave the weights empty to skip this example.")
+    return path
+
+
+def create_transfer_model(name: str, num_classes: int, strategy: str = "feature_extraction",
+                          weights: str | None = None) -> nn.Sequential:
+    """A torchvision backbone with a new ``head``; ``weights=None`` builds it randomly initialised.
+
+    ``feature_extraction`` freezes the whole backbone; ``fine_tuning`` also trains its last
+    stage (ResNet ``layer4``; ViT's last encoder block and final norm). Seed 003 matched ViT's
+    last block as ``'encoder.layers.11'``, a name torchvision does not use
+    (``encoder.layers.encoder_layer_11``), so its ViT "fine-tuning" trained only the head; it
+    also used the removed ``pretrained=True`` argument. ``weights`` is a torchvision weights
+    name such as ``"DEFAULT"``; its file must already be in torch's cache (:func:`check_weights`).
+    """
+    check_choice("name", name, BACKBONES)
+    check_int("num_classes", num_classes, 1)
+    check_choice("strategy", strategy, TV_STRATEGIES)
+    if weights:
+        check_weights(name, weights)
+    import torchvision.models as tvm
+
+    backbone = getattr(tvm, name)(weights=weights or None)
+    if name.startswith("resnet"):
+        dim, top = backbone.fc.in_features, ("layer4.",)
+        backbone.fc = nn.Identity()
+    else:
+        dim = backbone.heads.head.in_features
+        top = (f"encoder.layers.encoder_layer_{len(backbone.encoder.layers) - 1}.", "encoder.ln.")
+        backbone.heads = nn.Identity()
+    for pname, p in backbone.named_parameters():
+        p.requires_grad_(strategy == "fine_tuning" and pname.startswith(top))
+    return nn.Sequential(OrderedDict(backbone=backbone, head=nn.Linear(dim, num_classes)))
