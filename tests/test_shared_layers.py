@@ -269,7 +269,7 @@ def test_linear_probe_reads_separable_features():
 def test_fit_logistic_solves_each_replica_on_its_own():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(3).repeat_interleave(30)
-    x = torch.randn(2, 90, 5, generator=g) + 3 * F.one_hot(y, 5).float()  # separable along axes 0..2
+    x = torch.randn(2, 90, 5, generator=g) + 8 * F.one_hot(y, 5).float()  # separable along axes 0..2
     both, iters = sl.fit_logistic(x, y, 3, l2=1e-2)
     alone, _ = sl.fit_logistic(x[1:], y, 3, l2=1e-2)
     assert iters >= 1

@@ -372,9 +372,9 @@ class Settings:
     validation set, every replica trains ``epochs`` epochs with the weights given here.
     """
 
-    epochs: int = 200
-    lr: float = 3e-3
-    batch_size: int = 128
+    epochs: int = 150
+    lr: float = 5e-3
+    batch_size: int = 256
     width: int = 64
     proj_dim: int = 32
     n_bridge: int = 100
@@ -385,7 +385,7 @@ class Settings:
     margin: float = 2.0
     memory_slots: int = 32
     use_donor: bool = True  # False: Network 2 sees nothing (bridging without a donor)
-    patience: int = 10
+    patience: int = 8
     grid: tuple[float, ...] = (0.1, 1.0, 10.0)
     max_extend: int = 2
 
@@ -869,6 +869,7 @@ class CaseResult:
     base_epochs2: list[int] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     n_bridge: int = 0
+    base_per_class: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """The numbers of this case for the results file (no models, no features)."""
@@ -876,7 +877,7 @@ class CaseResult:
                          "trainable": s.trainable, "epochs": s.epochs}
         return {"case": {"digits1": self.case.digits1, "digits2": self.case.digits2,
                          "transfer": self.case.transfer},
-                "seeds": self.seeds, "n_bridge": self.n_bridge,
+                "seeds": self.seeds, "n_bridge": self.n_bridge, "base_per_class": self.base_per_class,
                 "base_acc1": self.base_acc1, "base_acc2": self.base_acc2,
                 "base_epochs1": self.base_epochs1, "base_epochs2": self.base_epochs2,
                 "base_seconds": self.base_seconds, "feature_seconds": self.feature_seconds,
@@ -895,10 +896,19 @@ SCALES: dict[str, dict[str, int]] = {  # images per digit and budgets of run_cas
 SWEEPS = {"smoke": (2, 5), "book": (1, 5, 20, 100, 300), "full": (1, 5, 20, 100, 300, 1000)}
 
 
+def sweep_sizes(preset: str, n_bridge: int) -> list[int]:
+    """The numbers of labelled images the bridging sweep tries at ``preset`` (``n_bridge`` included)."""
+    cap = SCALES[check_choice("preset", preset, list(SCALES))]["shared_per_class"]
+    return sorted({n for n in SWEEPS[preset] if n <= cap} | {min(n_bridge, cap)})
+
+
 def preset_settings(preset: str, n_bridge: int = 100) -> Settings:
-    """The shared-layer settings of a preset, with ``n_bridge`` labelled transfer-digit images."""
+    """The shared-layer settings of a preset, with ``n_bridge`` labelled transfer-digit images (at
+    most the preset's ``shared_per_class``; ``smoke`` caps it there instead of refusing)."""
     check_choice("preset", preset, list(SCALES))
-    n_bridge = check_int("n_bridge", n_bridge, 1, SCALES[preset]["shared_per_class"])
+    cap = SCALES[preset]["shared_per_class"]
+    n_bridge = check_int("n_bridge", n_bridge, 1, None if preset == "smoke" else cap)
+    n_bridge = min(n_bridge, cap)
     base = {"smoke": Settings(epochs=3, patience=1, max_extend=0), "book": Settings(),
             "full": Settings(epochs=400, patience=20)}[preset]
     return replace(base, n_bridge=n_bridge)
@@ -953,7 +963,8 @@ def run_case(case: Case, train: Split, test: Split, seeds: Sequence[int], settin
     scratch = train_scratch(case, base_pool, test, seeds, **kw)
     few = train_few_shot(case, base_pool, shared_pool, test, seeds, n_bridge, **kw)
     return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, t.wall, t.cpu, metrics, shares,
-                      probe, scratch, ftrain, ftest, fval, few, bases.epochs1, bases.epochs2, outcomes, n_bridge)
+                      probe, scratch, ftrain, ftest, fval, few, bases.epochs1, bases.epochs2, outcomes, n_bridge,
+                      base_per_class)
 
 
 def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Settings = Settings(), *,
@@ -1361,7 +1372,7 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
         "protos": mean(m["prototypes"]["transfer"]), "none": mean(m["none"]["transfer"]),
         "align": sum(m["alignment"]["align"]) / len(first.seeds),
         "align_none": sum(m["none"]["align"]) / len(first.seeds),
-        "n_claims": len(verdicts),
+        "n_claims": len(verdicts), "base_per_class": first.base_per_class,
         "n_pass": sum(all(v[f"000-crit-{c}-{n}-{a}"].verdict == "supported"
                           for c in ("transfer", "retention", "isolation", "faster"))
                       for n in results for a in APPROACHES),
