@@ -909,7 +909,7 @@ def preset_settings(preset: str, n_bridge: int = 100) -> Settings:
     cap = SCALES[preset]["shared_per_class"]
     n_bridge = check_int("n_bridge", n_bridge, 1, None if preset == "smoke" else cap)
     n_bridge = min(n_bridge, cap)
-    base = {"smoke": Settings(epochs=3, patience=1, max_extend=0), "book": Settings(),
+    base = {"smoke": Settings(epochs=3, patience=1, max_extend=0), "book": Settings(max_extend=1),
             "full": Settings(epochs=400, patience=20)}[preset]
     return replace(base, n_bridge=n_bridge)
 
@@ -1358,7 +1358,7 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
     eps = [e for r in results.values() for e in (*r.base_epochs1, *r.base_epochs2)]
     v = verdicts
     out: dict[str, object] = {
-        "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
+        "case_list": " and ".join(f"the {n} case" for n in results), "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
         "transfer0": first.case.transfer,
         "base_min": 100 * min(base), "base_ep_min": min(eps), "base_ep_max": max(eps),
         "zs_max": zs[zs_best], "zs_best": f"{zs_best[1]} ({zs_best[0]})",
