@@ -1,27 +1,29 @@
 """Tests of xferutils.shared_layers (chapter 4): cases, visibility, approaches, metrics, references."""
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from torch.nn import functional as F
 
 import xferutils as xu
-from xferutils import shared_layers as shared
+from xferutils import shared_layers as sl
 from xferutils.config import ParameterError
 from xferutils.data import Split
 
-SMALL = shared.make_case("small")
+SMALL = sl.make_case("small")
 SEEDS = [0, 1]
-FAST = shared.Settings(epochs=2, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4)
+FAST = sl.Settings(epochs=2, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4)
 
 
-def toy_features(n_per_class: int = 20, k: int = 2, seed: int = 0) -> shared.Features:
+def toy_features(n_per_class: int = 20, k: int = 2, seed: int = 0) -> sl.Features:
     """Random features for the small case's digits {0..4}: class-dependent means plus noise."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(5).repeat_interleave(n_per_class)
     c1, c2 = torch.randn(5, 64, generator=g), torch.randn(5, 32, generator=g)
     f1 = c1[y] + 0.1 * torch.randn(k, len(y), 64, generator=g)
     f2 = c2[y] + 0.1 * torch.randn(k, len(y), 32, generator=g)
-    return shared.Features(f1, f2, y)
+    return sl.Features(f1, f2, y)
 
 
 # --- cases ------------------------------------------------------------------------------------
@@ -29,9 +31,9 @@ def toy_features(n_per_class: int = 20, k: int = 2, seed: int = 0) -> shared.Fea
 def test_named_cases_match_seed():
     assert (SMALL.digits1, SMALL.digits2, SMALL.transfer) == ((0, 1, 2), (2, 3, 4), 3)
     assert SMALL.shared == (2,) and SMALL.untransferred == (4,) and SMALL.classes == (0, 1, 2, 3, 4)
-    large = shared.make_case("large")
+    large = sl.make_case("large")
     assert large.transfer == 8 and large.untransferred == (9,) and large.classes == tuple(range(10))
-    assert shared.make_case("medium").untransferred == (6,)
+    assert sl.make_case("medium").untransferred == (6,)
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -45,19 +47,19 @@ def test_named_cases_match_seed():
 ])
 def test_bad_cases_raise_naming_the_problem(kwargs, name):
     with pytest.raises(ParameterError, match=name):
-        shared.make_case(**kwargs)
+        sl.make_case(**kwargs)
 
 
 def test_custom_case():
-    case = shared.make_case(None, [0, 1, 7], [1, 6, 7, 9], 6)
+    case = sl.make_case(None, [0, 1, 7], [1, 6, 7, 9], 6)
     assert case.shared == (1, 7) and case.untransferred == (9,)
 
 
 def test_pool_and_relabel():
     data = Split(torch.zeros(100, 784), torch.arange(10).repeat(10))
-    p = shared.pool(data, [2, 5], 4, seed=0)
+    p = sl.pool(data, [2, 5], 4, seed=0)
     assert len(p) == 8 and sorted(p.y.tolist()) == [2] * 4 + [5] * 4
-    assert shared.relabel(torch.tensor([2, 5, 7]), [2, 5]).tolist() == [0, 1, -1]
+    assert sl.relabel(torch.tensor([2, 5, 7]), [2, 5]).tolist() == [0, 1, -1]
 
 
 # --- visibility -------------------------------------------------------------------------------
@@ -65,8 +67,8 @@ def test_pool_and_relabel():
 def test_zero_shot_rows_hide_the_transfer_digit_from_network1():
     f = toy_features()
     d1, d2 = 64, 32
-    for approach in shared.ZERO_SHOT + ("none",):
-        for split in shared.visible_rows(approach, f, SMALL, SEEDS):
+    for approach in sl.ZERO_SHOT + ("none",):
+        for split in sl.visible_rows(approach, f, SMALL, SEEDS):
             m1, m2 = split.x[:, d1 + d2], split.x[:, d1 + d2 + 1]
             digits = torch.tensor(SMALL.classes)[split.y]
             t = digits == SMALL.transfer
@@ -79,7 +81,7 @@ def test_zero_shot_rows_hide_the_transfer_digit_from_network1():
 
 def test_bridging_shows_network1_exactly_n_transfer_images():
     f = toy_features()
-    rows = shared.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=5)
+    rows = sl.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=5)
     for split in rows:
         m1 = split.x[:, 96]
         digits = torch.tensor(SMALL.classes)[split.y]
@@ -88,29 +90,29 @@ def test_bridging_shows_network1_exactly_n_transfer_images():
         assert len(uniq) == 5  # 5 distinct images, oversampled to balance the class
         assert t1.sum() == 5 * (20 // 5)
     with pytest.raises(ParameterError, match="n_bridge"):
-        shared.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=0)
-    pick = shared.bridge_pick(f.y, SMALL, 5, SEEDS[0])
+        sl.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=0)
+    pick = sl.bridge_pick(f.y, SMALL, 5, SEEDS[0])
     seen = (rows[0].x[:, 96] == 1) & (torch.tensor(SMALL.classes)[rows[0].y] == SMALL.transfer)
     assert torch.equal(torch.unique(rows[0].x[seen, :64], dim=0), torch.unique(f.f1[0][pick], dim=0))
 
 
 def test_without_donor_network2_sees_nothing():
-    rows = shared.visible_rows("bridging", toy_features(), SMALL, SEEDS, n_bridge=5, use_donor=False)
+    rows = sl.visible_rows("bridging", toy_features(), SMALL, SEEDS, n_bridge=5, use_donor=False)
     assert all(r.x[:, 97].sum() == 0 and r.x[:, 64:96].abs().sum() == 0 for r in rows)
 
 
 # --- approaches -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("approach", shared.APPROACHES)
+@pytest.mark.parametrize("approach", sl.APPROACHES)
 def test_every_approach_trains_and_predicts(approach):
     f, test = toy_features(), toy_features(n_per_class=10, seed=0)
-    out = shared.train_approach(approach, f, SMALL, SEEDS, FAST)
+    out = sl.train_approach(approach, f, SMALL, SEEDS, FAST)
     pred = out.predict1(test.f1)
     assert pred.shape == (2, len(test)) and set(pred.unique().tolist()) <= set(SMALL.classes)
     assert out.predict2(test.f2).shape == (2, len(test))
     assert out.trainable == xu.models.count_parameters(out.models[0])
     assert len(out.history) == 2 and len(out.history[0].loss) == FAST.epochs
-    m = shared.outcome_metrics(out, test, feats_time=1.0, feats_cpu=1.0)
+    m = sl.outcome_metrics(out, test, feats_time=1.0, feats_cpu=1.0)
     for key in ("transfer", "retention", "isolation", "leak", "donor", "align"):
         assert len(m[key]) == 2 and all(0 <= v <= 1.5 for v in m[key])
     assert m["seconds"] >= 1.0 and m["cpu_seconds"] >= 1.0
@@ -120,42 +122,42 @@ def test_every_approach_trains_and_predicts(approach):
 
 def test_unknown_approach_raises():
     with pytest.raises(ParameterError, match="approach"):
-        shared.train_approach("telepathy", toy_features(), SMALL, SEEDS, FAST)
+        sl.train_approach("telepathy", toy_features(), SMALL, SEEDS, FAST)
 
 
 def test_bridging_learns_the_transfer_digit_on_separable_features():
     f, test = toy_features(n_per_class=40), toy_features(n_per_class=20, seed=0)
-    s = shared.Settings(epochs=30, batch_size=64, n_bridge=10)
-    acc = shared.outcome_metrics(shared.train_approach("bridging", f, SMALL, SEEDS, s), test)["transfer"]
+    s = sl.Settings(epochs=30, batch_size=64, n_bridge=10)
+    acc = sl.outcome_metrics(sl.train_approach("bridging", f, SMALL, SEEDS, s), test)["transfer"]
     assert min(acc) > 0.9  # (without bridging, an unseen cluster lands on an arbitrary class)
-    out = shared.train_approach("bridging", f, SMALL, SEEDS, s)
-    seen = shared.outcome_metrics(out, test, train=f)["seen"]
+    out = sl.train_approach("bridging", f, SMALL, SEEDS, s)
+    seen = sl.outcome_metrics(out, test, train=f)["seen"]
     assert len(seen) == 2 and min(seen) > 0.9
-    assert "seen" not in shared.outcome_metrics(shared.train_approach("none", f, SMALL, SEEDS, FAST), test, train=f)
+    assert "seen" not in sl.outcome_metrics(sl.train_approach("none", f, SMALL, SEEDS, FAST), test, train=f)
 
 
 def test_bias_sweep_trades_retention_for_transfer():
     f, test = toy_features(), toy_features(n_per_class=10, seed=0)
-    out = shared.train_approach("bridging", f, SMALL, SEEDS, FAST)
-    res = shared.bias_sweep(out, test, [0.0, 1e6])
-    assert res[0.0]["transfer"] == shared.transfer_metrics(out.predict1(test.f1), test.y, SMALL)["transfer"]
+    out = sl.train_approach("bridging", f, SMALL, SEEDS, FAST)
+    res = sl.bias_sweep(out, test, [0.0, 1e6])
+    assert res[0.0]["transfer"] == sl.transfer_metrics(out.predict1(test.f1), test.y, SMALL)["transfer"]
     assert res[1e6]["transfer"] == [1.0, 1.0] and res[1e6]["retention"] == [0.0, 0.0]  # everything is "3"
     with pytest.raises(ParameterError, match="prototypes"):
-        shared.bias_sweep(shared.train_approach("prototypes", f, SMALL, SEEDS, FAST), test, [0.0])
+        sl.bias_sweep(sl.train_approach("prototypes", f, SMALL, SEEDS, FAST), test, [0.0])
 
 
 def test_bases_stay_frozen(mnist):
     case = SMALL
-    tr = shared.pool(mnist.train, case.classes, 30, 0)
-    bases = shared.train_bases(case, tr, Split(mnist.test.x[:200], mnist.test.y[:200]), SEEDS, epochs=1)
+    tr = sl.pool(mnist.train, case.classes, 30, 0)
+    bases = sl.train_bases(case, tr, Split(mnist.test.x[:200], mnist.test.y[:200]), SEEDS, epochs=1)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in bases.net1 + bases.net2]
-    feats = shared.extract(bases, tr)
+    feats = sl.extract(bases, tr)
     assert feats.f1.shape == (2, len(tr), 64) and feats.f2.shape == (2, len(tr), 32)
     assert all(not p.requires_grad for m in bases.net1 + bases.net2 for p in m.parameters())
-    shared.train_approach("adversarial", feats, case, SEEDS, FAST)
+    sl.train_approach("adversarial", feats, case, SEEDS, FAST)
     after = [m.state_dict() for m in bases.net1 + bases.net2]
     assert all(torch.equal(b[k], a[k]) for b, a in zip(before, after) for k in b)
-    again = shared.extract(bases, tr)
+    again = sl.extract(bases, tr)
     assert torch.equal(again.f1, feats.f1) and torch.equal(again.f2, feats.f2)
 
 
@@ -163,9 +165,9 @@ def test_bases_stay_frozen(mnist):
 
 def test_discriminator_and_projections_oppose():
     torch.manual_seed(0)
-    net = shared.SharedNet(6, 4, 5, width=8, proj_dim=3, discriminator=True, adv_lambda=0.7)
-    x = shared.pack(torch.randn(16, 6), torch.randn(16, 4), torch.ones(16), torch.ones(16))
-    s = shared.Settings(adv_weight=1.0)
+    net = sl.SharedNet(6, 4, 5, width=8, proj_dim=3, discriminator=True, adv_lambda=0.7)
+    x = sl.pack(torch.randn(16, 6), torch.randn(16, 4), torch.ones(16), torch.ones(16))
+    s = sl.Settings(adv_weight=1.0)
     y = torch.zeros(16, dtype=torch.long)
 
     def grads(obj):
@@ -173,8 +175,8 @@ def test_discriminator_and_projections_oppose():
         obj(net, x, y).backward()
         return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
-    adv = grads(shared.make_objective("adversarial", 6, 4, s))
-    plain = grads(shared.make_objective("none", 6, 4, s))
+    adv = grads(sl.make_objective("adversarial", 6, 4, s))
+    plain = grads(sl.make_objective("none", 6, 4, s))
     # the domain loss alone, without reversal: its gradient on the projections
     net.zero_grad()
     z1, z2 = net.proj1(x[:, :6]), net.proj2(x[:, 6:10])
@@ -192,35 +194,35 @@ def test_prototypes_exact_on_separated_clusters():
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     y = torch.arange(3).repeat_interleave(50)
     h = centres[y] + 0.5 * torch.randn(150, 2, generator=torch.Generator().manual_seed(0))
-    protos = shared.class_prototypes(h, y, 4)  # class 3 absent -> NaN, must never win
+    protos = sl.class_prototypes(h, y, 4)  # class 3 absent -> NaN, must never win
     assert torch.isnan(protos[3]).all()
     assert torch.allclose(protos[:3], centres, atol=0.2)
-    assert torch.equal(shared.nearest_prototype(h, protos), y)
+    assert torch.equal(sl.nearest_prototype(h, protos), y)
     mask = y != 1
-    assert torch.isnan(shared.class_prototypes(h, y, 3, mask)[1]).all()
+    assert torch.isnan(sl.class_prototypes(h, y, 3, mask)[1]).all()
 
 
 def test_memory_read_is_convex():
     g = torch.Generator().manual_seed(0)
     h, mem = torch.randn(7, 5, generator=g), torch.randn(4, 5, generator=g)
-    read, w = shared.memory_read(h, mem)
+    read, w = sl.memory_read(h, mem)
     assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(7))
     assert torch.allclose(read, w @ mem)
     lo, hi = mem.min(0).values, mem.max(0).values
     assert ((read >= lo - 1e-6) & (read <= hi + 1e-6)).all()  # inside the bounding box of the rows
-    one, w1 = shared.memory_read(h, mem[:1])
+    one, w1 = sl.memory_read(h, mem[:1])
     assert torch.allclose(one, mem[:1].expand(7, 5)) and torch.allclose(w1, torch.ones(7, 1))
 
 
 def test_contrastive_loss_pulls_same_and_pushes_different():
     z = torch.tensor([[0.0, 0.0], [5.0, 0.0]])
     y, ones = torch.tensor([0, 1]), torch.ones(2)
-    assert shared.contrastive_loss(z, z, y, ones, ones, margin=2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert sl.contrastive_loss(z, z, y, ones, ones, margin=2.0).item() == pytest.approx(0.0, abs=1e-6)
     near = torch.tensor([[0.0, 0.0], [0.5, 0.0]])
     # same class identical (0), different classes 0.5 apart: hinge (2 - 0.5)^2 = 2.25
-    assert shared.contrastive_loss(near, near, y, ones, ones, margin=2.0).item() == pytest.approx(2.25, rel=1e-4)
+    assert sl.contrastive_loss(near, near, y, ones, ones, margin=2.0).item() == pytest.approx(2.25, rel=1e-4)
     shifted = z + torch.tensor([1.0, 0.0])
-    assert shared.contrastive_loss(z, shifted, y, ones, ones, margin=2.0).item() == pytest.approx(1.0, rel=1e-4)
+    assert sl.contrastive_loss(z, shifted, y, ones, ones, margin=2.0).item() == pytest.approx(1.0, rel=1e-4)
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -229,27 +231,27 @@ def test_transfer_metrics_count_what_they_claim():
     # small case: own digits 0,1,2; transfer 3; untransferred 4
     y = torch.tensor([0, 1, 2, 3, 3, 3, 3, 4, 4])
     pred = torch.tensor([[0, 1, 0, 3, 3, 2, 4, 4, 0]])
-    m = shared.transfer_metrics(pred, y, SMALL)
+    m = sl.transfer_metrics(pred, y, SMALL)
     assert m["retention"] == [pytest.approx(2 / 3)]
     assert m["transfer"] == [pytest.approx(2 / 4)]
     assert m["isolation"] == [pytest.approx(1 / 2)]  # one of the two 4s labelled 4
     assert m["leak"] == [pytest.approx(2 / 9)]  # a 3 and a 4 labelled 4
-    none = shared.transfer_metrics(torch.tensor([0, 1, 2, 0, 0, 0, 0, 0, 0]), y, SMALL)
+    none = sl.transfer_metrics(torch.tensor([0, 1, 2, 0, 0, 0, 0, 0, 0]), y, SMALL)
     assert none["isolation"] == [0.0] and none["leak"] == [0.0] and none["transfer"] == [0.0]
 
 
 def test_epochs_to_converge_and_criteria():
-    assert shared.epochs_to_converge([1.0, 0.5, 0.1, 0.06, 0.05]) == 4
-    assert shared.epochs_to_converge([1.0, 1.0]) == 1
+    assert sl.epochs_to_converge([1.0, 0.5, 0.1, 0.06, 0.05]) == 4
+    assert sl.epochs_to_converge([1.0, 1.0]) == 1
     m = {"transfer": [0.9, 0.85], "retention": [0.95], "isolation": [0.0], "cpu_seconds": 2.0}
-    assert shared.criteria(m, 3.0) == {"transfer": True, "retention": True, "isolation": True, "faster": True}
-    assert not shared.criteria({**m, "isolation": [0.2]}, 1.0)["isolation"]
-    assert not shared.criteria(m, 1.0)["faster"]
+    assert sl.criteria(m, 3.0) == {"transfer": True, "retention": True, "isolation": True, "faster": True}
+    assert not sl.criteria({**m, "isolation": [0.2]}, 1.0)["isolation"]
+    assert not sl.criteria(m, 1.0)["faster"]
 
 
 def test_prediction_shares():
     pred = torch.tensor([[3, 3, 2, 0], [1, 1, 1, 1]])
-    s = shared.prediction_shares(pred, torch.tensor([3, 3, 3, 3]), 3)
+    s = sl.prediction_shares(pred, torch.tensor([3, 3, 3, 3]), 3)
     assert s.shape == (2, 10) and s[0, 3] == 0.5 and s[1, 1] == 1.0
     assert torch.allclose(s.sum(-1), torch.ones(2))
 
@@ -258,17 +260,135 @@ def test_prediction_shares():
 
 def test_linear_probe_reads_separable_features():
     f, test = toy_features(n_per_class=30), toy_features(n_per_class=10, seed=0)
-    p = shared.linear_probe(f, test, [0, 1, 2, 3], SEEDS, epochs=20)
-    assert set(p) == {"d0", "d1", "d2", "d3", "all"}
-    assert min(p["d3"]) > 0.9
+    p = sl.linear_probe(f, test, [0, 1, 2, 3], SEEDS, epochs=200)
+    assert {"d0", "d1", "d2", "d3", "all", "train", "train_d3", "iterations"} <= set(p)
+    assert min(p["d3"]) > 0.9 and min(p["train"]) == 1.0
+    assert len(p["all"]) == 2
+
+
+def test_fit_logistic_solves_each_replica_on_its_own():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat_interleave(30)
+    x = torch.randn(2, 90, 5, generator=g) + 8 * F.one_hot(y, 5).float()  # separable along axes 0..2
+    both, iters = sl.fit_logistic(x, y, 3, l2=1e-2)
+    alone, _ = sl.fit_logistic(x[1:], y, 3, l2=1e-2)
+    assert iters >= 1
+    assert (both(x).argmax(-1) == y).float().mean() == 1.0
+    assert torch.allclose(both(x)[1], alone(x[1:])[0], atol=1e-3)  # stacking does not couple them
+    with pytest.raises(ParameterError, match="l2"):
+        sl.fit_logistic(x, y, 3, l2=-1.0)
+
+
+def test_choose_bias_picks_on_the_sweep_it_is_given():
+    sweep = {0.0: {"transfer": [0.5, 0.5], "retention": [0.99, 0.99]},
+             1.0: {"transfer": [0.8, 0.8], "retention": [0.95, 0.93]},
+             2.0: {"transfer": [0.95, 0.97], "retention": [0.80, 0.82]}}
+    assert sl.choose_bias(sweep) == 1.0  # best transfer that keeps retention >= 90 %
+    assert sl.choose_bias(sweep, min_retention=0.999) is None
+    assert sl.choose_bias(sweep, target=0.94) == 2.0
+    assert sl.choose_bias(sweep, target=0.99) is None
 
 
 def test_run_case_smoke(mnist):
     test = Split(mnist.test.x[:600], mnist.test.y[:600])
-    r = shared.run_case(SMALL, mnist.train, test, SEEDS, FAST, base_per_class=30, base_epochs=1,
-                        shared_per_class=20, probe_epochs=2)
-    assert set(r.metrics) == set(shared.APPROACHES)
+    s = sl.Settings(epochs=3, patience=1, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4,
+                    max_extend=0)
+    r = sl.run_case(SMALL, mnist.train, test, SEEDS, s, base_per_class=30, base_epochs=2, base_patience=1,
+                    shared_per_class=20, val_per_class=10, probe_epochs=20)
+    assert set(r.metrics) == set(sl.APPROACHES)
     assert r.scratch.trainable == xu.models.count_parameters(xu.models.wide_nn(4))
     assert len(r.scratch.metrics["transfer"]) == 2 and not math.isnan(r.scratch.seconds)
-    sweep = shared.bridge_sweep(r, [1, 3], FAST)
+    assert r.few_shot is not None and len(r.few_shot.metrics["transfer"]) == 2
+    assert all(1 <= e <= 2 for e in r.base_epochs1 + r.base_epochs2)
+    assert r.metrics["alignment"]["weight"] in s.grid and r.metrics["none"]["weight"] is None
+    assert set(r.metrics["alignment"]["scores"]) == set(s.grid)
+    sweep = sl.bridge_sweep(r, [1, 3], s)
     assert set(sweep) == {1, 3} and len(sweep[1]["transfer"]) == 2
+    both = sl.bridge_sweep(r, [1, 5], s, donors=(True, False))
+    assert set(both) == {(1, True), (1, False), (5, True), (5, False)}
+    op = sl.operating_point(r, [0.0, 1.0, 1e6])
+    assert op["at_reach"] is None or op["b_reach"] in op["offsets"]
+    assert op["test"][1e6]["transfer"] == [1.0, 1.0]  # a huge bias calls everything the transfer digit
+
+    fam = xu.claims.Family("ch4 test")
+    sl.register_claims(fam, {"small": r}, both, op)
+    v = fam.verdicts()
+    assert {"000-bridging-94", "000-zero-information", "ch4-bridging-vs-few-shot-small",
+            "000-crit-faster-small-bridging", "ch4-donor-helps"} <= set(v)
+    assert all(x.verdict in ("supported", "contradicted", "not shown") for x in v.values())
+    for table in (sl.bases_table({"small": r}), sl.main_table(r), sl.probe_table({"small": r}),
+                  sl.align_table({"small": r}), sl.criteria_table({"small": r}, v), sl.claims_table(v),
+                  sl.cases_table([SMALL])):
+        header = table.splitlines()[0]
+        assert 2 <= header.count("|") - 1 <= 7  # at most 7 columns
+        assert "nan" not in table
+    assert "✓" in sl.criteria_table({"small": r}, v) or "✗" in sl.criteria_table({"small": r}, v) \
+        or "?" in sl.criteria_table({"small": r}, v)
+    words = sl.prose({"small": r}, v, both, op)
+    assert words["w_bridge94"] in ("reproduces", "does not reproduce", "neither confirms nor refutes")
+    assert words["n_cells"] == len(sl.APPROACHES)
+    saved = xu.results._plain(sl.chapter_results({"small": r}, both, op, s, {"base_per_class": 30}))
+    import json
+    assert "small" in json.loads(json.dumps(saved))["cases"]
+    for fig in (sl.transfer_figure({"small": r}), sl.shares_figure({"small": r}), sl.bridge_figure(r, both),
+                sl.tradeoff_figure(op)):
+        assert fig.get_size_inches()[0] <= 10
+        plt.close(fig)
+
+
+def test_disjoint_pools_share_no_image(mnist):
+    a, b, c = sl.disjoint_pools(mnist.train, [3, 5], [4, 3, 2], seed=1)
+    assert [len(a), len(b), len(c)] == [8, 6, 4]
+    assert torch.bincount(b.y, minlength=10)[[3, 5]].tolist() == [3, 3]
+    rows = torch.cat([a.x, b.x, c.x]).flatten(1)
+    assert len(torch.unique(rows, dim=0)) == 18
+    with pytest.raises(ParameterError, match="n_per_class"):
+        sl.disjoint_pools(mnist.train, [3], [0, 1], seed=0)
+
+
+def test_make_cases_and_preset_settings():
+    assert [c.name for c in sl.make_cases(["small", "large"])] == ["small", "large"]
+    assert [c.name for c in sl.make_cases("[\'medium\']")] == ["medium"]
+    assert sl.make_cases("small")[0] == SMALL
+    custom = sl.make_cases(["small"], "[0, 1, 7]", "[1, 6, 7, 9]", 6)[0]
+    assert custom.digits1 == (0, 1, 7) and custom.transfer == 6
+    with pytest.raises(ParameterError, match="test_cases"):
+        sl.make_cases([])
+    assert sl.preset_settings("book", 50).n_bridge == 50
+    with pytest.raises(ParameterError, match="n_bridge"):
+        sl.preset_settings("book", sl.SCALES["book"]["shared_per_class"] + 1)
+    with pytest.raises(ParameterError, match="preset"):
+        sl.preset_settings("huge")
+
+
+def test_weight_grid_is_chosen_on_validation_and_extended_at_an_edge():
+    f, val = toy_features(), toy_features(n_per_class=10, seed=0)
+    s = sl.Settings(epochs=3, patience=2, batch_size=64, width=16, proj_dim=8, grid=(0.1, 1.0), max_extend=1)
+    out = sl.train_approach("alignment", f, SMALL, SEEDS, s, val=val)
+    assert out.weight in out.scores
+    assert out.weight == max(out.scores, key=out.scores.get)
+    assert len(out.scores) == 3  # a two-point grid always has its choice at an edge: extended once
+    assert all(1 <= e <= 3 for e in out.epochs)
+    plain = sl.train_approach("none", f, SMALL, SEEDS, s, val=val)
+    assert plain.weight is None and plain.scores == {}
+
+
+def test_shared_net_on_network1_features_alone_gives_its_logits():
+    net = sl.SharedNet(6, 4, 5, width=8, proj_dim=3)
+    f1 = torch.randn(7, 6)
+    assert torch.equal(net(f1), net.path1(f1))
+    assert set(net(sl.pack(f1, torch.randn(7, 4), torch.ones(7), torch.ones(7)))) >= {"logit1", "w"}
+
+
+def test_bridging_rows_have_one_length_for_every_n():
+    f = toy_features()
+    lengths = {len(sl.visible_rows("bridging", f, SMALL, SEEDS, n_bridge=n)[0]) for n in (1, 3, 7, 20)}
+    assert len(lengths) == 1
+
+
+def test_diagram_names_the_parts():
+    fig = sl.diagram_figure(SMALL)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "frozen" in texts and "shared layers" in texts and "P₁" in texts and "P₂" in texts
+    assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 9
+    plt.close(fig)

@@ -18,19 +18,25 @@ What each approach sees (the rows of :func:`visible_rows`):
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ParameterError, check_choice, check_digits, check_float, check_int, check_seeds
+from .claims import Family, Verdict
+from .config import (ParameterError, check_choice, check_digits, check_float, check_int, check_seeds,
+                     parse_list)
 from .data import Split, per_class, relabel
 from .domain import grad_reverse
 from .ensemble import Replicas, fit_replicas, replicate
+from .metrics import spread
 from .models import MLP, count_parameters, deep_nn, embed, wide_nn
+from .plotting import PALETTE, markdown_table
+from .timing import timed
 from .train import History
 
 TEST_CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {
@@ -106,7 +112,7 @@ def make_case(name: str | None = None, digits1: Sequence[int] | None = None,
     return case
 
 
-# --- base networks and cached features --------------------------------------------------------
+# --- image pools, base networks and cached features -------------------------------------------
 
 def pool(data: Split, digits: Sequence[int], n_per_class: int, seed: int) -> Split:
     """``n_per_class`` images of each of ``digits`` (labels stay digits), drawn by ``seed``."""
@@ -114,9 +120,31 @@ def pool(data: Split, digits: Sequence[int], n_per_class: int, seed: int) -> Spl
     return per_class(data, dict.fromkeys(digits, n_per_class), seed)
 
 
+def disjoint_pools(data: Split, digits: Sequence[int], sizes: Sequence[int], seed: int) -> list[Split]:
+    """Pools of ``sizes[i]`` images per digit that share no image (bases, shared layers, validation)."""
+    sizes = [check_int("n_per_class", s, 1) for s in sizes]
+    drawn = pool(data, digits, sum(sizes), seed)
+    rank = torch.zeros(len(drawn), dtype=torch.long, device=drawn.y.device)
+    for d in digits:
+        where = torch.nonzero(drawn.y == d).flatten()
+        rank[where] = torch.arange(len(where), device=where.device)
+    out, lo = [], 0
+    for s in sizes:
+        keep = (rank >= lo) & (rank < lo + s)
+        out.append(Split(drawn.x[keep], drawn.y[keep]))
+        lo += s
+    return out
+
+
 def case_tensor(classes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     """``classes`` as a tensor on the device of ``like``."""
     return torch.tensor(list(classes), device=like.device)
+
+
+def keep_digits(data: Split, digits: Sequence[int]) -> Split:
+    """The images of ``digits``, labels relabelled to 0..len(digits)-1."""
+    lab = relabel(data.y, list(digits))
+    return Split(data.x[lab >= 0], lab[lab >= 0])
 
 
 @dataclass
@@ -128,31 +156,42 @@ class Bases:
     acc1: list[float]
     acc2: list[float]
     seconds: float
+    epochs1: list[int] = field(default_factory=list)
+    epochs2: list[int] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
 
 def train_base(arch: str, train: Split, test: Split, digits: Sequence[int], seeds: Sequence[int], *,
-               epochs: int, lr: float = 2e-3, batch_size: int = 256) -> tuple[list[MLP], list[float], Replicas]:
-    """K replicas of ``wide`` (Network 1) or ``deep`` (Network 2) trained on ``digits``, vectorized."""
+               epochs: int, lr: float = 2e-3, batch_size: int = 256, val: Split | None = None,
+               patience: int | None = None) -> tuple[list[MLP], list[float], Replicas]:
+    """K replicas of ``wide`` (Network 1) or ``deep`` (Network 2) trained on ``digits``, vectorized.
+
+    With ``val`` and ``patience`` each replica stops early and keeps its best validation epoch.
+    """
     make = {"wide": wide_nn, "deep": deep_nn}[check_choice("arch", arch, ["wide", "deep"])]
     cls = list(digits)
-    tr = Split(train.x[relabel(train.y, cls) >= 0], relabel(train.y, cls)[relabel(train.y, cls) >= 0])
-    te_keep = relabel(test.y, cls) >= 0
-    te = Split(test.x[te_keep], relabel(test.y, cls)[te_keep])
-    reps = fit_replicas(replicate(lambda: make(len(cls)), seeds), tr, seeds, epochs=epochs, lr=lr,
-                        batch_size=batch_size)
+    reps = fit_replicas(replicate(lambda: make(len(cls)), seeds), keep_digits(train, cls), seeds,
+                        epochs=epochs, lr=lr, batch_size=batch_size,
+                        val=keep_digits(val, cls) if val is not None else None, patience=patience)
     nets = [m.requires_grad_(False) for m in reps.unstack()]
-    return nets, reps.evaluate(te), reps
+    return nets, reps.evaluate(keep_digits(test, cls)), reps
 
 
 def train_bases(case: Case, train: Split, test: Split, seeds: Sequence[int], *, epochs: int,
-                lr: float = 2e-3, batch_size: int = 256) -> Bases:
-    """Network 1 (WideNN) on ``case.digits1`` and Network 2 (DeepNN) on ``case.digits2``."""
-    t0 = time.perf_counter()
-    net1, acc1, _ = train_base("wide", train, test, case.digits1, seeds, epochs=epochs, lr=lr,
-                               batch_size=batch_size)
-    net2, acc2, _ = train_base("deep", train, test, case.digits2, [s + 1000 for s in seeds],
-                               epochs=epochs, lr=lr, batch_size=batch_size)
-    return Bases(net1, net2, acc1, acc2, time.perf_counter() - t0)
+                lr: float = 2e-3, batch_size: int = 256, val: Split | None = None,
+                patience: int | None = None) -> Bases:
+    """Network 1 (WideNN) on ``case.digits1`` and Network 2 (DeepNN) on ``case.digits2``.
+
+    ``epochs`` is the most each may train; with ``val`` and ``patience`` they stop early
+    (``Bases.epochs1``/``epochs2``: the epoch each replica kept).
+    """
+    with timed(train.x.device) as t:
+        net1, acc1, r1 = train_base("wide", train, test, case.digits1, seeds, epochs=epochs, lr=lr,
+                                    batch_size=batch_size, val=val, patience=patience)
+        net2, acc2, r2 = train_base("deep", train, test, case.digits2, [s + 1000 for s in seeds],
+                                    epochs=epochs, lr=lr, batch_size=batch_size, val=val, patience=patience)
+    return Bases(net1, net2, acc1, acc2, t.wall, [h.best_epoch for h in r1.history],
+                 [h.best_epoch for h in r2.history], t.cpu)
 
 
 @dataclass
@@ -165,6 +204,11 @@ class Features:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def only(self, digits: Sequence[int]) -> Features:
+        """The rows of ``digits``."""
+        keep = torch.isin(self.y, case_tensor(digits, self.y))
+        return Features(self.f1[:, keep], self.f2[:, keep], self.y[keep])
 
 
 def extract(bases: Bases, data: Split) -> Features:
@@ -186,11 +230,15 @@ class SharedNet(nn.Module):
 
     Optional parts: a memory bank read by attention and concatenated with the hidden layer before
     the classifier (``memory_slots``), and a domain discriminator on the projected features
-    behind a gradient-reversal layer of strength ``adv_lambda`` (``discriminator``).
+    behind a gradient-reversal layer of strength ``adv_lambda`` (``discriminator``). The weight of
+    the approach's extra loss term is a buffer (``term_weight``), so replicas with different
+    weights train together. Called on Network 1's features alone (``d1`` columns) it returns
+    Network 1's logits; on packed rows (:func:`pack`) everything an objective needs.
     """
 
     def __init__(self, d1: int, d2: int, n_classes: int, width: int = 64, proj_dim: int = 32,
-                 memory_slots: int = 0, discriminator: bool = False, adv_lambda: float = 1.0) -> None:
+                 memory_slots: int = 0, discriminator: bool = False, adv_lambda: float = 1.0,
+                 term_weight: float = 1.0) -> None:
         super().__init__()
         self.d1, self.d2 = d1, d2
         self.adv_lambda = adv_lambda
@@ -202,6 +250,7 @@ class SharedNet(nn.Module):
         self.head = nn.Linear(width * (2 if memory_slots else 1), n_classes)
         self.disc = (nn.Sequential(nn.Linear(proj_dim, width), nn.ReLU(), nn.Linear(width, 1))
                      if discriminator else None)
+        self.register_buffer("term_weight", torch.tensor(float(term_weight)))
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
         if self.memory is not None:
@@ -216,12 +265,15 @@ class SharedNet(nn.Module):
         """Network 2's logits from its features."""
         return self.classify(self.body(self.proj2(f2)))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Everything an objective needs from a packed row batch (see :func:`pack`)."""
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
+        """Network 1's logits (``x`` of width ``d1``) or the objective's terms (packed rows)."""
+        if x.shape[-1] == self.d1:
+            return self.path1(x)
         f1, f2 = x[..., :self.d1], x[..., self.d1:self.d1 + self.d2]
         z1, z2 = self.proj1(f1), self.proj2(f2)
         h1, h2 = self.body(z1), self.body(z2)
-        out = {"z1": z1, "z2": z2, "h1": h1, "h2": h2, "logit1": self.classify(h1), "logit2": self.classify(h2)}
+        out = {"z1": z1, "z2": z2, "h1": h1, "h2": h2, "logit1": self.classify(h1),
+               "logit2": self.classify(h2), "w": self.term_weight}
         if self.disc is not None:
             out["dom1"] = self.disc(grad_reverse(z1, self.adv_lambda)).squeeze(-1)
             out["dom2"] = self.disc(grad_reverse(z2, self.adv_lambda)).squeeze(-1)
@@ -244,6 +296,11 @@ def bridge_pick(y: torch.Tensor, case: Case, n_bridge: int, seed: int) -> torch.
     return where[torch.randperm(len(where), generator=gen)[:n_bridge].to(y.device)]
 
 
+def oversample(pick: torch.Tensor, n: int) -> torch.Tensor:
+    """``pick`` repeated and cut to exactly ``n`` entries (class-balanced oversampling)."""
+    return pick.repeat(-(-n // len(pick)))[:n]
+
+
 def visible_rows(approach: str, feats: Features, case: Case, seeds: Sequence[int],
                  n_bridge: int = 0, use_donor: bool = True) -> list[Split]:
     """The training rows of ``approach``, one split per replica (labels are class indices).
@@ -252,8 +309,9 @@ def visible_rows(approach: str, feats: Features, case: Case, seeds: Sequence[int
     ``digits1``, Network 2's (m2 = 1) if it is in ``digits2``; the features a network may not see
     are zeroed. For ``bridging`` only, ``n_bridge`` transfer-digit images per replica (chosen by
     its seed) are added as Network-1-only rows, repeated so that the transfer digit weighs as
-    much as any other class in Network 1's loss (class-balanced oversampling). With
-    ``use_donor=False`` Network 2 sees nothing at all.
+    much as any other class in Network 1's loss (class-balanced oversampling: always as many
+    rows as the pool has transfer-digit images, so every ``n_bridge`` gives splits of one
+    length). With ``use_donor=False`` Network 2 sees nothing at all.
     """
     check_choice("approach", approach, APPROACHES)
     y = feats.y
@@ -267,13 +325,20 @@ def visible_rows(approach: str, feats: Features, case: Case, seeds: Sequence[int
     for k, seed in enumerate(seeds):
         x = pack(feats.f1[k], feats.f2[k], in1, in2)
         if approach == "bridging":
-            pick = bridge_pick(y, case, n_bridge, seed).repeat(max(1, len(where) // n_bridge))
+            pick = oversample(bridge_pick(y, case, n_bridge, seed), len(where))
             ones = torch.ones(len(pick), dtype=torch.bool, device=y.device)
             extra = pack(feats.f1[k][pick], feats.f2[k][pick], ones, ~ones)
             out.append(Split(torch.cat([x, extra]), torch.cat([labels, labels[pick]])))
         else:
             out.append(Split(x, labels))
     return out
+
+
+def val_rows(val: Features, case: Case, k: int) -> list[Split]:
+    """Network 1's validation task, one split per replica: its features of its own digits and
+    the transfer digit, labelled (the target task; used to stop training and choose weights)."""
+    v = val.only((*case.digits1, case.transfer))
+    return [Split(v.f1[j], relabel(v.y, case.classes)) for j in range(k)]
 
 
 # --- objectives -------------------------------------------------------------------------------
@@ -298,11 +363,18 @@ def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor, m1: to
 
 @dataclass(frozen=True)
 class Settings:
-    """Knobs of the shared-layer training (one set for every approach)."""
+    """Knobs of the shared-layer training.
 
-    epochs: int = 20
-    lr: float = 3e-3
-    batch_size: int = 512
+    ``epochs`` is the most any run may train: with a validation set (``train_approach(val=...)``)
+    every replica stops after ``patience`` epochs without improving and keeps its best epoch, and
+    an approach with an extra loss term (:data:`WEIGHTED`) gets its weight chosen from ``grid``
+    (extended by ×10 while the choice sits at an edge, at most ``max_extend`` times). Without a
+    validation set, every replica trains ``epochs`` epochs with the weights given here.
+    """
+
+    epochs: int = 150
+    lr: float = 5e-3
+    batch_size: int = 256
     width: int = 64
     proj_dim: int = 32
     n_bridge: int = 100
@@ -313,33 +385,45 @@ class Settings:
     margin: float = 2.0
     memory_slots: int = 32
     use_donor: bool = True  # False: Network 2 sees nothing (bridging without a donor)
+    patience: int = 8
+    grid: tuple[float, ...] = (0.1, 1.0, 10.0)
+    max_extend: int = 2
+
+    def weight(self, approach: str) -> float:
+        """The weight of ``approach``'s extra loss term given here (0 for approaches without one)."""
+        return float(getattr(self, WEIGHTED[approach])) if approach in WEIGHTED else 0.0
 
 
-def make_objective(approach: str, d1: int, d2: int, s: Settings):
+WEIGHTED = {"alignment": "align_weight", "prototypes": "align_weight", "adversarial": "adv_weight",
+            "contrastive": "contrast_weight"}
+
+
+def make_objective(approach: str, d1: int, d2: int, s: Settings = Settings()):
     """The per-replica objective of ``approach`` for :func:`fit_replicas`.
 
     Every approach: cross-entropy of each network's path on the rows it may see. Then
-    ``alignment``/``prototypes``: + MSE between the two projections of the same (shared-digit)
-    image; ``adversarial``: + the discriminator's cross-entropy (network 1 = 0, network 2 = 1),
-    whose gradient reaches the projections reversed; ``contrastive``: + :func:`contrastive_loss`.
+    ``alignment``/``prototypes``: + w · MSE between the two projections of the same (shared-digit)
+    image; ``adversarial``: + w · the discriminator's cross-entropy (network 1 = 0, network 2 = 1),
+    whose gradient reaches the projections reversed; ``contrastive``: + w ·
+    :func:`contrastive_loss`. The weight w is each replica's ``term_weight``.
     """
     check_choice("approach", approach, APPROACHES)
 
     def objective(fmodel, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         out = fmodel(xb)
-        m1, m2 = xb[:, d1 + d2], xb[:, d1 + d2 + 1]
+        m1, m2, w = xb[:, d1 + d2], xb[:, d1 + d2 + 1], out["w"]
         loss = (_masked_mean(F.cross_entropy(out["logit1"], yb, reduction="none"), m1)
                 + _masked_mean(F.cross_entropy(out["logit2"], yb, reduction="none"), m2))
         if approach in ("alignment", "prototypes"):
-            loss = loss + s.align_weight * _masked_mean((out["z1"] - out["z2"]).pow(2).mean(-1), m1 * m2)
+            loss = loss + w * _masked_mean((out["z1"] - out["z2"]).pow(2).mean(-1), m1 * m2)
         elif approach == "adversarial":
             dom = (_masked_mean(F.binary_cross_entropy_with_logits(out["dom1"], torch.zeros_like(m1),
                                                                    reduction="none"), m1)
                    + _masked_mean(F.binary_cross_entropy_with_logits(out["dom2"], torch.ones_like(m2),
                                                                      reduction="none"), m2))
-            loss = loss + s.adv_weight * dom
+            loss = loss + w * dom
         elif approach == "contrastive":
-            loss = loss + s.contrast_weight * contrastive_loss(out["z1"], out["z2"], yb, m1, m2, s.margin)
+            loss = loss + w * contrastive_loss(out["z1"], out["z2"], yb, m1, m2, s.margin)
         return loss
 
     return objective
@@ -362,11 +446,31 @@ def nearest_prototype(h: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor
     return d.argmin(-1)
 
 
+@torch.no_grad()
+def prototypes_of(models: Sequence[SharedNet], rows: Sequence[Split], case: Case) -> list[torch.Tensor]:
+    """Per replica, class prototypes in the last hidden layer: the donor's digits from Network 2's
+    path, Network 1's other digits from its own."""
+    out = []
+    for m, r in zip(models, rows):
+        d1, d2 = m.d1, m.d2
+        m1, m2 = r.x[:, d1 + d2], r.x[:, d1 + d2 + 1]
+        n = len(case.classes)
+        in2 = torch.isin(case_tensor(case.classes, r.y), case_tensor(case.digits2, r.y))
+        p2 = class_prototypes(m.body(m.proj2(r.x[:, d1:d1 + d2])), r.y, n, m2)
+        p1 = class_prototypes(m.body(m.proj1(r.x[:, :d1])), r.y, n, m1)
+        out.append(torch.where(in2[:, None], p2, p1))
+    return out
+
+
 # --- training one approach --------------------------------------------------------------------
 
 @dataclass
 class Outcome:
-    """One approach trained for K seeds: its models, cost and Network 1's predictions."""
+    """One approach trained for K seeds: its models, cost and Network 1's predictions.
+
+    ``weight`` is the weight of its extra loss term (chosen on validation when it has one),
+    ``scores`` the validation score of every weight tried, ``epochs`` the epoch each replica kept.
+    """
 
     approach: str
     case: Case
@@ -377,6 +481,19 @@ class Outcome:
     history: list[History]
     prototypes: list[torch.Tensor] | None = None
     bridge_idx: list[torch.Tensor] | None = None  # bridging: the transfer images Network 1 saw
+    weight: float | None = None
+    scores: dict[float, float] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> list[int]:
+        """The epoch each replica kept (its training budget)."""
+        return [h.best_epoch or h.epochs for h in self.history]
+
+    @property
+    def interior(self) -> bool:
+        """Whether the chosen weight lies inside the grid tried (not at an edge)."""
+        grid = sorted(self.scores)
+        return len(grid) < 3 or grid[0] < (self.weight or 0) < grid[-1]
 
     @torch.no_grad()
     def predict1(self, f1: torch.Tensor) -> torch.Tensor:
@@ -401,45 +518,100 @@ class Outcome:
         classes = torch.tensor(self.case.classes, device=f2.device)
         return classes[torch.stack([m.path2(f2[k]).argmax(-1) for k, m in enumerate(self.models)])]
 
+    def target_score(self, val: Features) -> list[float]:
+        """Per replica, mean per-digit accuracy of Network 1 on its digits and the transfer digit."""
+        v = val.only((*self.case.digits1, self.case.transfer))
+        pred = self.predict1(v.f1)
+        return torch.stack([(pred[:, v.y == d] == d).float().mean(-1)
+                            for d in (*self.case.digits1, self.case.transfer)]).mean(0).tolist()
+
+
+def _fit(approach: str, case: Case, rows: list[Split], vrows: list[Split] | None, seeds: list[int],
+         weights: list[float], s: Settings, d1: int, d2: int) -> tuple[list[SharedNet], list[History], int]:
+    """Train one replica per (rows, seed, weight), all at once; the models, histories, parameters."""
+
+    def make(w: float) -> SharedNet:
+        return SharedNet(d1, d2, len(case.classes), s.width, s.proj_dim,
+                         memory_slots=s.memory_slots if approach == "memory" else 0,
+                         discriminator=approach == "adversarial", adv_lambda=s.adv_lambda, term_weight=w)
+
+    models = []
+    for seed, w in zip(seeds, weights):
+        torch.manual_seed(seed)
+        models.append(make(w))
+    reps = fit_replicas(models, rows, seeds, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
+                        objective=make_objective(approach, d1, d2, s), val=vrows,
+                        patience=s.patience if vrows is not None else None)
+    return [m.requires_grad_(False) for m in reps.unstack()], reps.history, count_parameters(make(1.0))
+
+
+def _outcome(approach: str, case: Case, models: list[SharedNet], history: list[History],
+             rows: list[Split], feats: Features, seeds: list[int], s: Settings, trainable: int,
+             weight: float | None) -> Outcome:
+    protos = prototypes_of(models, rows, case) if approach == "prototypes" else None
+    seen = ([bridge_pick(feats.y, case, s.n_bridge, sd) for sd in seeds]
+            if approach == "bridging" else None)
+    return Outcome(approach, case, models, 0.0, 0.0, trainable, history, protos, seen, weight)
+
 
 def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[int],
-                   settings: Settings = Settings()) -> Outcome:
+                   settings: Settings = Settings(), *, val: Features | None = None,
+                   grid: Sequence[float] | None = None) -> Outcome:
     """Train the shared parts of ``approach`` on cached features for every seed (vectorized).
 
     The bases are not involved: only projections, shared layers (and the discriminator or the
     memory) have parameters here. ``prototypes`` trains as ``alignment`` and then classifies
     Network 1's path by the nearest class prototype in the last hidden layer: prototypes of the
     donor's digits come from Network 2's path, those of Network 1's other digits from its own.
+
+    With ``val`` (features of held-out images): early stopping on Network 1's validation task
+    (:func:`val_rows`) and, for an approach with a loss weight, every weight of ``grid``
+    (default ``settings.grid``) trained at once and the one with the best mean
+    :meth:`Outcome.target_score` kept; a choice at the grid's edge extends the grid.
     """
     check_choice("approach", approach, APPROACHES)
     seeds = check_seeds("seeds", seeds)
     s = settings
-    t0, c0 = time.perf_counter(), time.process_time()
-    rows = visible_rows(approach, feats, case, seeds, s.n_bridge, s.use_donor)
     d1, d2 = feats.f1.shape[-1], feats.f2.shape[-1]
-
-    def make() -> SharedNet:
-        return SharedNet(d1, d2, len(case.classes), s.width, s.proj_dim,
-                         memory_slots=s.memory_slots if approach == "memory" else 0,
-                         discriminator=approach == "adversarial", adv_lambda=s.adv_lambda)
-
-    reps = fit_replicas(replicate(make, seeds), rows, seeds, epochs=s.epochs, lr=s.lr,
-                        batch_size=s.batch_size, objective=make_objective(approach, d1, d2, s))
-    models = [m.requires_grad_(False) for m in reps.unstack()]
-    protos = None
-    if approach == "prototypes":
-        protos = []
-        in2 = torch.isin(case_tensor(case.classes, feats.y), torch.tensor(case.digits2, device=feats.y.device))
-        for k, m in enumerate(models):
-            r = rows[k]
-            m1, m2 = r.x[:, d1 + d2], r.x[:, d1 + d2 + 1]
-            with torch.no_grad():
-                p2 = class_prototypes(m.body(m.proj2(r.x[:, d1:d1 + d2])), r.y, len(case.classes), m2)
-                p1 = class_prototypes(m.body(m.proj1(r.x[:, :d1])), r.y, len(case.classes), m1)
-            protos.append(torch.where(in2[:, None], p2, p1))
-    seen = [bridge_pick(feats.y, case, s.n_bridge, sd) for sd in seeds] if approach == "bridging" else None
-    return Outcome(approach, case, models, time.perf_counter() - t0, time.process_time() - c0,
-                   count_parameters(make()), reps.history, protos, seen)
+    rows = visible_rows(approach, feats, case, seeds, s.n_bridge, s.use_donor)
+    vrows = val_rows(val, case, len(seeds)) if val is not None else None
+    if val is None or approach not in WEIGHTED:
+        todo = [s.weight(approach)]
+    else:
+        todo = sorted(float(check_float("grid", w, 0.0)) for w in (grid or s.grid))
+    k = len(seeds)
+    tried: dict[float, tuple[list[SharedNet], list[History]]] = {}
+    scores: dict[float, float] = {}
+    trainable = 0
+    with timed(feats.y.device) as t:
+        for _ in range(s.max_extend + 1):
+            ws = [w for w in todo if w not in tried]
+            if not ws:
+                break
+            models, hist, trainable = _fit(
+                approach, case, rows * len(ws), vrows * len(ws) if vrows else None,
+                [sd + 10007 * (i + len(tried)) for i in range(len(ws)) for sd in seeds],
+                [w for w in ws for _ in seeds], s, d1, d2)
+            for i, w in enumerate(ws):
+                tried[w] = (models[i * k:(i + 1) * k], hist[i * k:(i + 1) * k])
+                if val is not None:
+                    o = _outcome(approach, case, *tried[w], rows, feats, seeds, s, trainable, w)
+                    scores[w] = sum(o.target_score(val)) / k
+            if val is None or approach not in WEIGHTED:
+                break
+            grid_now = sorted(tried)
+            best = max(grid_now, key=lambda w: scores[w])
+            if best == grid_now[-1]:
+                todo = [best * 10]
+            elif best == grid_now[0] and best > 0:
+                todo = [best / 10]
+            else:
+                break
+    weight = max(tried, key=lambda w: scores[w]) if scores else todo[0]
+    out = _outcome(approach, case, *tried[weight], rows, feats, seeds, s, trainable,
+                   weight if approach in WEIGHTED else None)
+    out.seconds, out.cpu_seconds, out.scores = t.wall, t.cpu, scores if approach in WEIGHTED else {}
+    return out
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -484,6 +656,24 @@ def bias_sweep(out: Outcome, test: Features, offsets: Sequence[float]) -> dict[f
     return res
 
 
+def choose_bias(val_sweep: dict[float, dict[str, list[float]]], min_retention: float = CRITERIA["retention"],
+                target: float | None = None) -> float | None:
+    """The operating point, chosen on a *validation* :func:`bias_sweep`.
+
+    Without ``target``: the offset with the highest mean transfer among those whose mean retention
+    is at least ``min_retention`` (ties: the smallest offset). With ``target``: the smallest offset
+    whose mean transfer reaches ``target`` (retention ignored). ``None`` if no offset qualifies.
+    """
+    def mean(v: list[float]) -> float:
+        return sum(v) / len(v)
+
+    offsets = sorted(val_sweep)
+    if target is not None:
+        return next((b for b in offsets if mean(val_sweep[b]["transfer"]) >= target), None)
+    ok = [b for b in offsets if mean(val_sweep[b]["retention"]) >= min_retention]
+    return max(ok, key=lambda b: (mean(val_sweep[b]["transfer"]), -b)) if ok else None
+
+
 def epochs_to_converge(loss: Sequence[float], frac: float = 0.95) -> int:
     """First epoch (1-based) by which the training loss made ``frac`` of its total decrease."""
     frac = check_float("frac", frac, 0.0, 1.0)
@@ -500,25 +690,71 @@ def prediction_shares(pred: torch.Tensor, y: torch.Tensor, digit: int) -> torch.
     return torch.stack([torch.bincount(row, minlength=10).float() / len(row) for row in p])
 
 
-# --- references: linear probe (upper bound) and Network 1 from scratch ------------------------
+# --- references: a linear probe, Network 1 from scratch, few-shot scratch ---------------------
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, *, l2: float = 1e-4,
+                 max_iter: int = 500) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    """Multinomial logistic regression on (K, n, d) features and (n,) labels, K problems at once,
+    fitted to convergence by L-BFGS (features standardised, L2 penalty ``l2``).
+
+    Returns the fitted classifier (features (K, m, d) → logits (K, m, classes)) and the number
+    of L-BFGS iterations it took. The K problems are independent, so minimising their sum
+    minimises each.
+    """
+    l2 = check_float("l2", l2, 0.0)
+    max_iter = check_int("max_iter", max_iter, 1)
+    x = x.double()
+    mu, sd = x.mean(1, keepdim=True), x.std(1, keepdim=True).clamp_min(1e-6)
+    z = (x - mu) / sd
+    k, _, d = z.shape
+    w = torch.zeros(k, d, n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+    b = torch.zeros(k, 1, n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
+                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    target = y.expand(k, -1).reshape(-1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = z @ w + b
+        loss = F.cross_entropy(logits.reshape(-1, n_classes), target) * k + 0.5 * l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    iters = int(opt.state[opt._params[0]]["n_iter"])
+    w_, b_ = w.detach(), b.detach()
+
+    def classify(f: torch.Tensor) -> torch.Tensor:
+        return (((f.double() - mu) / sd) @ w_ + b_).float()
+
+    return classify, iters
+
 
 def linear_probe(train: Features, test: Features, digits: Sequence[int], seeds: Sequence[int], *,
-                 epochs: int, lr: float = 1e-2, batch_size: int = 512) -> dict[str, list[float]]:
-    """A linear classifier on Network 1's frozen features, given labels of ``digits``.
+                 epochs: int = 500, lr: float = 1.0, batch_size: int = 0, l2: float = 1e-4) -> dict[str, list[float]]:
+    """A linear read-out of Network 1's frozen features, given labels of ``digits``.
 
-    Returns per-replica test accuracy on each digit (``"d3"``...) and overall. As a linear read-out
-    it bounds from below what the features hold, and it is what any head could reach with labels.
+    Logistic regression fitted to convergence (:func:`fit_logistic`, at most ``epochs`` L-BFGS
+    iterations; ``lr`` and ``batch_size`` are kept for old callers and unused). It measures what
+    the frozen features carry about each digit *given labels*: a lower bound on the information
+    in them, and a reference for what a head with those labels can do, not an upper bound on
+    transfer (a non-linear head, or more labels, can do better).
+
+    Returns per-replica accuracy on each digit of the test set (``"d3"``...), overall (``"all"``),
+    on its own training rows (``"train"``, ``"train_d3"``...) and the iterations used.
     """
     cls = list(digits)
-    keep = relabel(train.y, cls) >= 0
-    splits = [Split(train.f1[k][keep], relabel(train.y, cls)[keep]) for k in range(len(seeds))]
-    reps = fit_replicas(replicate(lambda: nn.Linear(train.f1.shape[-1], len(cls)), seeds), splits, seeds,
-                        epochs=epochs, lr=lr, batch_size=batch_size)
-    tkeep = relabel(test.y, cls) >= 0
-    pred = case_tensor(cls, test.y)[reps.predict(test.f1[:, tkeep])]
-    yt = test.y[tkeep]
-    out = {f"d{d}": (pred[:, yt == d] == d).float().mean(-1).tolist() for d in cls}
-    out["all"] = (pred == yt).float().mean(-1).tolist()
+    tr, te = train.only(cls), test.only(cls)
+    ytr, yte = relabel(tr.y, cls), relabel(te.y, cls)
+    classify, iters = fit_logistic(tr.f1, ytr, len(cls), l2=l2, max_iter=epochs)
+    out: dict[str, list[float]] = {}
+    for tag, f, y, digit_y in (("", te.f1, yte, te.y), ("train_", tr.f1, ytr, tr.y)):
+        pred = classify(f).argmax(-1)
+        for j, d in enumerate(cls):
+            out[f"{tag}d{d}"] = (pred[:, digit_y == d] == j).float().mean(-1).tolist()
+        out[f"{tag}all" if tag == "" else "train"] = (pred == y).float().mean(-1).tolist()
+    out["iterations"] = [float(iters)] * len(seeds)
     return out
 
 
@@ -535,15 +771,41 @@ class Scratch:
 
 
 def train_scratch(case: Case, train: Split, test: Split, seeds: Sequence[int], *, epochs: int,
-                  lr: float = 2e-3, batch_size: int = 256) -> Scratch:
-    """The efficiency baseline: a fresh WideNN on ``digits1 + [transfer]`` with all their labels."""
+                  lr: float = 2e-3, batch_size: int = 256, val: Split | None = None,
+                  patience: int | None = None) -> Scratch:
+    """The efficiency baseline: a fresh WideNN on ``digits1 + [transfer]`` with all their labels
+    (``epochs`` at most; with ``val`` and ``patience``, early stopping)."""
     cls = sorted((*case.digits1, case.transfer))
-    t0, c0 = time.perf_counter(), time.process_time()
-    nets, _, reps = train_base("wide", train, test, cls, seeds, epochs=epochs, lr=lr, batch_size=batch_size)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with timed(train.x.device) as t:
+        nets, _, reps = train_base("wide", train, test, cls, seeds, epochs=epochs, lr=lr,
+                                   batch_size=batch_size, val=val, patience=patience)
     pred = case_tensor(cls, test.y)[reps.predict(test.x)]
-    return Scratch(transfer_metrics(pred, test.y, case), seconds, cpu, count_parameters(nets[0]),
-                   [epochs_to_converge(h.loss) for h in reps.history], reps.history)
+    return Scratch(transfer_metrics(pred, test.y, case), t.wall, t.cpu, count_parameters(nets[0]),
+                   [h.best_epoch for h in reps.history], reps.history)
+
+
+def train_few_shot(case: Case, train: Split, bridge_pool: Split, test: Split, seeds: Sequence[int],
+                   n_bridge: int, *, epochs: int, lr: float = 2e-3, batch_size: int = 256,
+                   val: Split | None = None, patience: int | None = None) -> Scratch:
+    """Few-shot scratch: a fresh WideNN on Network 1's digits of ``train`` plus the *same*
+    ``n_bridge`` labelled transfer-digit images that bridging shows (per seed, from
+    ``bridge_pool``), oversampled to the size of the other classes."""
+    cls = sorted((*case.digits1, case.transfer))
+    own = keep_digits(train, case.digits1)
+    n_rows = len(own) // len(case.digits1)
+    splits = []
+    for sd in check_seeds("seeds", seeds):
+        pick = oversample(bridge_pick(bridge_pool.y, case, n_bridge, sd), n_rows)
+        x = torch.cat([train.x[torch.isin(train.y, case_tensor(case.digits1, train.y))], bridge_pool.x[pick]])
+        y = torch.cat([train.y[torch.isin(train.y, case_tensor(case.digits1, train.y))], bridge_pool.y[pick]])
+        splits.append(Split(x, relabel(y, cls)))
+    with timed(train.x.device) as t:
+        reps = fit_replicas(replicate(lambda: wide_nn(len(cls)), seeds), splits, seeds, epochs=epochs,
+                            lr=lr, batch_size=batch_size,
+                            val=keep_digits(val, cls) if val is not None else None, patience=patience)
+    pred = case_tensor(cls, test.y)[reps.predict(test.x)]
+    return Scratch(transfer_metrics(pred, test.y, case), t.wall, t.cpu, count_parameters(wide_nn(len(cls))),
+                   [h.best_epoch for h in reps.history], reps.history)
 
 
 @torch.no_grad()
@@ -566,7 +828,8 @@ def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats
     With the ``train`` features, bridging also reports ``seen``: its accuracy on the very
     transfer-digit images it was trained on (a training-set number, not a test result).
     ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, steadier on a shared
-    machine) include the one-off feature extraction ``feats_time``/``feats_cpu``.
+    machine) include the one-off feature extraction ``feats_time``/``feats_cpu``; ``epochs`` is
+    the epoch each replica kept (its budget), ``epochs95`` when its loss made 95 % of its fall.
     """
     m = transfer_metrics(out.predict1(test.f1), test.y, out.case)
     d2 = torch.isin(test.y, case_tensor(out.case.digits2, test.y))
@@ -576,7 +839,8 @@ def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats
         f1 = torch.stack([train.f1[k][idx] for k, idx in enumerate(out.bridge_idx)])
         m["seen"] = (out.predict1(f1) == out.case.transfer).float().mean(-1).tolist()
     m.update(seconds=out.seconds + feats_time, cpu_seconds=out.cpu_seconds + feats_cpu, trainable=out.trainable,
-             epochs=[epochs_to_converge(h.loss) for h in out.history])
+             epochs=out.epochs, epochs95=[epochs_to_converge(h.loss) for h in out.history],
+             weight=out.weight, interior=out.interior, scores=out.scores)
     return m
 
 
@@ -599,48 +863,160 @@ class CaseResult:
     scratch: Scratch
     train: Features
     test: Features
+    val: Features | None = None
+    few_shot: Scratch | None = None
+    base_epochs1: list[int] = field(default_factory=list)
+    base_epochs2: list[int] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    n_bridge: int = 0
+    base_per_class: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """The numbers of this case for the results file (no models, no features)."""
+        ref = lambda s: {**s.metrics, "seconds": s.seconds, "cpu_seconds": s.cpu_seconds,  # noqa: E731
+                         "trainable": s.trainable, "epochs": s.epochs}
+        return {"case": {"digits1": self.case.digits1, "digits2": self.case.digits2,
+                         "transfer": self.case.transfer},
+                "seeds": self.seeds, "n_bridge": self.n_bridge, "base_per_class": self.base_per_class,
+                "base_acc1": self.base_acc1, "base_acc2": self.base_acc2,
+                "base_epochs1": self.base_epochs1, "base_epochs2": self.base_epochs2,
+                "base_seconds": self.base_seconds, "feature_seconds": self.feature_seconds,
+                "approaches": self.metrics, "shares": self.shares, "probe": self.probe,
+                "scratch": ref(self.scratch), "few_shot": ref(self.few_shot) if self.few_shot else None}
+
+
+SCALES: dict[str, dict[str, int]] = {  # images per digit and budgets of run_case, per preset
+    "smoke": dict(base_per_class=40, shared_per_class=30, val_per_class=10, base_epochs=2, base_patience=1,
+                  probe_epochs=50),
+    "book": dict(base_per_class=500, shared_per_class=300, val_per_class=100, base_epochs=40, base_patience=5,
+                 probe_epochs=500),
+    "full": dict(base_per_class=3000, shared_per_class=1500, val_per_class=500, base_epochs=100,
+                 base_patience=10, probe_epochs=1000),
+}
+SWEEPS = {"smoke": (2, 5), "book": (1, 5, 20, 100, 300), "full": (1, 5, 20, 100, 300, 1000)}
+
+
+def sweep_sizes(preset: str, n_bridge: int) -> list[int]:
+    """The numbers of labelled images the bridging sweep tries at ``preset`` (``n_bridge`` included)."""
+    cap = SCALES[check_choice("preset", preset, list(SCALES))]["shared_per_class"]
+    return sorted({n for n in SWEEPS[preset] if n <= cap} | {min(n_bridge, cap)})
+
+
+def preset_settings(preset: str, n_bridge: int = 100) -> Settings:
+    """The shared-layer settings of a preset, with ``n_bridge`` labelled transfer-digit images (at
+    most the preset's ``shared_per_class``; ``smoke`` caps it there instead of refusing)."""
+    check_choice("preset", preset, list(SCALES))
+    cap = SCALES[preset]["shared_per_class"]
+    n_bridge = check_int("n_bridge", n_bridge, 1, None if preset == "smoke" else cap)
+    n_bridge = min(n_bridge, cap)
+    base = {"smoke": Settings(epochs=3, patience=1, max_extend=0), "book": Settings(max_extend=1),
+            "full": Settings(epochs=400, patience=20)}[preset]
+    return replace(base, n_bridge=n_bridge)
+
+
+def make_cases(test_cases: Sequence[str] | str, digits1: Sequence[int] | None = None,
+               digits2: Sequence[int] | None = None, transfer_digit: int | None = None) -> list[Case]:
+    """The chapter's cases: the named ``test_cases``, or one custom case when digits are given.
+
+    List parameters may arrive as papermill strings (``'[0, 1, 2]'``).
+    """
+    digits1, digits2 = parse_list("digits1", digits1), parse_list("digits2", digits2)
+    if digits1 is None and digits2 is None and transfer_digit is None:
+        names = parse_list("test_cases", test_cases) if isinstance(test_cases, str) and "[" in test_cases \
+            else test_cases
+        names = [names] if isinstance(names, str) else list(names)
+        if not names:
+            raise ParameterError(f"test_cases is empty; choose from {list(TEST_CASES)}")
+        return [make_case(n) for n in names]
+    return [make_case(None, digits1, digits2, transfer_digit)]
 
 
 def run_case(case: Case, train: Split, test: Split, seeds: Sequence[int], settings: Settings = Settings(), *,
-             base_per_class: int = 1000, base_epochs: int = 6, base_batch: int = 128,
-             shared_per_class: int = 300, probe_epochs: int = 30, seed0: int = 0) -> CaseResult:
-    """Bases, cached features, every approach, the linear probe and the scratch baseline for ``case``.
+             base_per_class: int = 1000, base_epochs: int = 60, base_batch: int = 128,
+             shared_per_class: int = 300, probe_epochs: int = 500, seed0: int = 0,
+             val_per_class: int = 100, base_patience: int = 5, base_lr: float = 1e-3) -> CaseResult:
+    """Bases, cached features, every approach, the linear probe and both scratch baselines for ``case``.
 
-    The bases and the scratch network train on ``base_per_class`` images per digit; the shared
-    parts and the probe on the features of another ``shared_per_class`` per digit.
+    Three disjoint image pools per digit: ``base_per_class`` train the bases and the scratch
+    networks, ``shared_per_class`` the shared parts and the probe, ``val_per_class`` validate
+    everything (early stopping, loss weights); the test set only measures. ``base_epochs`` is
+    the most a base may train (it stops after ``base_patience`` epochs without improving).
     """
     seeds = check_seeds("seeds", seeds)
-    base_pool = pool(train, case.classes, base_per_class, seed0)
-    bases = train_bases(case, base_pool, test, seeds, epochs=base_epochs, batch_size=base_batch)
-    t0, c0 = time.perf_counter(), time.process_time()
+    base_pool, shared_pool, val_pool = disjoint_pools(
+        train, case.classes, [base_per_class, shared_per_class, val_per_class], seed0)
+    kw = dict(epochs=base_epochs, lr=base_lr, batch_size=base_batch, val=val_pool, patience=base_patience)
+    bases = train_bases(case, base_pool, test, seeds, **kw)
     keep = torch.isin(test.y, case_tensor(case.classes, test.y))
-    ftrain = extract(bases, pool(train, case.classes, shared_per_class, seed0 + 1))
-    ftest = extract(bases, Split(test.x[keep], test.y[keep]))
-    feat_s, feat_c = time.perf_counter() - t0, time.process_time() - c0
-    metrics, shares = {}, {}
+    with timed(train.x.device) as t:
+        ftrain, fval = extract(bases, shared_pool), extract(bases, val_pool)
+        ftest = extract(bases, Split(test.x[keep], test.y[keep]))
+    n_bridge = min(settings.n_bridge, shared_per_class)
+    settings = replace(settings, n_bridge=n_bridge)
+    metrics, shares, outcomes = {}, {}, {}
     for approach in APPROACHES:
-        out = train_approach(approach, ftrain, case, seeds, settings)
-        metrics[approach] = outcome_metrics(out, ftest, feat_s, feat_c)
+        out = train_approach(approach, ftrain, case, seeds, settings, val=fval)
+        outcomes[approach] = out
+        metrics[approach] = outcome_metrics(out, ftest, t.wall, t.cpu, train=ftrain)
         shares[approach] = prediction_shares(out.predict1(ftest.f1), ftest.y, case.transfer).tolist()
     probe = linear_probe(ftrain, ftest, sorted((*case.digits1, case.transfer)), seeds, epochs=probe_epochs)
-    scratch = train_scratch(case, base_pool, test, seeds, epochs=base_epochs, batch_size=base_batch)
-    return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, feat_s, feat_c, metrics, shares,
-                      probe, scratch, ftrain, ftest)
+    scratch = train_scratch(case, base_pool, test, seeds, **kw)
+    few = train_few_shot(case, base_pool, shared_pool, test, seeds, n_bridge, **kw)
+    return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, t.wall, t.cpu, metrics, shares,
+                      probe, scratch, ftrain, ftest, fval, few, bases.epochs1, bases.epochs2, outcomes, n_bridge,
+                      base_per_class)
 
 
-def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Settings = Settings()) -> dict[int, dict]:
-    """Feature bridging with each number of labelled transfer-digit images ``n_bridges``."""
-    out = {}
-    for n in n_bridges:
-        s = Settings(**{**settings.__dict__, "n_bridge": n})
-        out[int(n)] = outcome_metrics(train_approach("bridging", result.train, result.case, result.seeds, s),
-                                      result.test, train=result.train)
+def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Settings = Settings(), *,
+                 donors: Sequence[bool] | None = None) -> dict:
+    """Feature bridging with each number of labelled transfer-digit images ``n_bridges``.
+
+    All settings train at once (one replica per number, donor setting and seed). Returns
+    ``{n: metrics}`` for ``settings.use_donor``, or ``{(n, donor): metrics}`` when ``donors``
+    lists donor settings (``(True, False)``: with and without Network 2).
+    """
+    ns = [check_int("n_bridges", n, 1) for n in n_bridges]
+    combos = [(n, d) for n in ns for d in (donors if donors is not None else [settings.use_donor])]
+    seeds = result.seeds
+    f, case = result.train, result.case
+    d1, d2 = f.f1.shape[-1], f.f2.shape[-1]
+    rows, vrows, all_seeds = [], [], []
+    for i, (n, donor) in enumerate(combos):
+        rows += visible_rows("bridging", f, case, seeds, n, donor)
+        all_seeds += [sd + 10007 * i for sd in seeds]
+        if result.val is not None:
+            vrows += val_rows(result.val, case, len(seeds))
+    with timed(f.y.device) as t:
+        models, hist, trainable = _fit("bridging", case, rows, vrows or None, all_seeds,
+                                       [0.0] * len(rows), settings, d1, d2)
+    k, out = len(seeds), {}
+    for i, (n, donor) in enumerate(combos):
+        s = replace(settings, n_bridge=n)
+        o = _outcome("bridging", case, models[i * k:(i + 1) * k], hist[i * k:(i + 1) * k], rows, f, seeds, s,
+                     trainable, None)
+        o.seconds, o.cpu_seconds = t.wall / len(combos), t.cpu / len(combos)
+        out[(n, donor) if donors is not None else n] = outcome_metrics(o, result.test, train=f)
     return out
 
 
-def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str, bool]:
-    """Seed 000's success criteria on the seed-mean of each metric (True = pass).
+def operating_point(result: CaseResult, offsets: Sequence[float], target: float = 0.94) -> dict[str, object]:
+    """Bridging's bias on the transfer logit, chosen on validation (:func:`choose_bias`) twice: the
+    best transfer that keeps retention ≥ 90 %, and the least bias whose transfer reaches ``target``;
+    each reported on the test images."""
+    out = result.outcomes["bridging"]
+    val_sweep = bias_sweep(out, result.val, offsets)
+    test_sweep = bias_sweep(out, result.test, offsets)
+    keep90, reach = choose_bias(val_sweep), choose_bias(val_sweep, target=target)
+    return {"offsets": [float(b) for b in offsets], "val": val_sweep, "test": test_sweep,
+            "b_keep": keep90, "b_reach": reach, "target": target,
+            "at_keep": test_sweep[keep90] if keep90 is not None else None,
+            "at_reach": test_sweep[reach] if reach is not None else None}
 
+
+def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str, bool]:
+    """Seed 000's success criteria on the seed-mean of each metric (True = pass): a quick check.
+
+    The chapter decides them through :func:`register_claims` instead (seeds, intervals, Holm).
     "Faster than scratch" compares CPU time (features included) with the scratch network's.
     """
     def mean(v: object) -> float:
@@ -650,3 +1026,390 @@ def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str
             "retention": mean(metrics["retention"]) > CRITERIA["retention"],
             "isolation": mean(metrics["isolation"]) < CRITERIA["isolation"],
             "faster": mean(metrics["cpu_seconds"]) < scratch_cpu_seconds}
+
+
+# --- verdicts: seed 000's claims and the book's own, through xferutils.claims -----------------
+
+def pct(values: Sequence[float]) -> list[float]:
+    """Shares as percentages."""
+    return [100.0 * float(v) for v in values]
+
+
+def chance(case: Case) -> float:
+    """Chance accuracy (%) of a classifier over Network 1's digits and the transfer digit."""
+    return 100.0 / (len(case.digits1) + 1)
+
+
+def best_zero_shot(result: CaseResult) -> list[float]:
+    """Per seed, the highest transfer (%) any zero-shot approach reached."""
+    return [max(v) for v in zip(*(pct(result.metrics[a]["transfer"]) for a in ZERO_SHOT))]
+
+
+CRITERION_TEXT = {"transfer": "transfer > 80 %", "retention": "retention > 90 %",
+                  "isolation": "untransferred accuracy < 10 %", "faster": "faster than scratch"}
+
+
+def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict | None = None,
+                    op: dict | None = None) -> None:
+    """Add chapter 4's claims to ``family``: seed 000's (``000-...``) and the book's (``ch4-...``).
+
+    The first case is the reference case of the single-case claims (the seed's example when it is
+    ``small``). ``sweep`` is :func:`bridge_sweep` with ``donors=(True, False)`` on that case, and
+    ``op`` its :func:`operating_point`; claims that need them are skipped without them.
+    """
+    first = next(iter(results.values()))
+    t = first.case.transfer
+    m = first.metrics
+    seed, book = "seed 000", "book"
+    family.value("000-bridging-94", seed, f"feature bridging reaches 94 % on the transfer digit ({first.case.name})",
+                 pct(m["bridging"]["transfer"]), 94.0, tol=3.0, unit="%")
+    family.value("000-bridging-isolation-0", seed, "feature bridging: 0 % on untransferred classes",
+                 pct(m["bridging"]["isolation"]), 0.0, tol=2.0, unit="%")
+    family.threshold("000-no-zero-shot", seed, "simple shared layers cannot transfer without target samples "
+                     "(best zero-shot approach below the 80 % bar)", best_zero_shot(first),
+                     100 * CRITERIA["transfer"], expect="at_most", unit="%")
+    family.threshold("000-zero-information", seed, f"Network 1 has zero information about digit {t} "
+                     "(a linear probe on its features stays at chance)", pct(first.probe[f"d{t}"]),
+                     chance(first.case), expect="at_most", unit="%")
+    family.threshold("000-no-shared-fix", seed, "no shared-layer modification can fix Network 1's features "
+                     "(bridging stays at chance)", pct(m["bridging"]["transfer"]), chance(first.case),
+                     expect="at_most", unit="%")
+    family.direction("000-frozen-no-alignment", seed, "frozen bases prevent feature alignment (the alignment "
+                     "term leaves the projections no closer than without it)", m["alignment"]["align"],
+                     m["none"]["align"], expect="greater")
+    for name, r in results.items():
+        for a in APPROACHES:
+            v = r.metrics[a]
+            slug = f"{name}-{a}"
+            family.threshold(f"000-crit-transfer-{slug}", seed, f"{CRITERION_TEXT['transfer']}: {a}, {name}",
+                             pct(v["transfer"]), 100 * CRITERIA["transfer"], unit="%")
+            family.threshold(f"000-crit-retention-{slug}", seed, f"{CRITERION_TEXT['retention']}: {a}, {name}",
+                             pct(v["retention"]), 100 * CRITERIA["retention"], unit="%")
+            family.threshold(f"000-crit-isolation-{slug}", seed, f"{CRITERION_TEXT['isolation']}: {a}, {name}",
+                             pct(v["isolation"]), 100 * CRITERIA["isolation"], expect="at_most", unit="%")
+            family.direction(f"000-crit-faster-{slug}", seed, f"{CRITERION_TEXT['faster']} (CPU s): {a}, {name}",
+                             [float(v["cpu_seconds"])], [r.scratch.cpu_seconds], expect="less", exact=True,
+                             unit="s")
+        family.threshold(f"ch4-base1-99-{name}", book, f"Network 1 reaches 99 % on its digits ({name})",
+                         pct(r.base_acc1), 99.0, unit="%")
+        family.threshold(f"ch4-base2-99-{name}", book, f"Network 2 reaches 99 % on its digits ({name})",
+                         pct(r.base_acc2), 99.0, unit="%")
+        family.direction(f"ch4-bridging-beats-none-{name}", book, f"bridging beats no transfer on the "
+                         f"transfer digit ({name})", pct(r.metrics["bridging"]["transfer"]),
+                         pct(r.metrics["none"]["transfer"]), unit="%")
+        if r.few_shot is not None:
+            family.direction(f"ch4-bridging-vs-few-shot-{name}", book, f"bridging beats few-shot scratch with "
+                             f"the same {r.n_bridge} images ({name})", pct(r.metrics["bridging"]["transfer"]),
+                             pct(r.few_shot.metrics["transfer"]), unit="%")
+        family.direction(f"ch4-probe-beats-zero-shot-{name}", book, f"the linear probe beats the best "
+                         f"zero-shot approach on the transfer digit ({name})", pct(r.probe[f"d{r.case.transfer}"]),
+                         best_zero_shot(r), unit="%")
+    family.threshold("ch4-bridging-fits-own", book, "bridging fits its own training images of the transfer "
+                     "digit (at least 95 %)", pct(m["bridging"]["seen"]), 95.0, unit="%")
+    family.direction("ch4-bridging-vs-probe", book, "bridging beats the linear probe on the transfer digit",
+                     pct(m["bridging"]["transfer"]), pct(first.probe[f"d{t}"]), unit="%")
+    family.direction("ch4-prototypes-vs-none", book, "prototypes transfer more than no transfer",
+                     pct(m["prototypes"]["transfer"]), pct(m["none"]["transfer"]), unit="%")
+    family.direction("ch4-alignment-aligns", book, "the alignment term brings the projections of the same "
+                     "image closer", m["alignment"]["align"], m["none"]["align"], expect="less")
+    if sweep is not None and (first.n_bridge, True) in sweep:
+        family.direction("ch4-donor-helps", book, f"the donor helps bridging ({first.n_bridge} images)",
+                         pct(sweep[(first.n_bridge, True)]["transfer"]),
+                         pct(sweep[(first.n_bridge, False)]["transfer"]), unit="%")
+    if op is not None and op["at_keep"] is not None:
+        family.threshold("000-bridging-94-at-90-retention", seed, "bridging reaches 94 % while keeping "
+                         "retention above 90 % (bias chosen on validation)", pct(op["at_keep"]["transfer"]),
+                         94.0, unit="%")
+
+
+# --- builders: tables, figures and prose values for the chapter --------------------------------
+
+def _fmt(values: Sequence[float]) -> str:
+    """``93.3 ± 0.3`` from shares (percent, mean ± std over seeds)."""
+    return spread(values).fmt(scale=100.0)
+
+
+MARK = {"supported": "✓", "contradicted": "✗", "not shown": "?"}
+
+
+def cases_table(cases: Sequence[Case]) -> str:
+    """The test cases: who knows which digits, what is transferred, aligned on, kept out."""
+    return markdown_table(["case", "Network 1 knows", "donor knows", "transfer", "shared", "untransferred"],
+                          [[c.name, list(c.digits1), list(c.digits2), c.transfer, list(c.shared),
+                            list(c.untransferred)] for c in cases])
+
+
+def bases_table(results: dict[str, CaseResult]) -> str:
+    """Test accuracy of both bases on their own digits and the epoch each kept (early stopping)."""
+    def ep(v: list[int]) -> str:
+        return f"{min(v)}–{max(v)}" if min(v) != max(v) else str(v[0])
+
+    return markdown_table(["case", "Network 1, %", "its epochs", "Network 2, %", "its epochs", "seeds"],
+                          [[n, _fmt(r.base_acc1), ep(r.base_epochs1), _fmt(r.base_acc2), ep(r.base_epochs2),
+                            len(r.seeds)] for n, r in results.items()], align="lrrrrr")
+
+
+def main_table(result: CaseResult) -> str:
+    """One case: every approach and both scratch baselines (mean ± std over seeds, %), the loss
+    weight chosen on validation, the epochs kept and the CPU time."""
+    rows = []
+    for a in APPROACHES:
+        v = result.metrics[a]
+        w = "–" if v["weight"] is None else f"{v['weight']:g}" + ("" if v["interior"] else " (edge)")
+        rows.append([a, _fmt(v["transfer"]), _fmt(v["retention"]), _fmt(v["isolation"]), w,
+                     f"{sum(v['epochs']) / len(v['epochs']):.0f}", f"{v['cpu_seconds']:.1f}"])
+    for label, s in ((f"few-shot scratch ({result.n_bridge} images)", result.few_shot),
+                     ("scratch (all labels)", result.scratch)):
+        if s is not None:
+            rows.append([label, _fmt(s.metrics["transfer"]), _fmt(s.metrics["retention"]),
+                         _fmt(s.metrics["isolation"]), "–", f"{sum(s.epochs) / len(s.epochs):.0f}",
+                         f"{s.cpu_seconds:.1f}"])
+    return markdown_table(["approach", "transfer", "retention", "isolation", "loss weight", "epochs",
+                           "CPU s"], rows, align="lrrrrrr")
+
+
+def probe_table(results: dict[str, CaseResult]) -> str:
+    """The linear probe on the transfer digit (its training fit and the test), beside chance, the
+    best zero-shot approach and bridging (%)."""
+    rows = []
+    for n, r in results.items():
+        t = r.case.transfer
+        zs = best_zero_shot(r)
+        rows.append([n, _fmt(r.probe[f"train_d{t}"]), _fmt(r.probe[f"d{t}"]), f"{chance(r.case):.1f}",
+                     f"{sum(zs) / len(zs):.1f}", _fmt(r.metrics["bridging"]["transfer"])])
+    return markdown_table(["case", "probe, training images", "probe, test", "chance", "best zero-shot",
+                           "bridging, test"], rows, align="lrrrrr")
+
+
+def align_table(results: dict[str, CaseResult]) -> str:
+    """Alignment ratio of every approach (rows) in every case (columns); 1 = unaligned."""
+    return markdown_table(["approach"] + list(results),
+                          [[a] + [f"{sum(r.metrics[a]['align']) / len(r.seeds):.2f}" for r in results.values()]
+                           for a in APPROACHES], align="l" + "r" * len(results))
+
+
+def criteria_table(results: dict[str, CaseResult], verdicts: dict[str, Verdict]) -> str:
+    """Seed 000's success criteria per case and approach, decided by the claims: ✓ supported,
+    ✗ contradicted, ? not shown; the number is the seed mean."""
+    rows = []
+    for n, r in results.items():
+        for a in APPROACHES:
+            cells, marks = [], []
+            for crit in ("transfer", "retention", "isolation", "faster"):
+                v = verdicts[f"000-crit-{crit}-{n}-{a}"]
+                marks.append(v.verdict)
+                num = f"{v.measured:.0f} s" if crit == "faster" else f"{v.measured:.1f}"
+                cells.append(f"{MARK[v.verdict]} {num}")
+            rows.append([n, a, *cells, "yes" if all(x == "supported" for x in marks) else "no"])
+    return markdown_table(["case", "approach", "transfer > 80", "retention > 90", "isolation < 10",
+                           "faster", "all four"], rows, align="llrrrrl")
+
+
+def claims_table(verdicts: dict[str, Verdict], prefix: str = "") -> str:
+    """Claims whose id starts with ``prefix`` (criteria left out): measured mean, 95 % interval of
+    the difference from the claim (or between the methods), seeds, verdict."""
+    rows = []
+    for cid, v in verdicts.items():
+        if not cid.startswith(prefix) or "-crit-" in cid:
+            continue
+        lo, hi = v.ci
+        ci = "–" if math.isnan(lo) else f"[{lo:+.1f}, {hi:+.1f}]" if v.unit == "%" else f"[{lo:+.2f}, {hi:+.2f}]"
+        meas = f"{v.measured:.1f}" if v.unit == "%" else f"{v.measured:.2f}"
+        ref = (f" vs {v.baseline:.1f}" if v.baseline is not None and v.unit == "%"
+               else f" vs {v.baseline:.2f}" if v.baseline is not None else f" (claim {v.claimed:g})")
+        rows.append([cid, v.text, meas + ref, ci, v.n, v.label])
+    return markdown_table(["id", "claim", "measured", "95 % interval", "n", "verdict"], rows, align="llrrrl")
+
+
+def diagram_figure(case: Case | None = None) -> plt.Figure:
+    """The construction: two frozen networks, their projections into one space, shared layers."""
+    case = case or make_case("small")
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4.4)
+    ax.axis("off")
+
+    def box(x: float, y: float, w: float, h: float, text: str, color: str, frozen: bool = False) -> None:
+        ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=color, edgecolor="k", lw=1,
+                                   hatch="//" if frozen else None, alpha=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9.5,
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5))
+
+    def arrow(x0: float, y0: float, x1: float, y1: float) -> None:
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
+
+    for y, name, d, digits, dim in ((3.0, "Network 1\nWideNN", "φ₁", case.digits1, 64),
+                                    (0.6, "Network 2\nDeepNN", "φ₂", case.digits2, 32)):
+        box(0.1, y, 1.2, 0.9, f"image x\n(digits {','.join(map(str, digits))})", "#f2f2f2")
+        box(1.8, y, 1.9, 0.9, f"{name} {d}\nfrozen", "#c6dbef", frozen=True)
+        box(4.2, y, 1.3, 0.9, f"P{d[-1]}: {dim}→32", "#fdd0a2")
+        arrow(1.3, y + 0.45, 1.8, y + 0.45)
+        arrow(3.7, y + 0.45, 4.2, y + 0.45)
+        arrow(5.5, y + 0.45, 6.1, 2.2)
+    box(6.1, 1.55, 2.0, 1.3, "shared layers S\n3 hidden layers\n+ classifier", "#c7e9c0")
+    box(8.5, 1.75, 1.4, 0.9, f"digits\n{min(case.classes)}–{max(case.classes)}", "#f2f2f2")
+    arrow(8.1, 2.2, 8.5, 2.2)
+    ax.text(4.85, 2.2, "features cached once;\nonly P₁, P₂, S train", ha="center", va="center", fontsize=9,
+            style="italic")
+    fig.tight_layout()
+    return fig
+
+
+def transfer_figure(results: dict[str, CaseResult]) -> plt.Figure:
+    """Transfer accuracy of every approach per case (mean ± std), the probe as dashed lines."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    w = 0.8 / len(results)
+    for i, (n, r) in enumerate(results.items()):
+        vals = np.array([pct(r.metrics[a]["transfer"]) for a in APPROACHES])
+        x = np.arange(len(APPROACHES)) + (i - (len(results) - 1) / 2) * w
+        ax.bar(x, vals.mean(1), w, yerr=vals.std(1, ddof=1) if vals.shape[1] > 1 else None, capsize=3,
+               label=f"{n} (digit {r.case.transfer})", color=PALETTE[i], alpha=0.85)
+        ax.hlines(np.mean(pct(r.probe[f"d{r.case.transfer}"])), -0.5, len(APPROACHES) - 0.5,
+                  colors=PALETTE[i], linestyles="--", lw=1)
+    ax.axhline(100 * CRITERIA["transfer"], color="k", lw=0.8, ls=":")
+    ax.set_xticks(range(len(APPROACHES)), APPROACHES)
+    ax.set_ylabel("transfer accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="upper right", fontsize=9, ncol=len(results))
+    fig.tight_layout()
+    return fig
+
+
+def shares_figure(results: dict[str, CaseResult]) -> plt.Figure:
+    """Where Network 1 files the transfer digit's test images, per approach: one panel per case."""
+    fig, axes = plt.subplots(len(results), 1, figsize=(8.0, 1.0 + 2.0 * len(results)), squeeze=False,
+                             sharex=True)
+    for ax, (n, r) in zip(axes[:, 0], results.items()):
+        shares = np.array([np.mean(r.shares[a], axis=0) for a in APPROACHES])
+        left = np.zeros(len(APPROACHES))
+        for j, (label, digs) in enumerate((("Network 1's own digits", list(r.case.digits1)),
+                                           ("the transfer digit", [r.case.transfer]),
+                                           ("an untransferred donor digit", list(r.case.untransferred)))):
+            v = 100 * shares[:, digs].sum(1)
+            ax.barh(range(len(APPROACHES)), v, left=left, label=label, color=PALETTE[j])
+            left += v
+        ax.set_yticks(range(len(APPROACHES)), APPROACHES)
+        ax.invert_yaxis()
+        ax.set_title(f"{n} case: test images of digit {r.case.transfer}", fontsize=10)
+    axes[-1, 0].set_xlabel("labelled as (% of the images)")
+    axes[0, 0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.15), ncol=3, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bridge_figure(result: CaseResult, sweep: dict) -> plt.Figure:
+    """Bridging's transfer against the number of labelled images, with and without the donor, and
+    on its own training images; the probe as a dashed line."""
+    ns = sorted({n for n, _ in sweep})
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    for j, (label, donor, key) in enumerate((("with donor, test images", True, "transfer"),
+                                             ("without donor, test images", False, "transfer"),
+                                             ("with donor, its training images", True, "seen"))):
+        v = np.array([pct(sweep[(n, donor)][key]) for n in ns])
+        ax.errorbar(ns, v.mean(1), yerr=v.std(1, ddof=1) if v.shape[1] > 1 else None, marker="o", capsize=3,
+                    label=label, color=PALETTE[j])
+    ax.axhline(np.mean(pct(result.probe[f"d{result.case.transfer}"])), color="k", ls="--", lw=1,
+               label="linear probe, all labels")
+    ax.axhline(94, color="gray", ls=":", lw=1, label="seed 000 reports 94 %")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled transfer-digit images shown to Network 1")
+    ax.set_ylabel("transfer accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_figure(op: dict) -> plt.Figure:
+    """Retention against transfer as the bias on the transfer logit grows (test images), with the
+    two operating points chosen on validation."""
+    offs = op["offsets"]
+    tr = [np.mean(pct(op["test"][b]["transfer"])) for b in offs]
+    re = [np.mean(pct(op["test"][b]["retention"])) for b in offs]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(re, tr, marker=".", color=PALETTE[0], label="bridging + bias b (test images)")
+    for key, label, mk in (("b_keep", "best transfer with retention ≥ 90 % on validation", "s"),
+                           ("b_reach", "least b reaching 94 % on validation", "D")):
+        b = op[key]
+        if b is not None:
+            ax.plot(np.mean(pct(op["test"][b]["retention"])), np.mean(pct(op["test"][b]["transfer"])), mk,
+                    color="k", ms=7, label=f"{label} (b = {b:g})")
+    ax.axhline(94, color="gray", ls=":", lw=1)
+    ax.axvline(100 * CRITERIA["retention"], color="gray", ls="--", lw=1)
+    ax.set_xlabel("retention: Network 1's own digits (%)")
+    ax.set_ylabel("transfer (%)")
+    ax.legend(fontsize=9, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: dict | None = None,
+          op: dict | None = None) -> dict[str, object]:
+    """The numbers and verdict-generated words the chapter's text glues (``ch4_`` + key)."""
+    first = next(iter(results.values()))
+    m = first.metrics
+
+    def mean(v: Sequence[float]) -> float:
+        return 100.0 * sum(v) / len(v)
+
+    zs = {(n, a): mean(r.metrics[a]["transfer"]) for n, r in results.items() for a in ZERO_SHOT}
+    zs_best = max(zs, key=zs.get)
+    base = [x for r in results.values() for x in (*r.base_acc1, *r.base_acc2)]
+    eps = [e for r in results.values() for e in (*r.base_epochs1, *r.base_epochs2)]
+    v = verdicts
+    out: dict[str, object] = {
+        "case_list": " and ".join(f"the {n} case" for n in results), "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
+        "transfer0": first.case.transfer,
+        "base_min": 100 * min(base), "base_ep_min": min(eps), "base_ep_max": max(eps),
+        "zs_max": zs[zs_best], "zs_best": f"{zs_best[1]} ({zs_best[0]})",
+        "bridge": mean(m["bridging"]["transfer"]), "bridge_seen": mean(m["bridging"]["seen"]),
+        "bridge_ret": mean(m["bridging"]["retention"]),
+        "probe": mean(first.probe[f"d{first.case.transfer}"]),
+        "probe_train": mean(first.probe[f"train_d{first.case.transfer}"]),
+        "probe_iter": int(first.probe["iterations"][0]), "chance": chance(first.case),
+        "few_shot": mean(first.few_shot.metrics["transfer"]) if first.few_shot else float("nan"),
+        "scratch": mean(first.scratch.metrics["transfer"]),
+        "protos": mean(m["prototypes"]["transfer"]), "none": mean(m["none"]["transfer"]),
+        "align": sum(m["alignment"]["align"]) / len(first.seeds),
+        "align_none": sum(m["none"]["align"]) / len(first.seeds),
+        "n_claims": len(verdicts), "base_per_class": first.base_per_class,
+        "n_pass": sum(all(v[f"000-crit-{c}-{n}-{a}"].verdict == "supported"
+                          for c in ("transfer", "retention", "isolation", "faster"))
+                      for n in results for a in APPROACHES),
+        "n_cells": len(results) * len(APPROACHES),
+        "w_bridge_few": v.get(f"ch4-bridging-vs-few-shot-{first.case.name}", None) and v[
+            f"ch4-bridging-vs-few-shot-{first.case.name}"].says("beats", "trails", "is indistinguishable from"),
+        "w_bridge_probe": v["ch4-bridging-vs-probe"].says("beats", "trails", "is indistinguishable from"),
+        "w_protos": v["ch4-prototypes-vs-none"].says("more than", "less than", "no more than (within the "
+                                                     "seeds' spread)"),
+        "w_zero_info": v["000-zero-information"].says("holds", "does not hold", "is not decided"),
+        "w_bridge94": v["000-bridging-94"].says("reproduces", "does not reproduce", "neither confirms nor refutes"),
+        "w_fits": v["ch4-bridging-fits-own"].says("fits", "does not fit", "may not fit"),
+        "w_no_zero_shot": v["000-no-zero-shot"].says("holds", "fails", "is not decided"),
+        "w_aligns": v["ch4-alignment-aligns"].says("does bring", "does not bring", "does not measurably bring"),
+    }
+    if sweep is not None and "ch4-donor-helps" in v:
+        out["w_donor"] = v["ch4-donor-helps"].says("helps", "hurts", "makes no measurable difference to")
+        ns = sorted({n for n, _ in sweep})
+        out.update(sweep_lo_n=ns[0], sweep_lo=mean(sweep[(ns[0], True)]["transfer"]), sweep_hi_n=ns[-1],
+                   sweep_hi=mean(sweep[(ns[-1], True)]["transfer"]))
+    if op is not None:
+        keep, reach = op["at_keep"], op["at_reach"]
+        out["op_b"] = op["b_keep"] if op["b_keep"] is not None else float("nan")
+        out["op_transfer"] = mean(keep["transfer"]) if keep else float("nan")
+        out["op_retention"] = mean(keep["retention"]) if keep else float("nan")
+        out["op94"] = ("reaches 94 % on validation at b = {:g}, where its test retention is {:.1f} %".format(
+            op["b_reach"], mean(reach["retention"])) if reach else "does not reach 94 % on validation at any b tried")
+    return out
+
+
+def chapter_results(results: dict[str, CaseResult], sweep: dict | None, op: dict | None,
+                    settings: Settings, scale: dict) -> dict[str, object]:
+    """Everything the results file holds besides the parameters and the claims."""
+    out: dict[str, object] = {"settings": settings.__dict__, "scale": scale,
+                              "cases": {n: r.as_dict() for n, r in results.items()}}
+    if sweep is not None:
+        out["bridge_sweep"] = {f"{n}-{'donor' if d else 'alone'}": v for (n, d), v in sweep.items()}
+    if op is not None:
+        out["operating_point"] = {k: v for k, v in op.items() if k not in ("val", "test")}
+    return out
