@@ -87,6 +87,12 @@ def test_cubic_pruning_schedule():
     assert traversal.prune_fraction(0.9, 5, 10) == pytest.approx(0.9 * (1 - 0.5 ** 3))
 
 
+def test_gmp_reaches_its_final_sparsity_at_the_middle_step():
+    assert [traversal.gmp_ramp(n) for n in (1, 2, 5, 10)] == [1, 1, 3, 5]
+    with pytest.raises(ParameterError, match="steps"):
+        traversal.gmp_ramp(0)
+
+
 @pytest.mark.parametrize("steps", [0, -1])
 def test_steps_below_one_are_refused(steps):
     with pytest.raises(ParameterError, match="steps"):
@@ -136,8 +142,13 @@ def test_traverse_runs_every_method_and_reports_shapes():
     fam = Family("t")
     traversal.register_claims(fam, tr, [0.9, 0.9])
     ids = [c.id for c in fam.claims]
-    assert ids[:2] == ["002-accuracy-sustained", "002-sparse-useful"] and len(ids) == 8
-    assert all(i.startswith("ch6-") for i in ids[2:])
+    assert ids[:4] == ["002-accuracy-sustained", "002-sparse-useful",
+                       "002-beats-other-traversals", "002-sparse-from-prefit"] and len(ids) == 8
+    assert all(i.startswith("ch6-") for i in ids[4:])
+    assert {traversal.claim_id("trust", b) for b in ("none", "abrupt", "distill", "gmp")} <= set(ids)
+    from xferutils import ledger
+
+    assert {"002-beats-other-traversals", "002-sparse-from-prefit"} <= {e.id for e in ledger.REGISTRY}
     table = traversal.final_table(tr, [0.9, 0.9])
     assert table.count("\n") == 2 + len(methods) and "sparse net from scratch (reference)" in table
     import matplotlib.pyplot as plt
