@@ -96,3 +96,13 @@ def test_diagram_is_a_figure():
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert "teacher" in texts and "student" in texts and "soft targets" in texts
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n_extra, n_rows", [(5, 60), (100, 100)])
+def test_label_rows_use_every_labelled_image(n_extra, n_rows):
+    own = Split(torch.rand(180, 784), torch.arange(3).repeat(60))  # 60 images of each of 0, 1, 2
+    extra = Split(torch.rand(n_extra, 784), torch.full((n_extra,), 3))
+    rows = distill.label_rows(own, extra, [0, 1, 2], 3)
+    assert len(rows) == n_rows
+    assert (rows.y[:, 3] == 1).all() and (rows.y[:, -1] == 1).all()  # one-hot class 3 at T = 1
+    assert len({tuple(r.tolist()) for r in rows.x}) == n_extra  # no labelled image left out

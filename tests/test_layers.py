@@ -117,3 +117,27 @@ def test_partial_unfreeze_and_yosinski_run_end_to_end():
                         (_digits([0, 1], 8, 3), _digits([0, 1], 4, 4)), _digits([0, 1], 4, 5), [0, 1], fit)
     assert t.ns == [1, 2] and set(t.acc) == set(layers.VARIANTS)
     assert all(len(t.acc[v][n]) == 2 for v in layers.VARIANTS for n in t.ns)
+
+
+def test_fit_batch_gives_every_epoch_enough_steps():
+    fit = layers.Fit(batch_size=128, min_steps=8)
+    assert fit.batch(10_000) == 128  # large sets keep the batch size
+    assert fit.batch(180) == 22  # 180 rows: 8 steps an epoch, not 2
+    assert fit.batch(50) == 16  # never below 16
+    with pytest.raises(TypeError):
+        fit.batch()  # the number of rows is required
+
+
+def _blobs(n_per: int, seed: int) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(3, 784, generator=torch.Generator().manual_seed(99))  # shared by all splits
+    x = torch.cat([c + 0.6 * torch.randn(n_per, 784, generator=g) for c in centres]).clamp(0, 1)
+    return Split(x, torch.arange(3).repeat_interleave(n_per))
+
+
+def test_deep_donor_on_few_images_leaves_its_plateau():
+    # chapter 5's donor (8 layers, 180 images): with 2 steps an epoch, patience 3 stopped it at chance
+    train, val = _blobs(60, 0), _blobs(20, 1)
+    reps = layers.train_classifier(models.deep_nn, train, val, [0, 1, 2], [0, 1], layers.Fit(max_epochs=40))
+    assert min(reps.evaluate(val)) > 0.8
+    assert min(h.best_epoch for h in reps.history) > 1

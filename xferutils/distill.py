@@ -126,7 +126,7 @@ def omitted_digit(teacher: Callable[[], nn.Module], student: Callable[[], nn.Mod
         raise ParameterError("temperatures is empty; give at least one temperature")
     t0 = time.process_time()
     reps_t = fit_replicas(replicate(teacher, seeds), train, seeds, epochs=fit.max_epochs, lr=fit.lr,
-                          batch_size=fit.batch_size, val=val, patience=fit.patience)
+                          batch_size=fit.batch(len(train)), val=val, patience=fit.patience)
     t_cpu = time.process_time() - t0
     keep, vkeep = train.y != omit, val.y != omit
     xs = train.x[keep]
@@ -140,7 +140,7 @@ def omitted_digit(teacher: Callable[[], nn.Module], student: Callable[[], nn.Mod
             rows.append(hard_rows(xs, train.y[keep], 10) if j == 0 else soft_rows(xs, t_logits[k], temperatures[j - 1]))
             rseeds.append(100 * j + s)
     t0 = time.process_time()
-    reps_s = fit_replicas(models, rows, rseeds, epochs=fit.max_epochs, lr=fit.lr, batch_size=fit.batch_size,
+    reps_s = fit_replicas(models, rows, rseeds, epochs=fit.max_epochs, lr=fit.lr, batch_size=fit.batch(len(xs)),
                           val=Split(val.x[vkeep], val.y[vkeep]), patience=fit.patience, objective=objective)
     s_cpu = time.process_time() - t0
     lv, lt = reps_s.logits(val.x), reps_s.logits(test.x)
@@ -199,6 +199,16 @@ def merged_logits(net1: nn.Module, net2: nn.Module, x: torch.Tensor, col2: int, 
     return T * merge_teachers(p1, p2).clamp_min(1e-12).log()
 
 
+def label_rows(own: Split, extra: Split, digits1: Sequence[int], transfer: int) -> Split:
+    """Hard rows for the labelled transfer-digit images ``extra`` (class ``len(digits1)``): every
+    one of them, tiled up to as many rows as ``own`` has per digit when there are fewer."""
+    digits = [*digits1, transfer]
+    per_class = max(len(own) // len(digits1), len(extra))
+    lab = labelled_rows(own, extra, digits, per_class)
+    new = lab.y == len(digits1)
+    return hard_rows(lab.x[new], lab.y[new], len(digits))
+
+
 def distill_into(nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Split, unlabelled: torch.Tensor,
                  val_x: torch.Tensor, digits1: Sequence[int], digits2: Sequence[int], transfer: int,
                  seeds: Sequence[int], *, T: float, extras: Sequence[Split] | None = None,
@@ -223,13 +233,10 @@ def distill_into(nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Sp
         soft = soft_rows(unlabelled, merged_logits(nets1[k], nets2[k], unlabelled, col2, T), T)
         parts = [own_rows, soft]
         if extras is not None:
-            per_class = max(len(own) // len(digits1), len(extras[k]))  # every labelled image is used
-            lab = labelled_rows(own, extras[k], digits, per_class)
-            extra = lab.y == len(digits1)
-            parts.append(hard_rows(lab.x[extra], lab.y[extra], len(digits)))
+            parts.append(label_rows(own, extras[k], digits1, transfer))
         rows.append(cat_rows(*parts))
         vals.append(Split(val_x, merged_logits(nets1[k], nets2[k], val_x, col2, T).argmax(-1)))
-    reps = fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr, batch_size=fit.batch_size,
+    reps = fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr, batch_size=fit.batch(len(rows[0])),
                         val=vals, patience=fit.patience, objective=objective)
     return reps, time.process_time() - t0
 

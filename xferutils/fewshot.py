@@ -413,7 +413,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
                     models = (replicate(lambda: make(len(digits)), seeds) if method == "scratch"
                               else [grow_head(net, 1, s) for net, s in zip(nets1, seeds)])
                     reps = fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr,
-                                        batch_size=fit.batch_size, val=vrel, patience=fit.patience)
+                                        batch_size=fit.batch(len(rows[0])), val=vrel, patience=fit.patience)
                 m = shared.transfer_metrics(lookup[reps.predict(test.x)], test.y, case)
                 e = [h.best_epoch for h in reps.history]
             cpu[method][n] = time.process_time() - t0

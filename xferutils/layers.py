@@ -30,6 +30,14 @@ class Fit:
     batch_size: int = 128
     max_epochs: int = 40
     patience: int = 3
+    min_steps: int = 8
+
+    def batch(self, n: int) -> int:
+        """The batch size for ``n`` training rows: ``batch_size``, cut so that an epoch takes at
+        least ``min_steps`` steps (never below 16). With a few hundred rows and 2 steps an epoch,
+        ``patience`` epochs are too few steps for a deep net to leave its starting plateau, and
+        early stopping ends it at chance (chapter 5's donor did, at epoch 1)."""
+        return max(16, min(self.batch_size, n // self.min_steps))
 
 
 # Chapter 5's scale per preset: images per digit, label grid, tasks, epochs (see the chapter).
@@ -37,7 +45,7 @@ SCALES = {
     "smoke": dict(hinton=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
                   halves=(50, 20), epochs=3, shared_epochs=3, temps=[2, 20], steps=30),
     "book": dict(hinton=100, per_digit=60, val=50, unlabelled=60, pool=100, ns=[1, 10, 100], tasks=50,
-                 episodes=8, halves=(200, 50), epochs=30, shared_epochs=20, temps=[2, 5, 20], steps=100),
+                 episodes=8, halves=(200, 50), epochs=60, shared_epochs=20, temps=[1, 2, 5, 20], steps=100),
     "full": dict(hinton=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
                  ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=100,
                  shared_epochs=40, temps=[1, 2, 5, 10, 20, 50], steps=300),
@@ -73,9 +81,9 @@ def relabelled(data: Split, digits: Sequence[int]) -> Split:
 def train_classifier(make: Callable[[int], nn.Module], train: Split, val: Split, digits: Sequence[int],
                      seeds: Sequence[int], fit: Fit = Fit()) -> Replicas:
     """K replicas of ``make(n_classes)`` trained on ``digits`` (relabelled 0..), stopped on validation."""
-    models = replicate(lambda: make(len(digits)), seeds)
-    return fit_replicas(models, relabelled(train, digits), seeds, epochs=fit.max_epochs, lr=fit.lr,
-                        batch_size=fit.batch_size, val=relabelled(val, digits), patience=fit.patience)
+    models, rows = replicate(lambda: make(len(digits)), seeds), relabelled(train, digits)
+    return fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr,
+                        batch_size=fit.batch(len(rows)), val=relabelled(val, digits), patience=fit.patience)
 
 
 # --- copying, growing and freezing layers -----------------------------------------------------
@@ -176,8 +184,8 @@ def partial_unfreeze(nets: Sequence[MLP], own: Split, extras: Sequence[Split], v
             rows.append(labelled_rows(own, extras[i], digits, per_class))
             rseeds.append(s * 100 + k)
     t0 = time.process_time()
-    reps = fit_replicas(models, rows, rseeds, epochs=fit.max_epochs, lr=fit.lr, batch_size=fit.batch_size,
-                        val=relabelled(val, digits), patience=fit.patience)
+    reps = fit_replicas(models, rows, rseeds, epochs=fit.max_epochs, lr=fit.lr,
+                        batch_size=fit.batch(len(rows[0])), val=relabelled(val, digits), patience=fit.patience)
     cpu = time.process_time() - t0
     pred = torch.tensor(digits, device=test.y.device)[reps.predict(test.x)]
     ok = (pred == test.y).float()
@@ -255,9 +263,9 @@ def yosinski(make: Callable[[], MLP], a: tuple[Split, Split], b: tuple[Split, Sp
     on B. ``a``, ``b``: (train, val) splits labelled 0.. of each task."""
     seeds = check_seeds("seeds", seeds)
     base_a = fit_replicas(replicate(make, seeds), a[0], seeds, epochs=fit.max_epochs, lr=fit.lr,
-                          batch_size=fit.batch_size, val=a[1], patience=fit.patience)
+                          batch_size=fit.batch(len(a[0])), val=a[1], patience=fit.patience)
     base_b = fit_replicas(replicate(make, seeds), b[0], seeds, epochs=fit.max_epochs, lr=fit.lr,
-                          batch_size=fit.batch_size, val=b[1], patience=fit.patience)
+                          batch_size=fit.batch(len(b[0])), val=b[1], patience=fit.patience)
     na, nb = base_a.unstack(), base_b.unstack()
     ns = list(range(1, len(linear_layers(na[0]))))
     models, names = [], []
@@ -266,7 +274,7 @@ def yosinski(make: Callable[[], MLP], a: tuple[Split, Split], b: tuple[Split, Sp
         names += [(v, n) for n in ns for _ in seeds]
     rseeds = list(range(len(models)))
     reps = fit_replicas(models, b[0], [1000 + s for s in rseeds], epochs=fit.max_epochs, lr=fit.lr,
-                        batch_size=fit.batch_size, val=b[1], patience=fit.patience)
+                        batch_size=fit.batch(len(b[0])), val=b[1], patience=fit.patience)
     acc, eps = reps.evaluate(test_b), [h.best_epoch for h in reps.history]
     out: dict[str, dict[int, list[float]]] = {v: {n: [] for n in ns} for v in VARIANTS}
     ep: dict[str, dict[int, list[int]]] = {v: {n: [] for n in ns} for v in VARIANTS}
