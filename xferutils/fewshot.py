@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_int, check_seeds
 from .data import Split
+from .plotting import log_count_axes
 from .ensemble import fit_replicas, replicate
 from .layers import Fit, train_classifier
 
@@ -337,13 +338,7 @@ def curve_figure(ns: Sequence[int], curves: dict[str, dict[int, list[float]]], t
         arr = np.array([c[n] for n in ns]) * 100
         ax.errorbar(ns, arr.mean(1), yerr=arr.std(1, ddof=1), marker="o", capsize=3, label=name)
     ax.axhline(100 * target, color="gray", ls=":", lw=1, label=f"{100 * target:.0f} %")
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled transfer-digit images")
-    ax.set_ylabel("transfer digit, test (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=9, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return log_count_axes(fig, ax, "labelled transfer-digit images", "transfer digit, test (%)")
 
 
 # --- few-shot acceleration: transfer accuracy against labels (seed 000, solution 2) ------------

@@ -66,6 +66,18 @@ def bars(ax: plt.Axes, values: Mapping[str, Sequence[float]], ylabel: str, scale
     return ax
 
 
+def log_count_axes(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, top: float = 100):
+    """Finish an accuracy-against-label-count plot: log x axis, 0..``top`` % y axis, legend
+    (chapters 4 and 5)."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]], align: str = "") -> str:
     """A Markdown table; ``align`` has one letter per column, ``l`` or ``r`` (default: plain).
 
