@@ -195,6 +195,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     factors = [lr_factor(schedule, t, epochs * per_epoch) for t in range(epochs * per_epoch)]
     fused = None if engine == "eager" else ReplicaStep(
         batched_loss, params, buffers, init, x, y, bs, factors, amp=amp, capture=engine == "graph")
+    fuse_adam = engine == "eager" and device.type == "cpu" and FUSED_CPU_ADAM
     rows = torch.arange(k, device=device)[:, None]
     totals = torch.zeros(epochs, k, device=device)
     val_acc: list[list[float]] = []
@@ -217,6 +218,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             t.requires_grad_(nm in live)  # no gradients are computed for frozen parameters
         if fused is not None:
             fused.set_rates(rates)
+        host_rates = {nm: r.tolist() for nm, r in rates.items()} if fuse_adam else {}
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
         for i in range(per_epoch):
             idx = perms[:, i * bs:(i + 1) * bs]
@@ -230,9 +232,14 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in live], allow_unused=True)
             factor = factors[epoch * per_epoch + i]
             with torch.no_grad():
-                for nm, g in zip(live, grads):
-                    if g is not None:
-                        steps[nm] += 1
+                used = [(nm, g) for nm, g in zip(live, grads) if g is not None]
+                for nm, _ in used:
+                    steps[nm] += 1
+                if fuse_adam:
+                    adam_by_rate([(params[nm], g, *state[nm], steps[nm], host_rates[nm]) for nm, g in used],
+                                 factor)
+                else:
+                    for nm, g in used:
                         rate = rates[nm] if schedule == "constant" else rates[nm] * factor
                         _adam_step(params[nm], g, *state[nm], steps[nm], rate)
                 totals[epoch] += losses.detach().float()
@@ -269,6 +276,34 @@ def _check_materialised(models: Sequence[nn.Module]) -> None:
         if any(t.is_meta for t in [*m.parameters(), *m.buffers()]):
             raise ParameterError(f"models[{i}] has parameters on the 'meta' device (no values); "
                                  "build it on a real device or load its weights first")
+
+
+FUSED_CPU_ADAM = hasattr(torch, "_fused_adam_")
+
+
+def adam_by_rate(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int,
+                                       Sequence[float]]], factor: float = 1.0) -> None:
+    """Adam updates of stacked parameters with PyTorch's fused kernel, one call per distinct rate.
+
+    ``items`` holds ``(p, g, m, v, step, rates)`` with ``rates`` one learning rate per replica
+    (host floats). A parameter whose replicas share a rate is updated whole; otherwise each
+    replica's slice joins the group of its own rate. The result equals :func:`_adam_step`
+    (``tests/test_ensemble.py``); on the CPU it reads and writes each tensor once instead of
+    about eight times, which is a third of a small MLP's training time.
+    """
+    groups: dict[tuple[float, int], list[tuple[torch.Tensor, ...]]] = {}
+    for p, g, m, v, step, rates in items:
+        g = g.contiguous()  # the kernel reads memory in order: a transposed gradient would be misread
+        if len(set(rates)) == 1:
+            groups.setdefault((rates[0] * factor, step), []).append((p, g, m, v))
+        else:
+            for j, r in enumerate(rates):
+                groups.setdefault((r * factor, step), []).append((p[j], g[j], m[j], v[j]))
+    for (rate, step), group in groups.items():
+        ps, gs, ms, vs = (list(t) for t in zip(*group))
+        count = torch.tensor(float(step))
+        torch._fused_adam_(ps, gs, ms, vs, [], [count] * len(ps), lr=rate, beta1=0.9, beta2=0.999,
+                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
 
 
 def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,

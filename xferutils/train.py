@@ -120,7 +120,8 @@ def fit(model: nn.Module, train: Split, *, epochs: int, lr: float = 1e-3, batch_
     to_device(model, device)
     if groups is None:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-    opt = torch.optim.Adam(groups, lr=lr)
+    # on the CPU PyTorch's fused kernel (as fit_replicas uses there): same update, one pass
+    opt = torch.optim.Adam(groups, lr=lr, fused=device.type == "cpu" or None)
     steps_per_epoch = len(train) // min(batch_size, len(train))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: lr_factor(schedule, step, epochs * steps_per_epoch))
