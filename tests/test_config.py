@@ -117,3 +117,14 @@ def test_amp_resolution():
     assert xu.config.bf16_supported(torch.device("meta")) is False
     with pytest.raises(ParameterError, match="amp='yes'"):
         xu.config.resolve_amp("yes", cpu)
+
+
+def test_threads_override(monkeypatch):
+    monkeypatch.setenv("XFER_THREADS", "1")
+    assert xu.config.cpu_threads() == 1
+    for bad in ("0", "two"):
+        monkeypatch.setenv("XFER_THREADS", bad)
+        with pytest.raises(ParameterError, match="XFER_THREADS"):
+            xu.config.cpu_threads()
+    monkeypatch.delenv("XFER_THREADS")
+    assert xu.config.cpu_threads() == xu.config.physical_cores()

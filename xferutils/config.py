@@ -123,6 +123,21 @@ def physical_cores() -> int:
     return max(1, (os.cpu_count() or 1) // max(1, siblings))
 
 
+THREADS_ENV = "XFER_THREADS"
+
+
+def cpu_threads() -> int:
+    """Torch threads for CPU training: ``XFER_THREADS`` if set (e.g. 1 beside other work, where two
+    threads on a busy 2-core machine spin against each other), else the physical core count."""
+    forced = os.environ.get(THREADS_ENV)
+    if forced:
+        try:
+            return check_int(THREADS_ENV, int(forced), 1, 1024)
+        except ValueError:
+            raise ParameterError(f"{THREADS_ENV}={forced!r} must be a positive integer") from None
+    return physical_cores()
+
+
 def get_device(device: str = "auto") -> torch.device:
     """Resolve ``device``: ``auto`` picks CUDA, then MPS, then CPU; an absent device is an error."""
     check_choice("device", device, DEVICES)
@@ -227,7 +242,7 @@ def setup(chapter: str, preset: str = "book", device: str = "auto", **params: An
     """
     run = Run(chapter=chapter, preset=resolve_preset(preset), device=get_device(device), params=params)
     if run.device.type == "cpu":
-        torch.set_num_threads(physical_cores())
+        torch.set_num_threads(cpu_threads())
     use_tf32(run.device)
     return run
 
