@@ -73,3 +73,23 @@ def test_builders_for_the_page():
     assert g["fp32_speedup"] == 5.0 and g["best_speedup"] == 10.0 and g["n_seeds"] == 2
     assert 1 <= g["kept_min"] <= g["kept_max"] <= g["epochs_max"] <= 4
     assert g["seeds_needed"] == baseline.seeds_needed(100 * acc.std, 0.1)
+
+
+def test_measure_speed_scales_a_timed_slice_to_an_epoch(mnist, monkeypatch):
+    """Each loop is timed on SPEED_IMAGES images and reported per 60,000-image epoch."""
+    from xferutils import bench
+
+    timed = []
+
+    def fake_fit(mnist_, epochs, batch_size, lr, amp, limit=None, **kw):
+        timed.append(limit)
+        return None, 0.5
+
+    monkeypatch.setattr(bench, "package_fit", fake_fit)
+    monkeypatch.setattr(bench, "seed_loop", lambda root, epochs, device, limit=None, **kw: (timed.append(limit), 2.0))
+    run = xu.config.Run("01_dense_baseline", "smoke", torch.device("cpu"))
+    speed = baseline.measure_speed(mnist, run, 256, 2e-3, amp=True)
+    factor = len(mnist.train) / baseline.SPEED_IMAGES["smoke"]
+    assert timed == [baseline.SPEED_IMAGES["smoke"]] * 3
+    assert list(speed.values()) == pytest.approx([2.0 * factor, 0.5 * factor, 0.5 * factor])
+    assert baseline.SPEED_IMAGES["full"] is None  # full times whole epochs

@@ -113,19 +113,26 @@ def per_class_figure(per_class_acc: np.ndarray):
     return fig
 
 
+SPEED_IMAGES = {"smoke": 2048, "book": 12800, "full": None}  # images timed (None: a whole epoch)
+
+
 def measure_speed(mnist: MNIST, run: Run, batch_size: int, lr: float, amp: bool) -> dict[str, float]:
-    """Seconds per epoch of seed 002's loop (DataLoader, batch 64) and of the book's single-model
-    trainer in fp32 (and bf16 when ``amp``), each timed once on ``run.device`` (at ``smoke`` on
-    2,048 images only)."""
+    """Seconds per 60,000-image epoch of seed 002's loop (DataLoader, batch 64) and of the book's
+    single-model trainer in fp32 (and bf16 when ``amp``), each timed once on ``run.device`` on the
+    first ``SPEED_IMAGES[preset]`` training images and scaled to the whole epoch (per-image cost
+    is flat after the first batches; ``full`` times whole epochs)."""
     from . import bench
 
-    device, limit = run.device, run.pick(smoke=2048, book=None, full=None)
+    device, limit = run.device, SPEED_IMAGES[run.preset]
+    scale = len(mnist.train) / limit if limit else 1.0
     with tempfile.TemporaryDirectory() as tmp:
         _, seed_s = bench.seed_loop(bench.torchvision_root(Path(tmp)), 1, device, limit)
-    out = {"seed loop (DataLoader, batch 64)": seed_s,
-           f"xferutils fp32 (batch {batch_size})": bench.package_fit(mnist, 1, batch_size, lr, False, limit)[1]}
+    out = {"seed loop (DataLoader, batch 64)": seed_s * scale,
+           f"xferutils fp32 (batch {batch_size})":
+               bench.package_fit(mnist, 1, batch_size, lr, False, limit)[1] * scale}
     if amp:
-        out[f"xferutils bf16 (batch {batch_size})"] = bench.package_fit(mnist, 1, batch_size, lr, True, limit)[1]
+        out[f"xferutils bf16 (batch {batch_size})"] = \
+            bench.package_fit(mnist, 1, batch_size, lr, True, limit)[1] * scale
     return out
 
 
@@ -159,6 +166,6 @@ def glue_values(acc: Spread, rep: Replicas, per_class_acc: np.ndarray, speed: Ma
             "seeds_needed": seeds_needed(100 * acc.std, delta)}
 
 
-__all__ = ["ANCHOR", "check_parameters", "seeds_needed", "confusion_matrix", "most_confused", "per_class",
+__all__ = ["ANCHOR", "SPEED_IMAGES", "check_parameters", "seeds_needed", "confusion_matrix", "most_confused", "per_class",
            "accuracy_table", "curves_figure", "per_class_figure", "measure_speed", "speed_table",
            "glue_values"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -324,17 +326,20 @@ def run_jobs(jobs: Sequence[Job], n_classes: int, *, lr: float = 2e-3, batch_siz
     preps = [prepare(j.strategy, j.source, n_classes, j.seed) for j in jobs]
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, (job, prep) in enumerate(zip(jobs, preps)):
+        anchored = bool(float(prep.model.anchor.sp) or float(prep.model.anchor.l2))
         groups[(prep.signature(), len(job.train), len(job.val), job.strategy.name == "gradual",
-                schedule_epochs(job.strategy, prep.model))].append(i)
+                schedule_epochs(job.strategy, prep.model), anchored)].append(i)
     out: list[JobResult | None] = [None] * len(jobs)
-    for (_, n, _, _, warm), idx in groups.items():
+    for (_, n, _, _, warm, anchored), idx in groups.items():
+        t_group = time.perf_counter()
         reps = max(1, math.ceil(min_rows / n))
         members = [preps[i] for i in idx]
         models = [p.model for p in members]
         trains = [tile(jobs[i].train, reps) for i in idx]
         vals = [jobs[i].val for i in idx]
         seeds = [1000 * j + jobs[i].seed for j, i in enumerate(idx)]
-        common = dict(lr=lr, batch_size=min(batch_size, n), val=vals, penalty=weight_penalty, amp=amp)
+        common = dict(lr=lr, batch_size=min(batch_size, n), val=vals, amp=amp,
+                      penalty=weight_penalty if anchored else None)  # all strengths 0: no penalty
         first = None
         if warm:  # gradual unfreezing: the schedule runs to its end before stopping may count
             first = fit_replicas(models, trains, seeds, epochs=warm, lr_mult=merge_multipliers(members),
@@ -350,6 +355,9 @@ def run_jobs(jobs: Sequence[Job], n_classes: int, *, lr: float = 2e-3, batch_siz
         tests = [jobs[i].source_test if jobs[i].strategy.name != "scratch" else None for i in idx]
         src_acc = (_keep_source_acc(rep.unstack(), [jobs[i].source for i in idx], tests)
                    if any(t is not None for t in tests) else [None] * len(idx))
+        if os.environ.get("XFER_GROUP_LOG"):
+            print(f"group {jobs[idx[0]].key} K={len(idx)} n={n} reps={reps} warm={warm} "
+                  f"epochs={max(len(h.val_acc) for h in hist)} {time.perf_counter() - t_group:.1f}s", flush=True)
         for j, i in enumerate(idx):
             h = hist[j]
             out[i] = JobResult(jobs[i].key, jobs[i].seed, accs[j], h.val_acc[h.best_epoch - 1],
