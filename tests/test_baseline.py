@@ -93,3 +93,11 @@ def test_measure_speed_scales_a_timed_slice_to_an_epoch(mnist, monkeypatch):
     assert timed == [baseline.SPEED_IMAGES["smoke"]] * 3
     assert list(speed.values()) == pytest.approx([2.0 * factor, 0.5 * factor, 0.5 * factor])
     assert baseline.SPEED_IMAGES["full"] is None  # full times whole epochs
+
+
+def test_convergence_words_follow_the_numbers():
+    assert "flattened" in baseline.convergence_words(0.05, 0.2, 4, 5)
+    assert "still rising" in baseline.convergence_words(0.9, 0.2, 4, 5)
+    assert "lost accuracy" in baseline.convergence_words(-0.9, 0.2, 4, 5)
+    assert "cap" in baseline.convergence_words(0.05, 0.2, 5, 5)
+    assert "cap" not in baseline.convergence_words(0.05, 0.2, 4, 5)

@@ -145,6 +145,20 @@ def speed_table(speed: Mapping[str, float]) -> str:
     return markdown_table(["training loop", "seconds per epoch", "speed-up"], rows, "lrr")
 
 
+def convergence_words(gain: float, spread: float, kept_max: int, epochs_run: int) -> str:
+    """Chapter 1's sentence on convergence, decided by the numbers: the last epoch's mean
+    validation gain against the seed-to-seed spread, and whether a seed kept the final epoch."""
+    if gain != gain or abs(gain) <= spread:  # nan (one epoch) counts as no evidence of a rise
+        words = "the curve has flattened, and more epochs would buy little"
+    else:
+        words = ("the curve is still rising: more epochs would help" if gain > 0 else
+                 "the last epoch lost accuracy, so the seeds keep earlier epochs")
+    if kept_max >= epochs_run:
+        words += ("; at least one seed kept the last epoch, so the cap, not the stopping rule, "
+                  "ended its training")
+    return words
+
+
 def glue_values(acc: Spread, rep: Replicas, per_class_acc: np.ndarray, speed: Mapping[str, float],
                 seconds: float, n_train: int, n_val: int, delta: float = 0.1) -> dict:
     """The numbers chapter 1's prose quotes (accuracies in %)."""
@@ -161,11 +175,13 @@ def glue_values(acc: Spread, rep: Replicas, per_class_acc: np.ndarray, speed: Ma
             "val_gain_last": gain, "val_std_last": float(curves[:, -1].std(ddof=1)) if len(curves) > 1 else 0.0,
             "worst_digit": int(mean.argmin()), "worst_acc": 100 * mean.min(),
             "best_digit": int(mean.argmax()), "best_acc": 100 * mean.max(),
+            "flat_words": convergence_words(gain, float(curves[:, -1].std(ddof=1)) if len(curves) > 1 else 0.0,
+                                            max(kept), max(len(h.loss) for h in rep.history)),
             "seed_epoch_s": seed_s, "fp32_speedup": seed_s / list(speed.values())[1],
             "best_speedup": seed_s / min(speed.values()), "delta": delta,
             "seeds_needed": seeds_needed(100 * acc.std, delta)}
 
 
 __all__ = ["ANCHOR", "SPEED_IMAGES", "check_parameters", "seeds_needed", "confusion_matrix", "most_confused", "per_class",
-           "accuracy_table", "curves_figure", "per_class_figure", "measure_speed", "speed_table",
+           "accuracy_table", "convergence_words", "curves_figure", "per_class_figure", "measure_speed", "speed_table",
            "glue_values"]
