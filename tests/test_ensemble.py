@@ -273,3 +273,15 @@ def test_models_go_to_the_data_and_placeholders_are_refused(small):
         xu.ensemble.fit_replicas(meta, train, [0, 1], epochs=1)
     with pytest.raises(ParameterError, match="meta"):
         xu.train.fit(make().to("meta"), train, epochs=1)
+
+
+def test_batch_rows_equals_advanced_indexing():
+    torch.manual_seed(0)
+    idx = torch.randint(0, 7, (3, 4))
+    x, y = torch.randn(7, 5), torch.randint(0, 9, (7,))
+    xb, yb = xu.ensemble.batch_rows(x, y, idx)
+    assert torch.equal(xb, x[idx]) and torch.equal(yb, y[idx])
+    xk, yk = torch.randn(3, 7, 5), torch.randint(0, 9, (3, 7))
+    rows = torch.arange(3)[:, None]
+    xb, yb = xu.ensemble.batch_rows(xk, yk, idx)
+    assert torch.equal(xb, xk[rows, idx]) and torch.equal(yb, yk[rows, idx])

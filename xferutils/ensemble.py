@@ -112,6 +112,21 @@ def _stack(data: Split | Sequence[Split], k: int) -> tuple[torch.Tensor, torch.T
     return torch.stack([s.x.to(device) for s in data]), torch.stack([s.y.to(device) for s in data])
 
 
+def batch_rows(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (K, B) batch ``idx`` of shared data (n, d)/(n,) or of per-replica data (K, n, d)/(K, n).
+
+    ``index_select`` on rows: the same values as ``x[idx]`` / ``x[rows, idx]``, faster on the CPU.
+    """
+    k, b = idx.shape
+    if x.dim() != 3:  # shared data (the trainers' rule: a 3-d x holds one split per replica)
+        flat = idx.reshape(-1)
+        return x.index_select(0, flat).view(k, b, *x.shape[1:]), y.index_select(0, flat).view(k, b)
+    n = x.shape[1]
+    flat = (idx + n * torch.arange(k, device=idx.device)[:, None]).reshape(-1)
+    return (x.reshape(k * n, -1).index_select(0, flat).view(k, b, -1),
+            y.reshape(k * n).index_select(0, flat).view(k, b))
+
+
 def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor,
                   yb: torch.Tensor) -> torch.Tensor:
     """The default objective: mean cross-entropy of one replica on one batch."""
@@ -187,7 +202,6 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         loss = objective(lambda inp: functional_call(base, (p, b), (inp,)), xb, yb)
         return loss + penalty(p, p0) if penalty is not None else loss
 
-    x_dim = 0 if x.dim() == 3 else None
     batched_loss = vmap(loss_one, in_dims=(0, 0, 0, 0, 0), randomness="different")
     gens = [epoch_generator(s, device) for s in seeds]
     bs = min(batch_size, n)
@@ -196,7 +210,6 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     fused = None if engine == "eager" else ReplicaStep(
         batched_loss, params, buffers, init, x, y, bs, factors, amp=amp, capture=engine == "graph")
     fuse_adam = engine == "eager" and device.type == "cpu" and FUSED_CPU_ADAM
-    rows = torch.arange(k, device=device)[:, None]
     totals = torch.zeros(epochs, k, device=device)
     val_acc: list[list[float]] = []
     result = Replicas(base, params, buffers, seeds, [])
@@ -225,8 +238,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             if fused is not None:
                 fused(idx, live)
                 continue
-            xb = x[idx] if x_dim is None else x[rows, idx]
-            yb = y[idx] if x_dim is None else y[rows, idx]
+            xb, yb = batch_rows(x, y, idx)
             with autocast(device, amp):
                 losses = batched_loss(params, buffers, init, xb, yb)
             grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in live], allow_unused=True)
