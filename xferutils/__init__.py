@@ -10,7 +10,8 @@ One module per idea of the book.
 - Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
   ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
   ``traversal`` (6), ``negative`` (7); ``ledger`` (the claims ledger).
-- Commands: ``python -m xferutils.bench``, ``python -m xferutils.claims compare``,
+- Commands: ``python -m xferutils.build`` (the book), ``python -m xferutils.bench``,
+  ``python -m xferutils.claims compare``,
   ``python -m xferutils.student``, ``python -m xferutils.gpucheck``.
 """
 __version__ = "0.1.0"
