@@ -285,3 +285,13 @@ def test_batch_rows_equals_advanced_indexing():
     rows = torch.arange(3)[:, None]
     xb, yb = xu.ensemble.batch_rows(xk, yk, idx)
     assert torch.equal(xb, xk[rows, idx]) and torch.equal(yb, yk[rows, idx])
+
+
+def test_evaluate_on_shared_split_objects_equals_stacked_copies(small):
+    train, test = small
+    other = xu.data.sample(train, 500, seed=3)
+    rep = xu.ensemble.fit_replicas(xu.ensemble.replicate(make, [0, 1, 2]), train, [0, 1, 2], epochs=1)
+    by_object = rep.evaluate([test, other, test])  # grouped by split object
+    copies = [xu.data.Split(s.x.clone(), s.y.clone()) for s in (test, other, test)]
+    assert by_object == pytest.approx(rep.evaluate(copies), abs=1e-9)  # stacked per replica
+    assert rep.select([2, 0]).evaluate(test) == pytest.approx([by_object[2], by_object[0]])
