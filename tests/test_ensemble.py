@@ -38,6 +38,28 @@ def test_vectorized_equals_sequential(small):
     assert len(rep.history[0].loss) == 2 and len(rep.history[2].val_acc) == 2
 
 
+def test_each_replica_stops_as_its_sequential_run_would(small):
+    """Early stopping per replica: a replica out of patience leaves the step (and can no longer
+    improve), so every replica equals its own sequential fit with the same patience."""
+    train, test = small
+    seeds, lrs = [0, 1, 2], [1e-2, 3e-3, 2e-4]
+    models = xu.ensemble.replicate(make, seeds)
+    ref, hists = [], []
+    for m, s, lr in zip(models, seeds, lrs):
+        m = copy.deepcopy(m)
+        hists.append(xu.train.fit(m, train, seed=s, lr=lr, epochs=25, batch_size=100, val=test, patience=2))
+        ref.append(m)
+    rep = xu.ensemble.fit_replicas(models, train, seeds, epochs=25, lr=lrs, batch_size=100, val=test, patience=2)
+    assert len({len(h.val_acc) for h in hists}) > 1, "the replicas should stop at different epochs"
+    for h_ref, h_vec, m_ref, m_vec in zip(hists, rep.history, ref, rep.unstack()):
+        assert h_vec.best_epoch == h_ref.best_epoch and len(h_vec.val_acc) == len(h_ref.val_acc)
+        assert h_vec.val_acc == pytest.approx(h_ref.val_acc, abs=2e-3)
+        # float rounding differs between a batched and a single matrix product, and compounds
+        # over a long run: the same function, not the same bits
+        assert xu.train.evaluate(m_vec, test) == pytest.approx(xu.train.evaluate(m_ref, test), abs=3e-3)
+        assert max((a - b).abs().max().item() for a, b in zip(m_ref.parameters(), m_vec.parameters())) < 5e-3
+
+
 def test_replicas_really_differ(small):
     train, test = small
     rep = xu.ensemble.fit_replicas(xu.ensemble.replicate(make, [0, 1]), train, [0, 1], epochs=1)

@@ -231,17 +231,21 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     fused = None if engine == "eager" else ReplicaStep(
         batched_loss, params, buffers, init, x, y, bs, factors, amp=amp, capture=engine == "graph")
     fuse_adam = engine == "eager" and device.type == "cpu" and FUSED_CPU_ADAM
-    totals = torch.zeros(epochs, k, device=device)
-    val_acc: list[list[float]] = []
-    result = Replicas(base, params, buffers, seeds, [])
+    shrink = fused is None and patience is not None  # stopped replicas leave the eager step
+    all_buffers = buffers
+    alive = list(range(k))  # the original index of each replica still training
+    losses_of: list[list[float]] = [[] for _ in range(k)]
+    vals_of: list[list[float]] = [[] for _ in range(k)]
     best_acc = torch.full((k,), -1.0)
     best_epoch = torch.zeros(k, dtype=torch.long)
+    done = torch.zeros(k, dtype=torch.bool)  # replicas out of patience: they train no further
     best = {nm: t.detach().clone() for nm, t in params.items()} if patience is not None else {}
     for epoch in range(epochs):
         mults = (lr_mult(epoch) if callable(lr_mult) else lr_mult) or {}
         active = {nm: _multiplier(mults, nm) for nm in names}
         if any(not isinstance(a, float) and len(a) != k for a in active.values()):
             raise ParameterError(f"a per-replica lr_mult needs one value per replica ({k})")
+        active = {nm: a if isinstance(a, float) else [a[j] for j in alive] for nm, a in active.items()}
         rates = {nm: lr_t * trains[nm] * (a if isinstance(a, float) else torch.tensor(a, device=device))
                  for nm, a in active.items()}
         live = [nm for nm, a in active.items()
@@ -254,6 +258,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             fused.set_rates(rates)
         host_rates = {nm: r.tolist() for nm, r in rates.items()} if fuse_adam else {}
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
+        total = torch.zeros(len(alive), device=device)
         for i in range(per_epoch):
             idx = perms[:, i * bs:(i + 1) * bs]
             if fused is not None:
@@ -275,32 +280,54 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                     for nm, g in used:
                         rate = rates[nm] if schedule == "constant" else rates[nm] * factor
                         _adam_step(params[nm], g, *state[nm], steps[nm], rate)
-                totals[epoch] += losses.detach().float()
+                total += losses.detach().float()
         if fused is not None:
-            totals[epoch] = fused.epoch_losses()
-        if val is not None:
-            val_acc.append(result.evaluate(val))
-        if patience is not None:
-            improved = torch.tensor(val_acc[-1]) > best_acc
-            best_acc = torch.where(improved, torch.tensor(val_acc[-1]), best_acc)
-            best_epoch[improved] = epoch + 1
-            keep = improved.to(device)
+            total = fused.epoch_losses()
+        for j, v in zip(alive, (total / max(1, per_epoch)).tolist()):
+            if not done[j]:
+                losses_of[j].append(v)
+        if val is None:
+            continue
+        accs = Replicas(base, params, buffers, [seeds[j] for j in alive], []).evaluate(
+            val if isinstance(val, Split) else [val[j] for j in alive])
+        for j, a in zip(alive, accs):
+            if not done[j]:
+                vals_of[j].append(a)
+        if patience is None:
+            continue
+        rows = torch.tensor(alive)
+        acc_t = torch.tensor(accs)
+        improved = (acc_t > best_acc[rows]) & ~done[rows]  # a stopped replica keeps its best
+        best_acc[rows[improved]] = acc_t[improved]
+        best_epoch[rows[improved]] = epoch + 1
+        keep = improved.to(device)
+        with torch.no_grad():
+            for nm, t in params.items():
+                best[nm][rows[improved].to(device)] = t[keep]
+        done[rows] |= epoch + 1 - best_epoch[rows] >= patience
+        if bool(done.all()):
+            break
+        stopped = done[rows]
+        if shrink and bool(stopped.any()):  # each replica stops on its own, as sequential fits would
+            sel = torch.nonzero(~stopped).flatten()
+            alive = [alive[j] for j in sel.tolist()]
+            sel = sel.to(device)
             with torch.no_grad():
-                for nm, t in params.items():
-                    best[nm][keep] = t[keep]
-            if bool((epoch + 1 - best_epoch >= patience).all()):
-                break
-    epochs_run = len(val_acc) if patience is not None else epochs
-    loss_rows = (totals[:epochs_run] / max(1, per_epoch)).T.tolist()
+                params = {nm: t.index_select(0, sel).detach() for nm, t in params.items()}
+                buffers = {nm: t.index_select(0, sel) for nm, t in buffers.items()}
+                init = {nm: t.index_select(0, sel) for nm, t in init.items()}
+                state = {nm: (m.index_select(0, sel), v.index_select(0, sel)) for nm, (m, v) in state.items()}
+            lr_t = lr_t.index_select(0, sel)
+            trains = {nm: t.index_select(0, sel) for nm, t in trains.items()}
+            gens = [gens[j] for j in sel.tolist()]
+            if x.dim() == 3:
+                x, y = x.index_select(0, sel), y.index_select(0, sel)
     with torch.no_grad():
-        for nm, t in params.items():
-            if patience is not None:
-                t.copy_(best[nm])
-            t.requires_grad_(False)
-    ends = best_epoch.tolist() if patience is not None else [epochs_run] * k
-    result.history = [History(loss=loss_rows[j], val_acc=[row[j] for row in val_acc], best_epoch=ends[j])
-                      for j in range(k)]
-    return result
+        final = best if patience is not None else params
+        params = {nm: t.detach().clone() if patience is None else t for nm, t in final.items()}
+    ends = best_epoch.tolist() if patience is not None else [len(losses_of[j]) for j in range(k)]
+    history = [History(loss=losses_of[j], val_acc=vals_of[j], best_epoch=ends[j]) for j in range(k)]
+    return Replicas(base, params, all_buffers, seeds, history)
 
 
 def _check_materialised(models: Sequence[nn.Module]) -> None:
