@@ -307,6 +307,9 @@ def test_batch_rows_equals_advanced_indexing():
     rows = torch.arange(3)[:, None]
     xb, yb = xu.ensemble.batch_rows(xk, yk, idx)
     assert torch.equal(xb, xk[rows, idx]) and torch.equal(yb, yk[rows, idx])
+    soft = torch.rand(3, 7, 4)  # per-row targets (distillation's soft labels)
+    assert torch.equal(xu.ensemble.batch_rows(xk, soft, idx)[1], soft[rows, idx])
+    assert torch.equal(xu.ensemble.batch_rows(x, soft[0], idx)[1], soft[0][idx])
 
 
 def test_evaluate_on_shared_split_objects_equals_stacked_copies(small):

@@ -141,11 +141,12 @@ def batch_rows(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[tor
     k, b = idx.shape
     if x.dim() != 3:  # shared data (the trainers' rule: a 3-d x holds one split per replica)
         flat = idx.reshape(-1)
-        return x.index_select(0, flat).view(k, b, *x.shape[1:]), y.index_select(0, flat).view(k, b)
+        return (x.index_select(0, flat).view(k, b, *x.shape[1:]),
+                y.index_select(0, flat).view(k, b, *y.shape[1:]))
     n = x.shape[1]
     flat = (idx + n * torch.arange(k, device=idx.device)[:, None]).reshape(-1)
     return (x.reshape(k * n, -1).index_select(0, flat).view(k, b, -1),
-            y.reshape(k * n).index_select(0, flat).view(k, b))
+            y.reshape(k * n, *y.shape[2:]).index_select(0, flat).view(k, b, *y.shape[2:]))
 
 
 def cross_entropy(fmodel: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor,
