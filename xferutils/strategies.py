@@ -428,8 +428,8 @@ GRIDS = {  # each strategy's hyperparameter grid (chapter 3, book and full prese
     "discriminative": [round(1 / 2.6, 3), 0.6, 0.8, 1.0, 1.25, 1.6],
     "l2": [0.0, 0.001, 0.01, 0.1],
     "l2sp": [0.0, 0.001, 0.01, 0.1],
-    "lora": [2, 4, 8, 16],
-    "adapters": [8, 16, 32, 64, 128],
+    "lora": [2, 4, 8, 16, 32],
+    "adapters": [8, 16, 32, 64, 128, 256],
 }
 SMOKE_GRIDS = {"full_ft": [0.01, 0.1, 1.0], "discriminative": [0.5, 1.0], "l2": [0.0, 0.01],
                "l2sp": [0.0, 0.01], "lora": [2, 4], "adapters": [8, 16]}
