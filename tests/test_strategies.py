@@ -434,3 +434,12 @@ def test_bad_arguments():
         st.Strategy("gradual", unfreeze_every=0)
     with pytest.raises(ParameterError, match="l2="):
         st.Strategy("l2", l2=-1.0)
+
+
+def test_edge_notes_give_reasons_only_for_natural_ends():
+    grids = {"l2sp": [0.0, 0.01, 0.1], "adapters": [8, 64, 128], "lora": [2, 4, 8], "full_ft": [0.1, 1.0, 2.0]}
+    notes = st.edge_notes(grids, {"l2sp": 0.0, "adapters": 128, "lora": 8, "full_ft": 1.0})
+    assert len(notes) == 3  # full_ft's 1.0 is inside its grid
+    assert "genuine answer" in notes[0] and "bottleneck" in notes[1]
+    assert "may hide a better value" in notes[2]
+    assert st.edge_notes(grids, {"l2sp": 0.01, "adapters": 64, "lora": 4, "full_ft": 1.0}) == []

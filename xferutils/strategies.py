@@ -429,7 +429,7 @@ GRIDS = {  # each strategy's hyperparameter grid (chapter 3, book and full prese
     "l2": [0.0, 0.001, 0.01, 0.1],
     "l2sp": [0.0, 0.001, 0.01, 0.1],
     "lora": [2, 4, 8, 16, 32],
-    "adapters": [8, 16, 32, 64, 128, 256],
+    "adapters": [8, 16, 32, 64, 128],  # 128: the widest layer (see NATURAL_EDGES)
 }
 SMOKE_GRIDS = {"full_ft": [0.01, 0.1, 1.0], "discriminative": [0.5, 1.0], "l2": [0.0, 0.01],
                "l2sp": [0.0, 0.01], "lora": [2, 4], "adapters": [8, 16]}
@@ -472,6 +472,26 @@ def validated(m: Measurements, name: str, grid: Sequence[float], prefix: str = "
 def interior(grid: Sequence[float], value: float) -> bool:
     """Whether ``value`` lies strictly inside ``grid`` (not at its smallest or largest value)."""
     return min(grid) < value < max(grid)
+
+
+NATURAL_EDGES = {  # grid ends past which a knob loses its meaning: a choice there is an answer
+    ("l2", "low"): "α cannot be negative, so no penalty is a genuine answer",
+    ("l2sp", "low"): "α cannot be negative, so no penalty is a genuine answer",
+    ("adapters", "high"): "an adapter as wide as the widest layer it adapts (128 units) is no longer a "
+                          "bottleneck: validation prefers capacity to parameter efficiency",
+}
+
+
+def edge_notes(grids: dict[str, Sequence[float]], chosen: dict[str, float]) -> list[str]:
+    """One phrase per knob chosen at an end of its grid, with the reason where that end is natural."""
+    notes = []
+    for k, grid in grids.items():
+        if interior(grid, chosen[k]):
+            continue
+        reason = NATURAL_EDGES.get((k, "low" if chosen[k] == min(grid) else "high"))
+        notes.append(f"{LABELS[k]} ({SYMBOLS[k]} = {chosen[k]:g}" + (f": {reason})" if reason else ", beyond "
+                                                                      "which the grid may hide a better value)"))
+    return notes
 
 
 # --- claims -------------------------------------------------------------------------------------
@@ -890,7 +910,7 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     e1 = lambda k, n: ("exp1", k, n)  # noqa: E731
     e3 = lambda k, a, n: ("exp3", k, a, n)  # noqa: E731
     mean = lambda k, what="test": float(np.mean(getattr(m, what)[k]))  # noqa: E731
-    edges = [f"{LABELS[k]} ({SYMBOLS[k]} = {chosen[k]:g})" for k in grids if not interior(grids[k], chosen[k])]
+    edges = edge_notes(grids, chosen)
     out: dict[str, Any] = {f"chosen_{k}": md(f"{chosen[k]:g}") for k in grids}
     out["edges"] = md("; ".join(edges) if edges else "none of them")
     out["n_edges"] = len(edges)
