@@ -36,7 +36,7 @@ def sparse_softmax(x: torch.Tensor, K: int) -> torch.Tensor:
 def kwta(x: torch.Tensor, k: int) -> torch.Tensor:
     """k-winners-take-all: the ``k`` largest entries of the last axis kept (all of them if the
     axis is shorter), the rest zero. A mask at the k-th largest value: no scatter into a new
-    tensor, and its gradient is the same mask."""
+    tensor, and its gradient is the same mask (entries tied with the k-th largest are all kept)."""
     k = check_int("k", k, 1)
     if k >= x.shape[-1]:
         return x
