@@ -610,7 +610,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 3.6))  # legible at the page width
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 4.0))  # legible at the page width
     for i, m in enumerate(tr.methods):
         if names is not None and m.name not in names:
             continue
@@ -624,7 +624,8 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None):
     ax1.set(xlabel="mixture weight q (sparse net's share)", ylabel="mixture test accuracy (%)")
     ax2.set(xlabel="training images seen (thousands)", ylabel="final network's accuracy (%)")
     ax1.legend(fontsize=9, loc="lower left")
-    ax2.legend(fontsize=9, loc="center right", ncol=2, columnspacing=0.8, handlelength=1.2)
+    ax2.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4,
+               columnspacing=0.8, handlelength=1.2)  # below the panel: the curves fill it
     fig.tight_layout()
     return fig
 
