@@ -172,7 +172,8 @@ def candidates(schedule: str, grid: dict[str, Sequence[float]] = GRID) -> list[M
     return out + [Method(f"distill {lam:g}", "dense", lam, "abrupt") for lam in grid.get("distill", ())]
 
 
-def choose_all(tuning: Traversal, schedule: str, grid: dict[str, Sequence[float]] = GRID) -> dict[str, Method]:
+def choose_all(tuning: Traversal, schedule: str,
+               grid: dict[str, Sequence[float]] = GRID) -> dict[str, Method]:
     """The best λ of each grid on the validation split (:func:`choose`), keyed like ``grid``."""
     return {r: choose(tuning, "dense", "abrupt") if r == "distill" else choose(tuning, r, schedule)
             for r in grid}
@@ -187,7 +188,8 @@ def main_methods(schedule: str, chosen: dict[str, Method], prune: float = 0.9) -
 
 
 def fit_dense(train: Split, val: Split, seeds: Sequence[int], *, n_train: int, n_val: int,
-              cap: int, batch_size: int = 512, lr: float = 2e-3, patience: int = 3, seed: int = 0) -> Replicas:
+              cap: int, batch_size: int = 512, lr: float = 4e-3, patience: int = 3,
+              seed: int = 0) -> Replicas:
     """Chapter 1's dense net, one replica per seed, on ``n_train`` images of ``train`` with early
     stopping on ``n_val`` images of ``val`` (``patience`` epochs); ``cap`` epochs at most, a
     safeguard: early stopping ends training. The samples are drawn by ``seed``."""
@@ -351,7 +353,8 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     acc = ({sp: {pt: torch.zeros(M, n_s, steps) for pt in ("mixture", "dense", "sparse")} for sp in evals}
            if curves else {})
-    frozen = {sp: _frozen_logits(params, on, one, data.x[:n_eval]) for sp, data in evals.items()} if curves else {}
+    frozen = ({sp: _frozen_logits(params, on, one, data.x[:n_eval]) for sp, data in evals.items()}
+              if curves else {})
     step_n, ramp = batches * bs, gmp_ramp(steps)
     for s in range(steps):
         idx = torch.stack([torch.randperm(len(train), generator=g)[:step_n] for g in gens])
