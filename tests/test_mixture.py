@@ -183,3 +183,95 @@ def test_builders_return_markdown_and_figures():
     fig = traversal.mixture_diagram()
     assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 5
     plt.close(fig)
+
+
+def test_check_parameters_accepts_the_chapter_defaults_and_names_a_bad_one():
+    good = dict(seed0=0, n_seeds=0, K=21, kind="kwta", schedule="linear", steps=5, batches=4,
+                retention="trust", prune=0.9, lr=1e-3)
+    traversal.check_parameters(**good)
+    for name, bad in [("seed0", -1), ("n_seeds", 101), ("K", 1), ("kind", "relu"), ("schedule", "abrupt"),
+                      ("steps", 0), ("batches", 0), ("retention", "ewc"), ("prune", 1.0), ("lr", 0.0)]:
+        with pytest.raises(ParameterError, match=name):
+            traversal.check_parameters(**{**good, name: bad})
+
+
+def test_candidates_span_every_grid_and_are_chosen_per_grid():
+    grid = {"trust": (1.0, 10.0), "anchor": (1e-3, 1e-2), "distill": (0.1, 1.0)}
+    cands = traversal.candidates("cosine", grid)
+    assert [m.name for m in cands] == ["none", "trust 1", "trust 10", "anchor 0.001", "anchor 0.01",
+                                      "distill 0.1", "distill 1"]
+    assert all(m.schedule == "cosine" for m in cands[:5]) and cands[-1].schedule == "abrupt"
+    assert cands[-1].retention == "dense" and cands[1].lam == 1.0
+    assert len(traversal.candidates("linear")) == 1 + sum(len(v) for v in traversal.GRID.values())
+    with pytest.raises(ParameterError, match="schedule"):
+        traversal.candidates("quadratic")
+    with pytest.raises(ParameterError, match="grid"):
+        traversal.candidates("linear", {"ewc": (1.0,)})
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0]), data, [0], epochs=1)
+    tuning = traversal.traverse(dense, cands, data, {"val": data}, K=5, kind="kwta", steps=2, batches=1,
+                                batch_size=64, curves=False)
+    assert tuning.acc == {} and tuning.final["val"].shape == (len(cands), 1)
+    chosen = traversal.choose_all(tuning, "cosine", grid)
+    assert set(chosen) == set(grid) and chosen["distill"].schedule == "abrupt"
+    assert chosen["trust"].lam in grid["trust"]
+    methods = traversal.main_methods("cosine", chosen, prune=0.5)
+    assert [m.name for m in methods] == ["none", "trust", "anchor", "abrupt", "distill", "scratch", "gmp"]
+    assert methods[4].lam == chosen["distill"].lam and methods[-1].prune == 0.5
+    table = traversal.tuning_table(tuning, chosen, grid)
+    assert table.count("\n") == 2 + len(grid) and "**" in table
+    note = traversal.edge_note(tuning, chosen, grid)
+    assert note.startswith("At an end of its grid") and "anchor chose" in note  # a grid of one value
+    assert traversal.edge_note(tuning, chosen, {"trust": (0.1, chosen["trust"].lam, 100.0)}).startswith("Every")
+
+
+def test_fit_dense_stops_early_on_validation_images():
+    data = tiny_data(512)
+    dense = traversal.fit_dense(data, data, [0, 1], n_train=256, n_val=128, cap=3, batch_size=64, patience=1)
+    assert len(dense.seeds) == 2 and all(1 <= h.best_epoch <= 3 for h in dense.history)
+    with pytest.raises(ParameterError, match="n_val"):
+        traversal.fit_dense(data, data, [0], n_train=256, n_val=10_000, cap=3)
+    with pytest.raises(ParameterError, match="cap"):
+        traversal.fit_dense(data, data, [0], n_train=256, n_val=128, cap=0)
+
+
+def test_method_order_does_not_change_the_results():
+    """Methods are regrouped internally (networks that never train are skipped); each method's
+    numbers do not depend on where it stands in the list."""
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    ms = [traversal.Method("gmp", schedule="zero", prune=0.5), traversal.Method("trust", "trust", 3.0),
+          traversal.Method("abrupt", schedule="abrupt"), traversal.Method("anchor", "anchor", 1e-2)]
+    kw = dict(K=5, kind="kwta", steps=2, batches=2, batch_size=32, n_eval=64)
+    a = traversal.traverse(dense, ms, data, {"val": data}, **kw)
+    b = traversal.traverse(dense, ms[::-1], data, {"val": data}, **kw)
+    assert [m.name for m in a.methods] == [m.name for m in ms]
+    for m in ms:
+        i, j = a.index(m.name), b.index(m.name)
+        assert torch.allclose(a.final["val"][i], b.final["val"][j])
+        assert torch.allclose(a.acc["val"]["mixture"][i], b.acc["val"]["mixture"][j])
+        assert torch.allclose(a.q[i], b.q[j])
+    # the abrupt switch never trains its dense net: it is still the dense start
+    assert torch.equal(a.params["d.features.0.weight"][a.index("abrupt") * 2], dense.params["features.0.weight"][0])
+
+
+def test_verdict_words_and_summary_values_follow_the_claims():
+    data = tiny_data()
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    methods = [traversal.Method("none"), traversal.Method("trust", "trust", 1.0)] + traversal.baselines()
+    tr = traversal.traverse(dense, methods, data, {"test": data}, K=5, kind="kwta", steps=2,
+                            batches=1, batch_size=64, n_eval=100)
+    for main in ("trust", "none"):
+        fam = Family("t")
+        traversal.register_claims(fam, tr, [0.9, 0.9], main=main)
+        verdicts = fam.verdicts()
+        words = traversal.verdict_words(verdicts, main=main)
+        assert {f"says_{i}" for i in verdicts} <= set(words)
+        assert words["vs_none"] == ("is" if main == "none" else verdicts["002-beats-other-traversals"].says(
+            "beats", "trails", "is indistinguishable from"))
+        assert words["start"] in ("beats", "trails", "is indistinguishable from")
+        table = traversal.verdict_table(verdicts)
+        assert table.count("\n") == 1 + len(verdicts)
+        values = traversal.summary_values(tr, [0.9, 0.9], main=main)
+        assert values["main"] == main and values["drop"] == pytest.approx(90 - values["main_acc"], abs=1e-3)
+        assert {"scratch_acc", "gmp_acc", "abrupt_acc", "none_acc", "worst"} <= set(values)

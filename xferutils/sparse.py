@@ -35,9 +35,12 @@ def sparse_softmax(x: torch.Tensor, K: int) -> torch.Tensor:
 
 def kwta(x: torch.Tensor, k: int) -> torch.Tensor:
     """k-winners-take-all: the ``k`` largest entries of the last axis kept (all of them if the
-    axis is shorter), the rest zero."""
-    top = x.topk(min(check_int("k", k, 1), x.shape[-1]), dim=-1)
-    return torch.zeros_like(x).scatter(-1, top.indices, top.values)
+    axis is shorter), the rest zero. A mask at the k-th largest value: no scatter into a new
+    tensor, and its gradient is the same mask (entries tied with the k-th largest are all kept)."""
+    k = check_int("k", k, 1)
+    if k >= x.shape[-1]:
+        return x
+    return x * (x >= x.topk(k, dim=-1).values[..., -1:])
 
 
 class SparseCode(NamedTuple):

@@ -15,7 +15,8 @@ the first step), ``distill`` (q = 1 with the ``dense`` term: Hinton distillation
 ``scratch`` (q = 1, sparse net from a random start) and ``gmp`` (q = 0: the dense net pruned by
 weight magnitude on Zhu & Gupta's cubic schedule, which reaches its final sparsity at the middle
 step, ``gmp_ramp(steps)``, and fine-tunes at that sparsity for the remaining steps). Every method, seed and λ is one replica of one
-vectorized model.
+vectorized model; a network that cannot train in a method (the dense net when q = 1 throughout,
+the sparse net when q = 0 throughout) is skipped, and Adam is PyTorch's fused kernel.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_float, check_int
 from .data import Split
-from .ensemble import Replicas, _adam_step, replicate
+from .ensemble import Replicas, adam_by_rate, replicate
 from .mixture import mixed_log_probs, sampled_logits
 from .sparse import KINDS, check_k, sparse_net
 
@@ -134,6 +135,74 @@ class Method:
         check_float("prune", self.prune, 0.0, 1.0)
 
 
+GRID: dict[str, tuple[float, ...]] = {
+    "trust": (0.3, 1.0, 3.0, 10.0), "dense": (0.3, 1.0, 3.0, 10.0),
+    "anchor": (1e-5, 1e-4, 1e-3), "distill": (0.03, 0.1, 0.3, 1.0)}
+"""Chapter 6's λ grids, chosen on the validation split: three traversal retentions and direct
+distillation (the ``dense`` term at q = 1 from the first step). Earlier book runs chose
+λ ≤ 10 for ``trust`` and ``dense`` (30 and 100 were always worse on validation) and the
+smallest λ of ``anchor``; the grids are centred on those choices."""
+
+
+def check_parameters(seed0: int, n_seeds: int, K: int, kind: str, schedule: str, steps: int,
+                     batches: int, retention: str, prune: float, lr: float) -> None:
+    """Validate chapter 6's knobs (raises :class:`~xferutils.config.ParameterError` naming the
+    parameter)."""
+    check_int("seed0", seed0, 0)
+    check_int("n_seeds", n_seeds, 0, 100)
+    check_k(K)
+    check_choice("kind", kind, KINDS)
+    check_choice("schedule", schedule, [n for n in SCHEDULES if n not in ("abrupt", "zero")])
+    check_int("steps", steps, 1)
+    check_int("batches", batches, 1)
+    check_choice("retention", retention, RETENTION)
+    check_float("prune", prune, 0.0, 0.99)
+    check_float("lr", lr, 1e-6, 1.0)
+
+
+def candidates(schedule: str, grid: dict[str, Sequence[float]] = GRID) -> list[Method]:
+    """Every method tried on the validation split: the traversal without retention, each
+    retention of ``grid`` with each λ on ``schedule`` (named ``"<retention> <λ>"``), and direct
+    distillation with each λ of ``grid["distill"]`` (``"distill <λ>"``)."""
+    check_choice("schedule", schedule, list(SCHEDULES))
+    out = [Method("none", schedule=schedule)]
+    for r, lams in grid.items():
+        if r != "distill":
+            out += [Method(f"{r} {lam:g}", check_choice("grid", r, RETENTION), lam, schedule) for lam in lams]
+    return out + [Method(f"distill {lam:g}", "dense", lam, "abrupt") for lam in grid.get("distill", ())]
+
+
+def choose_all(tuning: Traversal, schedule: str,
+               grid: dict[str, Sequence[float]] = GRID) -> dict[str, Method]:
+    """The best λ of each grid on the validation split (:func:`choose`), keyed like ``grid``."""
+    return {r: choose(tuning, "dense", "abrupt") if r == "distill" else choose(tuning, r, schedule)
+            for r in grid}
+
+
+def main_methods(schedule: str, chosen: dict[str, Method], prune: float = 0.9) -> list[Method]:
+    """The main run: the traversal without retention, each retention with its chosen λ (named
+    after the retention), and the :func:`baselines` (distillation with its chosen λ)."""
+    methods = [Method("none", schedule=schedule)]
+    methods += [Method(r, r, chosen[r].lam, schedule) for r in RETENTION if r != "none" and r in chosen]
+    return methods + baselines(prune=prune, lam=chosen["distill"].lam if "distill" in chosen else 1.0)
+
+
+def fit_dense(train: Split, val: Split, seeds: Sequence[int], *, n_train: int, n_val: int,
+              cap: int, batch_size: int = 512, lr: float = 4e-3, patience: int = 3,
+              seed: int = 0) -> Replicas:
+    """Chapter 1's dense net, one replica per seed, on ``n_train`` images of ``train`` with early
+    stopping on ``n_val`` images of ``val`` (``patience`` epochs); ``cap`` epochs at most, a
+    safeguard: early stopping ends training. The samples are drawn by ``seed``."""
+    from .ensemble import fit_replicas
+    from .data import sample
+    from .models import dense_net
+
+    n_train, n_val = check_int("n_train", n_train, 1, len(train)), check_int("n_val", n_val, 1, len(val))
+    return fit_replicas(replicate(dense_net, seeds), sample(train, n_train, seed), seeds,
+                        epochs=check_int("cap", cap, 1), lr=lr, batch_size=batch_size,
+                        val=sample(val, n_val, seed), patience=check_int("patience", patience, 1))
+
+
 def baselines(prune: float = 0.9, lam: float = 1.0) -> list[Method]:
     """The dense-to-sparse baselines: abrupt switch, direct distillation, scratch, gmp."""
     return [Method("abrupt", schedule="abrupt"), Method("distill", "dense", lam, "abrupt"),
@@ -144,8 +213,8 @@ def baselines(prune: float = 0.9, lam: float = 1.0) -> list[Method]:
 @dataclass
 class Traversal:
     """Accuracies along the path: ``acc[split][part]`` is (methods, seeds, steps) for each split
-    given (``val``/``test``, on their first ``n_eval`` images) and part ``mixture``/``dense``/
-    ``sparse``; ``final[split]`` (methods, seeds) is the full-split accuracy of the network each
+    given (``val``/``test``, on their first ``n_eval`` images; empty when run without curves) and
+    part ``mixture``/``dense``/``sparse``; ``final[split]`` (methods, seeds) is the full-split accuracy of the network each
     method ends with (the sparse net, or the pruned dense net for ``gmp``)."""
 
     methods: list[Method]
@@ -182,28 +251,51 @@ def _dense() -> nn.Module:
     return dense_net()
 
 
+def _span(rows: torch.Tensor) -> slice:
+    """The smallest slice of replicas that holds every True entry of ``rows`` (empty if none)."""
+    hit = torch.nonzero(rows).flatten()
+    return slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 0)
+
+
+def _part_order(q: torch.Tensor) -> list[int]:
+    """Methods ordered so that the replicas whose dense net trains come first and those whose
+    sparse net trains last: dense only (q = 0 throughout), both, sparse only (q = 1 throughout).
+    A network that never trains is then skipped with a slice (a view, no copy)."""
+    part = lambda i: 0 if bool((q[i] == 0).all()) else 2 if bool((q[i] == 1).all()) else 1  # noqa: E731
+    return sorted(range(len(q)), key=part)
+
+
 def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: dict[str, Split], *,
              K: int = 10, kind: str = "softmax", steps: int = 5, batches: int = 10,
-             batch_size: int = 256, lr: float = 1e-3, n_eval: int = 1000) -> Traversal:
+             batch_size: int = 256, lr: float = 1e-3, n_eval: int = 1000,
+             curves: bool = True) -> Traversal:
     """Run every method from each trained dense replica (one per seed), all as one vectorized model.
 
-    ``evals`` maps split names (``"val"``, ``"test"``) to the data measured after every step.
+    ``evals`` maps split names (``"val"``, ``"test"``) to data: with ``curves``, both networks and
+    the mixture are measured on their first ``n_eval`` images after every step (``acc``); the
+    network each method ends with is always measured on all of it (``final``). A network whose
+    share of the mixture stays 0 (the sparse net of ``gmp``) or whose partner's share stays 1 (the
+    dense net of ``abrupt``, ``distill``, ``scratch``) gets no gradient: it is neither trained
+    nor re-measured.
     """
     K, kind = check_k(K), check_choice("kind", kind, KINDS)
     steps, batches = check_int("steps", steps, 1), check_int("batches", batches, 1)
     bs, n_eval = check_int("batch_size", batch_size, 1, len(train)), check_int("n_eval", n_eval, 1)
     check_float("lr", lr, 0.0)
-    methods = list(methods)
-    if not methods:
+    given = list(methods)
+    if not given:
         raise ParameterError("methods is empty; give at least one Method")
+    q_given = torch.tensor([q_schedule(m.schedule, steps) for m in given])
+    order = _part_order(q_given)
+    methods = [given[i] for i in order]  # internal order; the results come back in the given one
     seeds, n_s, M = dense.seeds, len(dense.seeds), len(methods)
     R, dev = M * n_s, train.x.device
     per_r = lambda values: torch.tensor(values, device=dev, dtype=torch.float).repeat_interleave(n_s)  # noqa: E731
-    q = torch.tensor([q_schedule(m.schedule, steps) for m in methods], device=dev)
-    q_r = q.repeat_interleave(n_s, 0)
+    q_r = q_given[order].to(dev).repeat_interleave(n_s, 0)
     lam_kl = per_r([m.lam if m.retention in ("trust", "dense") else 0.0 for m in methods])
     lam_l2 = per_r([m.lam if m.retention == "anchor" else 0.0 for m in methods])
-    lr_r = torch.full((R,), float(lr), device=dev)
+    # replicas whose dense net trains (a prefix) and whose sparse net trains (a suffix)
+    on = {"d.": _span((q_r < 1).any(1)), "s.": _span((q_r > 0).any(1))}
 
     d_base, s_base = copy.deepcopy(dense.base), sparse_net(K, kind).to("meta")
     scratch = {nm: torch.stack([dict(m.named_parameters())[nm].detach() for m in
@@ -222,6 +314,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     state = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
     prune = per_r([m.prune for m in methods])
     masks = {k: torch.ones_like(v) for k, v in params.items() if k.startswith("d.") and v.dim() == 3}
+    l2_rows = _span(lam_l2 > 0)
 
     def one(p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str) -> torch.Tensor:
         base = d_base if prefix == "d." else s_base
@@ -230,60 +323,122 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     def logits(p: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return one(p, x, "d."), one(p, x, "s.")
 
-    def loss_one(p, a, xb, yb, chosen, qr, target, lkl, ll2):
-        ld, ls = logits(p, xb)
-        ce = F.cross_entropy(sampled_logits(ld, ls, chosen), yb)
-        return ce + lkl * kl_to(target, mixed_log_probs(ld, ls, qr)) + ll2 * l2_sp(p, a)
+    fwd = {pre: vmap(lambda p, x, pre=pre: one(p, x, pre)) for pre in on}
 
-    batched_loss = vmap(loss_one)
-    evaluate = _evaluator(logits)
+    def part_logits(views: dict[str, dict[str, torch.Tensor]], xb: torch.Tensor) -> list[torch.Tensor]:
+        """Both networks' logits (R, n, 10); zeros where a network does not train (its share of
+        the mixture is 0 there, so they never count)."""
+        out = []
+        for pre, rows in on.items():
+            lg = xb.new_zeros(R, xb.shape[1], 10)
+            if pre in views:
+                lg = lg.index_copy(0, torch.arange(rows.start, rows.stop, device=dev),
+                                   fwd[pre](views[pre], xb[rows]))
+            out.append(lg)
+        return out
+
+    def l2_term(views: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Σ_r λ_r · ½‖θ_r − θ_dense‖² over the anchor replicas (:func:`l2_sp`, batched)."""
+        total = torch.zeros((), device=dev)
+        for pre in views:
+            rows = on[pre]
+            lo, hi = max(l2_rows.start, rows.start), min(l2_rows.stop, rows.stop)
+            if lo >= hi:
+                continue
+            sq = sum(((v[lo - rows.start:hi - rows.start] - anchor[k][lo:hi]) ** 2).flatten(1).sum(1)
+                     for k, v in views[pre].items())
+            total = total + (lam_l2[lo:hi] * sq).sum() / 2
+        return total
+
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    acc = {sp: {pt: torch.zeros(M, n_s, steps) for pt in ("mixture", "dense", "sparse")} for sp in evals}
-    step_n = batches * bs
+    acc = ({sp: {pt: torch.zeros(M, n_s, steps) for pt in ("mixture", "dense", "sparse")} for sp in evals}
+           if curves else {})
+    frozen = ({sp: _frozen_logits(params, on, one, data.x[:n_eval]) for sp, data in evals.items()}
+              if curves else {})
+    step_n, ramp = batches * bs, gmp_ramp(steps)
     for s in range(steps):
         idx = torch.stack([torch.randperm(len(train), generator=g)[:step_n] for g in gens])
         u = torch.stack([torch.rand(step_n, generator=g) for g in gens])
         idx, u = idx.repeat(M, 1).to(dev), u.repeat(M, 1).to(dev)  # the same images for every method
         chosen = u < q_r[:, s:s + 1]
         q_prev = q_r[:, s - 1] if s > 0 else torch.zeros(R, device=dev)
-        target = _targets(methods, n_s, params, anchor, train.x[idx], q_prev, logits)
-        ramp = gmp_ramp(steps)
+        target = _targets(methods, n_s, params, anchor, train.x[idx], q_prev, logits, one)
         _prune(masks, params, prune, min(s + 1, ramp), ramp)
+        q_s = q_r[:, s].view(R, 1, 1)
         for b in range(batches):
             cols = slice(b * bs, (b + 1) * bs)
-            losses = batched_loss(params, anchor, train.x[idx[:, cols]], train.y[idx[:, cols]],
-                                  chosen[:, cols], q_r[:, s], target[:, cols], lam_kl, lam_l2)
-            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+            views = {pre: {k: v[rows] for k, v in params.items() if k.startswith(pre)}
+                     for pre, rows in on.items() if rows.stop > rows.start}
+            ld, ls = part_logits(views, train.x[idx[:, cols]])
+            yb = train.y[idx[:, cols]]
+            ce = F.cross_entropy(sampled_logits(ld, ls, chosen[:, cols]).flatten(0, 1), yb.flatten(),
+                                 reduction="none").view(R, bs).mean(1)
+            t = target[:, cols]
+            kl = (torch.xlogy(t, t) - t * mixed_log_probs(ld, ls, q_s)).sum(-1).mean(-1)
+            loss = (ce + lam_kl * kl).sum() + l2_term(views)
+            flat = [(k, v) for pre in views for k, v in views[pre].items()]
+            grads = torch.autograd.grad(loss, [v for _, v in flat])
             with torch.no_grad():
-                for (k, p), g in zip(params.items(), grads):
-                    _adam_step(p, g, *state[k], s * batches + b + 1, lr_r)
-                    if k in masks:
-                        p.mul_(masks[k])
-        for sp, data in evals.items():
-            ld, ls = evaluate(params, data.x[:n_eval])
-            mix = mixed_log_probs(ld, ls, q_r[:, s].view(R, 1, 1))
+                adam_by_rate([(v, g, state[k][0][on[k[:2]]], state[k][1][on[k[:2]]],
+                               s * batches + b + 1, [float(lr)]) for (k, v), g in zip(flat, grads)])
+                for k, mask in masks.items():
+                    params[k][on["d."]].mul_(mask[on["d."]])
+        for sp, data in (evals.items() if curves else ()):
+            ld, ls = _logits_now(params, on, one, data.x[:n_eval], frozen[sp])
+            mix = mixed_log_probs(ld, ls, q_s)
             for pt, lg in (("dense", ld), ("sparse", ls), ("mixture", mix)):
                 hits = (lg.argmax(-1) == data.y[:n_eval]).float().mean(-1)
                 acc[sp][pt][:, :, s] = hits.view(M, n_s).cpu()
     ends_sparse = q_r[:, -1] == 1
-    final = {sp: _final_accuracy(params, ends_sparse, one, data).view(M, n_s).cpu()
+    final = {sp: _final_accuracy(params, ends_sparse, one, data).view(M, n_s)
              for sp, data in evals.items()}
     for v in params.values():
         v.requires_grad_(False)
-    return Traversal(methods, list(seeds), q.cpu(), [step_n * (s + 1) for s in range(steps)], acc,
-                     final, params, K, kind, masks)
+    # back to the given order of methods
+    back = [order.index(j) for j in range(M)]
+    rows = torch.tensor([i * n_s + k for i in back for k in range(n_s)], device=dev)
+    acc = {sp: {pt: a[back] for pt, a in parts.items()} for sp, parts in acc.items()}
+    final = {sp: f[back].cpu() for sp, f in final.items()}
+    return Traversal(given, list(seeds), q_given, [step_n * (s + 1) for s in range(steps)], acc,
+                     final, {k: v[rows] for k, v in params.items()}, K, kind,
+                     {k: m[rows] for k, m in masks.items()})
 
 
-def _evaluator(logits: Callable) -> Callable:
-    """Both networks' logits for every replica on shared inputs, in chunks, without gradients."""
-    call = vmap(logits, in_dims=(0, None))
+@torch.no_grad()
+def _part_eval(params: dict, prefix: str, rows: slice, one: Callable, x: torch.Tensor,
+               chunk: int = 2500) -> torch.Tensor:
+    """Logits (replicas in ``rows``, n, 10) of one network (``prefix``) on shared inputs, in chunks."""
+    sub = {k: v[rows] for k, v in params.items() if k.startswith(prefix)}
+    call = vmap(lambda p, xx: one(p, xx, prefix), in_dims=(0, None))
+    return torch.cat([call(sub, x[i:i + chunk]) for i in range(0, len(x), chunk)], 1)
 
-    @torch.no_grad()
-    def run(params: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 2500):
-        outs = [call(params, x[i:i + chunk]) for i in range(0, len(x), chunk)]
-        return torch.cat([o[0] for o in outs], 1), torch.cat([o[1] for o in outs], 1)
 
-    return run
+def _frozen_logits(params: dict, on: dict[str, slice], one: Callable, x: torch.Tensor) -> dict:
+    """Logits of the networks that never train (outside ``on``), measured once at the start."""
+    R = next(iter(params.values())).shape[0]
+    out = {}
+    for pre, rows in on.items():
+        rest = torch.ones(R, dtype=torch.bool)
+        rest[rows] = False
+        out[pre] = (rest, _part_eval(params, pre, _span(rest), one, x) if rest.any() else None)
+    return out
+
+
+def _logits_now(params: dict, on: dict[str, slice], one: Callable, x: torch.Tensor,
+                frozen: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both networks' logits for every replica: measured where the network trains, else the
+    logits measured at the start."""
+    R = next(iter(params.values())).shape[0]
+    out = []
+    for pre, rows in on.items():
+        lg = torch.empty(R, len(x), 10, device=x.device)
+        rest, start = frozen[pre]
+        if rows.stop > rows.start:
+            lg[rows] = _part_eval(params, pre, rows, one, x)
+        if start is not None:
+            lg[_span(rest)] = start
+        out.append(lg)
+    return out[0], out[1]
 
 
 @torch.no_grad()
@@ -305,19 +460,20 @@ def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data
 
 @torch.no_grad()
 def _targets(methods: list[Method], n_s: int, params: dict, anchor: dict, x: torch.Tensor,
-             q_prev: torch.Tensor, logits: Callable) -> torch.Tensor:
+             q_prev: torch.Tensor, logits: Callable, one: Callable) -> torch.Tensor:
     """Teacher probabilities per replica: the previous mixture (trust) or the dense net (dense)."""
     out = torch.full(x.shape[:2] + (10,), 0.1, device=x.device)
-    call = vmap(logits)
-    for kind in ("trust", "dense"):
-        rows = torch.tensor([m * n_s + i for m, meth in enumerate(methods) if meth.retention == kind
-                             for i in range(n_s)], dtype=torch.long, device=x.device)
-        if len(rows) == 0:
-            continue
-        src = params if kind == "trust" else anchor
-        ld, ls = call({k: v[rows] for k, v in src.items()}, x[rows])
-        qp = q_prev[rows].view(-1, 1, 1) if kind == "trust" else torch.zeros(len(rows), 1, 1, device=x.device)
-        out[rows] = mixed_log_probs(ld, ls, qp).exp()
+    rows = {kind: torch.tensor([m * n_s + i for m, meth in enumerate(methods) if meth.retention == kind
+                                for i in range(n_s)], dtype=torch.long, device=x.device)
+            for kind in ("trust", "dense")}
+    if len(rows["trust"]):
+        r = rows["trust"]
+        ld, ls = vmap(logits)({k: v[r] for k, v in params.items()}, x[r])
+        out[r] = mixed_log_probs(ld, ls, q_prev[r].view(-1, 1, 1)).exp()
+    if len(rows["dense"]):  # each seed's original dense net, the same for every method: once per seed
+        start = {k: v[:n_s] for k, v in anchor.items() if k.startswith("d.")}
+        probs = vmap(lambda p, xx: one(p, xx, "d."))(start, x[:n_s]).softmax(-1)
+        out[rows["dense"]] = probs[rows["dense"] % n_s]
     return out
 
 
@@ -342,6 +498,51 @@ def choose(tr: Traversal, retention: str, schedule: str) -> Method:
     if not options:
         raise ParameterError(f"no method with retention={retention!r} and schedule={schedule!r}")
     return tr.methods[max(options, key=lambda i: float(tr.final["val"][i].mean()))]
+
+
+def _val_accuracy(tuning: Traversal) -> dict[str, float]:
+    return {m.name: 100 * float(tuning.final["val"][i].mean()) for i, m in enumerate(tuning.methods)}
+
+
+def tuning_table(tuning: Traversal, chosen: dict[str, Method],
+                 grid: dict[str, Sequence[float]] = GRID) -> str:
+    """Markdown: per grid, each λ with its validation accuracy (%), the chosen one in bold."""
+    from .plotting import markdown_table
+
+    val, rows = _val_accuracy(tuning), []
+    for r, lams in grid.items():
+        cells = [f"{lam:g}: {val[f'{r} {lam:g}']:.1f}" for lam in lams]
+        cells = [f"**{c}**" if lam == chosen[r].lam else c for c, lam in zip(cells, lams)]
+        rows.append([LABELS[r], ", ".join(cells), f"{chosen[r].lam:g}"])
+    rows.append([LABELS["none"], f"{val['none']:.1f}", "–"])
+    return markdown_table(["method", "λ: validation accuracy (%)", "chosen λ"], rows, "lll")
+
+
+def edge_note(tuning: Traversal, chosen: dict[str, Method], grid: dict[str, Sequence[float]] = GRID,
+              flat: float = 1.0) -> str:
+    """One sentence on the choices at an end of their grid, decided by the numbers. At the small
+    end the edge is natural: λ → 0 is the method without the term (``none``, or ``abrupt`` for
+    distillation), whose validation accuracy is quoted beside it (``abrupt`` was not tuned: the
+    table of final networks shows it). At the large end, the sentence says whether the validation
+    accuracy over the grid is flat (spans at most ``flat`` points) or the grid should be extended."""
+    val, parts = _val_accuracy(tuning), []
+    for r, lams in grid.items():
+        lam = chosen[r].lam
+        if lam not in (min(lams), max(lams)) or len(lams) < 2:
+            continue
+        here = f"{r} chose its {'smallest' if lam == min(lams) else 'largest'} λ ({lam:g}, {val[f'{r} {lam:g}']:.1f} %"
+        if lam == min(lams):
+            zero = "abrupt" if r == "distill" else "none"
+            known = f", against {val[zero]:.1f} % for {zero}" if zero in val else ""
+            parts.append(f"{here}{known}; λ → 0 is {zero}, in the main table)")
+        else:
+            accs = [val[f"{r} {x:g}"] for x in lams]
+            span = max(accs) - min(accs)
+            parts.append(f"{here}; the grid spans {span:.1f} points, " + (
+                "flat within one seed's noise)" if span <= flat else "so it should be extended upward)"))
+    if not parts:
+        return "Every λ was chosen inside its grid."
+    return "At an end of its grid (validation accuracy): " + "; ".join(parts) + "."
 
 
 def target_curve(tr: Traversal, split: str = "test") -> torch.Tensor:
@@ -412,7 +613,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 4.0))  # legible at the page width
     for i, m in enumerate(tr.methods):
         if names is not None and m.name not in names:
             continue
@@ -423,10 +624,11 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None):
             mean, std = 100 * y.mean(0).numpy(), 100 * y.std(0).numpy()
             ax.plot(x, mean, marker="o", ms=3, label=m.name)
             ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    ax1.set(xlabel="mixture weight q (share of the sparse net)", ylabel="mixture test accuracy (%)")
+    ax1.set(xlabel="mixture weight q (sparse net's share)", ylabel="mixture test accuracy (%)")
     ax2.set(xlabel="training images seen (thousands)", ylabel="final network's accuracy (%)")
-    ax1.legend(fontsize=9)
-    ax2.legend(fontsize=9)
+    ax1.legend(fontsize=9, loc="lower left")
+    ax2.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4,
+               columnspacing=0.8, handlelength=1.2)  # below the panel: the curves fill it
     fig.tight_layout()
     return fig
 
@@ -461,3 +663,45 @@ def mixture_diagram():
     ax.text(5.0, 0.0, "in expectation: p(y | x) = (1 − q)·p_dense(y | x) + q·p_sparse(y | x)",
             fontsize=9, ha="center")
     return fig
+
+
+def verdict_table(verdicts: dict) -> str:
+    """Markdown: every claim of the chapter with its difference, 95 % interval and verdict."""
+    from .plotting import markdown_table
+
+    rows = [[v.id, v.text, f"{v.difference:+.2f} [{v.ci[0]:+.2f}, {v.ci[1]:+.2f}]", v.label]
+            for v in verdicts.values()]
+    return markdown_table(["claim", "statement", "difference, points (95% CI)", "verdict"], rows, "llrl")
+
+
+def summary_values(tr: Traversal, dense_test: Sequence[float], main: str = "trust") -> dict[str, object]:
+    """The numbers chapter 6's prose quotes (percent): the main traversal's final accuracy, its
+    spread and drop below the dense net, its worst mixture accuracy on the path, and the final
+    accuracies of ``scratch``, ``gmp``, ``abrupt`` and ``none``."""
+    from .metrics import spread
+
+    fin = {m.name: spread(tr.final["test"][i].tolist()) for i, m in enumerate(tr.methods)}
+    out: dict[str, object] = {
+        "main": main, "main_acc": 100 * fin[main].mean, "main_std": 100 * fin[main].std,
+        "drop": 100 * (spread(dense_test).mean - fin[main].mean),
+        "worst": 100 * float(worst_along_path(tr)[tr.index(main)].mean())}
+    out.update({f"{b}_acc": 100 * fin[b].mean for b in ("scratch", "gmp", "abrupt", "none")})
+    return out
+
+
+def verdict_words(verdicts: dict, main: str = "trust") -> dict[str, str]:
+    """The words chapter 6's prose takes from the verdicts, so that no sentence can contradict
+    them: ``says_<id>`` (supported / contradicted / not shown) for every claim, ``vs_<method>``
+    (beats / trails / is indistinguishable from) for the main traversal against ``none``,
+    ``abrupt``, ``distill`` and ``gmp``, ``gradual`` (no retention against the abrupt switch) and
+    ``start`` (the abrupt switch against the sparse net from scratch)."""
+    cmp = ("beats", "trails", "is indistinguishable from")
+    out = {f"says_{v.id}": v.says("supported", "contradicted", "not shown") for v in verdicts.values()}
+    for b in ("none", "abrupt", "distill", "gmp"):
+        out[f"vs_{b}"] = "is" if b == main else verdicts[claim_id(main, b)].says(*cmp)
+    if "ch6-gradual-vs-abrupt" in verdicts:
+        out["gradual"] = verdicts["ch6-gradual-vs-abrupt"].says(*cmp)
+    else:  # the main traversal is the one without retention: the comparison is vs_abrupt
+        out["gradual"] = out["vs_abrupt"]
+    out["start"] = verdicts["002-sparse-from-prefit"].says(*cmp)
+    return out
