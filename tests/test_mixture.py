@@ -275,3 +275,6 @@ def test_verdict_words_and_summary_values_follow_the_claims():
         values = traversal.summary_values(tr, [0.9, 0.9], main=main)
         assert values["main"] == main and values["drop"] == pytest.approx(90 - values["main_acc"], abs=1e-3)
         assert {"scratch_acc", "gmp_acc", "abrupt_acc", "none_acc", "worst"} <= set(values)
+        assert values["drop_words"].startswith("loses" if values["drop"] >= 0 else "gains")
+        above = traversal.summary_values(tr, [0.0, 0.0], main=main)  # a dense net at 0 %: a gain
+        assert above["drop_words"] == f"gains {-above['drop']:.2f} points"

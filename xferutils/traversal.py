@@ -686,6 +686,8 @@ def summary_values(tr: Traversal, dense_test: Sequence[float], main: str = "trus
         "drop": 100 * (spread(dense_test).mean - fin[main].mean),
         "worst": 100 * float(worst_along_path(tr)[tr.index(main)].mean())}
     out.update({f"{b}_acc": 100 * fin[b].mean for b in ("scratch", "gmp", "abrupt", "none")})
+    drop = float(out["drop"])
+    out["drop_words"] = f"loses {drop:.2f} points" if drop >= 0 else f"gains {-drop:.2f} points"
     return out
 
 
