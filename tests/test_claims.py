@@ -130,3 +130,33 @@ def test_compare_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "b" in out and "1 differ" in out
     assert claims.main(["compare", str(tmp_path / "nope.json"), str(tmp_path / "full.json")]) == 2
+
+
+def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
+    def family(values):
+        fam = claims.Family("scale")
+        fam.direction("x-gain", "book", "a beats b", values, [0.5] * len(values))
+        fam.threshold("x-bar", "book", "a reaches 0.6", [0.9] * len(values), 0.6)
+        return fam
+    book = family([0.9, 0.91, 0.92, 0.9, 0.93])  # supported at book
+    full = family([0.5, 0.52, 0.49, 0.5, 0.48, 0.5, 0.51, 0.5, 0.5, 0.49])  # not at full
+    for preset, fam in (("book", book), ("full", full)):
+        res = tmp_path / "results" / f"{preset}.json"
+        res.parent.mkdir(exist_ok=True)
+        res.write_text(json.dumps({"chapter": "99_x", "preset": preset, "environment": f"python 3 | {preset}",
+                                   "claims": [v.as_dict() for v in fam.evaluate()]}))
+        kept = claims.keep(res, tmp_path / "scale")
+        assert kept == tmp_path / "scale" / "99_x" / f"{preset}.json"
+    note = claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
+    assert "At `full` (up to 10 seeds; machine not recorded): 1 of the 2 claims of both runs change verdict." in note
+    assert "| `x-gain` | supported (5) |" in note and "(10)" in note and "`book` (seeds)" in note
+    assert "At `book`" not in note  # the run itself is not compared with itself
+    kept = json.loads((tmp_path / "scale" / "99_x" / "full.json").read_text())
+    kept["environment"] = "xferutils | device cuda (NVIDIA H100) | amp auto: fp32 | preset full"
+    (tmp_path / "scale" / "99_x" / "full.json").write_text(json.dumps(kept))
+    assert "(up to 10 seeds; cuda (NVIDIA H100))" in claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
+    assert "No run of this chapter" in claims.scale_note("98_y", "book", [], tmp_path / "scale")
+    bad = tmp_path / "results" / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ParameterError, match="results_path"):
+        claims.keep(bad, tmp_path / "scale")

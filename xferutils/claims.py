@@ -308,6 +308,57 @@ def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> l
     return out
 
 
+# --- verdicts at other scales, kept in the repository (the chapters show them) -------------------
+
+SCALE_DIR = Path(__file__).resolve().parent.parent / "scale"
+
+
+def keep(results_path: str | Path, root: str | Path = SCALE_DIR) -> Path:
+    """Copy the claims, parameters and environment line of a results file
+    (``results/<chapter>/<preset>.json``) to ``scale/<chapter>/<preset>.json``, which is committed:
+    the chapter then shows which of its verdicts differ at that preset (:func:`scale_note`)."""
+    path = Path(results_path)
+    data = json.loads(path.read_text())
+    if not data.get("claims") or "chapter" not in data or "preset" not in data:
+        raise ParameterError(f"results_path={str(path)!r} has no claims, chapter or preset; give a "
+                             "results file written by Run.save(..., claims=family)")
+    out = Path(root) / data["chapter"] / f"{data['preset']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept = {k: data.get(k) for k in ("chapter", "preset", "params", "environment", "claims")}
+    out.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str, Any]],
+               root: str | Path = SCALE_DIR) -> str:
+    """Markdown for a chapter: for every kept run of ``chapter`` at another preset, the claims
+    whose verdict differs from this run's ``verdicts``, each with both verdicts and seed counts."""
+    from .plotting import markdown_table
+
+    ours = {v["id"]: v for v in (x if isinstance(x, dict) else x.as_dict() for x in verdicts)}
+    parts = []
+    for path in sorted(Path(root, chapter).glob("*.json")):
+        if path.stem == preset:
+            continue
+        data = json.loads(path.read_text())
+        theirs = {c["id"]: c for c in data["claims"]}
+        both = sorted(set(ours) & set(theirs))
+        diff = [d for d in differences({i: ours[i] for i in both}, {i: theirs[i] for i in both})]
+        env = data.get("environment") or ""
+        where = env.split("device ", 1)[1].split(" | ", 1)[0] if "device " in env else "machine not recorded"
+        seeds = max((c.get("n", 0) for c in theirs.values()), default=0)
+        head = (f"At `{path.stem}` (up to {seeds} seeds; {where}): {len(diff)} of the {len(both)} "
+                "claims of both runs change verdict.")
+        if diff:
+            rows = [[f"`{cid}`", f"{va} ({ours[cid]['n']})", f"{vb} ({theirs[cid]['n']})"] for cid, va, vb in diff]
+            head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{path.stem}` (seeds)"], rows, "lll")
+        parts.append(head)
+    if not parts:
+        return (f"No run of this chapter at another preset is kept in `scale/`; after one, "
+                f"`python -m xferutils.claims keep results/{chapter}/<preset>.json` adds it here.")
+    return "\n\n".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xferutils.claims",
                                      description="Compare the claim verdicts of two results files.")
@@ -315,7 +366,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp_ = sub.add_parser("compare", help="list claims whose verdict differs between A and B")
     cmp_.add_argument("a")
     cmp_.add_argument("b")
+    keep_ = sub.add_parser("keep", help="copy a results file's verdicts to scale/<chapter>/<preset>.json")
+    keep_.add_argument("results")
     args = parser.parse_args(argv)
+    if args.cmd == "keep":
+        try:
+            print("kept", keep(args.results).relative_to(SCALE_DIR.parent))
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     for p in (args.a, args.b):
         if not Path(p).is_file():
             print(f"error: results file {p} does not exist", file=sys.stderr)
