@@ -443,3 +443,12 @@ def test_edge_notes_give_reasons_only_for_natural_ends():
     assert "genuine answer" in notes[0] and "bottleneck" in notes[1]
     assert "may hide a better value" in notes[2]
     assert st.edge_notes(grids, {"l2sp": 0.01, "adapters": 64, "lora": 4, "full_ft": 1.0}) == []
+
+
+def test_decision_cells_keep_one_short_line_per_strategy():
+    from xferutils.metrics import spread
+    cell = st.Cell("new classes", 100, "gradual unfreezing",
+                   ["from scratch", "full fine-tuning", "discriminative FT", "LoRA"], spread([0.8, 0.9]), [])
+    assert st.cell_lines(cell) == ["gradual unfreezing", f"{cell.acc.mean:.1f} %", "≈ from scratch",
+                                   "≈ full fine-tuning", "(+2 more)"]
+    assert st.cell_lines(st.Cell("r", 0, "DANN", [], spread([0.5, 0.6]), [])) == ["DANN", f"{spread([0.5, 0.6]).mean:.1f} %"]

@@ -667,20 +667,25 @@ def shift_figure(m: Measurements, angles: Sequence[int], n: int, names: Sequence
     return fig
 
 
+def cell_lines(cell: Cell, most: int = 2) -> list[str]:
+    """A decision-chart cell's text, one short line each: the leader, its accuracy, and up to
+    ``most`` strategies it is not shown to beat (≈), then how many more."""
+    extra = [f"(+{len(cell.ties) - most} more)"] if len(cell.ties) > most else []
+    return [cell.leader, f"{cell.acc.mean:.1f} %", *[f"≈ {t}" for t in cell.ties[:most]], *extra]
+
+
 def decision_figure(cells: Sequence[Cell]) -> plt.Figure:
     """The decision chart: per setting (row) and label count (column), the validation leader,
     its test accuracy, and the strategies it is not shown to beat (≈)."""
     rows = list(dict.fromkeys(c.row for c in cells))
     cols = sorted({c.col for c in cells})
     names = sorted({c.leader for c in cells})
-    fig, ax = plt.subplots(figsize=(min(10.0, 2.4 * len(cols) + 2.6), 0.85 * len(rows) + 1.3))
+    fig, ax = plt.subplots(figsize=(min(10.0, 2.4 * len(cols) + 2.6), 1.05 * len(rows) + 1.3))
     grid = np.full((len(rows), len(cols)), np.nan)
     for c in cells:
         i, j = rows.index(c.row), cols.index(c.col)
         grid[i, j] = names.index(c.leader)
-        ties = ", ".join(c.ties[:2]) + (" …" if len(c.ties) > 2 else "")
-        ax.text(j, i, f"{c.leader}\n{c.acc.mean:.1f} %" + (f"\n≈ {ties}" if ties else ""),
-                ha="center", va="center", fontsize=9)
+        ax.text(j, i, "\n".join(cell_lines(c)), ha="center", va="center", fontsize=9, linespacing=1.15)
     ax.imshow(grid, cmap="Pastel1", vmin=0, vmax=8, aspect="auto")
     ax.set_xticks(range(len(cols)), [f"{c} labels" for c in cols], fontsize=9)
     ax.set_yticks(range(len(rows)), rows, fontsize=9)
