@@ -321,11 +321,15 @@ def test_chapter_claims_known_outcome():
     cc = st.chapter_claims(m, sizes=[50, 100], tune_n=100, angles=[0, 15, 90], n3=20,
                            shift_names=["scratch", "feature_extraction", "full_ft"], target="5-9")
     v = cc.family.verdicts()
-    assert v["ch3-ft-vs-scratch-50"].verdict == "supported"
+    assert v["001-exp1-scratch-needs-more-50"].verdict == "supported"
+    assert v["004-small-data-freeze"].verdict == "contradicted"    # full FT leads at 50 labels
+    assert v["003-fewer-data"].verdict == "supported"              # FT at 50 beats scratch at 100
+    assert v["001-negative-transfer"].verdict == "contradicted"    # FE is above scratch here
+    assert v["001-large-shift-no-gain"].verdict == "contradicted"  # FT leads by ~30 points at 90°
     assert v["001-exp1-perfect-fullft"].verdict == "contradicted"  # 95 % is not 1.00
     assert v["001-exp2-smaller-rate"].verdict == "contradicted"    # m = 1 is better here
-    assert v["ch3-dann-90"].verdict == "not shown"                 # equal by construction
-    assert "ch3-dann-15" not in v  # the same pair as seed 001's claim at the middle angle: reused
+    assert v["003-dann-invariant-90"].verdict == "not shown"       # equal by construction
+    assert "003-dann-invariant-15" not in v  # the same pair as seed 001's claim at the middle angle: reused
     assert v["001-decision-fe-similar"].verdict == "contradicted"
     ids = [c.id for c in cc.family.claims]
     assert len(ids) == len(set(ids))

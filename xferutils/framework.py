@@ -548,14 +548,14 @@ class BoundStudy:
         return fig
 
     def add_claims(self, family) -> None:
-        """``ch2-bound-above-error-<kind>``: ε_S + ½·d̂_A ≥ ε_T at every non-zero strength (per
+        """``003-ben-david-<kind>``: ε_S + ½·d̂_A ≥ ε_T at every non-zero strength (per
         seed, the smallest margin over those strengths is at least 0; at strength 0 the two
         sides differ only by the noise of ½·d̂_A ≈ 0)."""
         for kind, c in self.curves.items():
             shifted = np.asarray(c["strength"], dtype=float) != 0
             rows = shifted if shifted.any() else np.ones_like(shifted)
             margin = (self.source_error[None, :] + c["d_A"] / 2 - c["target_error"])[rows].min(0)
-            family.threshold(f"ch2-bound-above-error-{kind}", "Ben-David et al. 2010",
+            family.threshold(f"003-ben-david-{kind}", "seed 003 (Ben-David et al. 2010)",
                              f"the computable part of the bound stays above the target error at every {kind} strength",
                              _pct(margin), 0.0, unit="pts")
 

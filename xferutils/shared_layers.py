@@ -1109,8 +1109,16 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
                      "digit (at least 95 %)", pct(m["bridging"]["seen"]), 95.0, unit="%")
     family.direction("ch4-bridging-vs-probe", book, "bridging beats the linear probe on the transfer digit",
                      pct(m["bridging"]["transfer"]), pct(first.probe[f"d{t}"]), unit="%")
-    family.direction("ch4-prototypes-vs-none", book, "prototypes transfer more than no transfer",
-                     pct(m["prototypes"]["transfer"]), pct(m["none"]["transfer"]), unit="%")
+    family.direction("000-prototype-better-vs-none", seed, "prototypes: slightly better generalization "
+                     "(transfer more than plain shared layers)", pct(m["prototypes"]["transfer"]),
+                     pct(m["none"]["transfer"]), unit="%")
+    for a, cid in (("prototypes", "000-prototype-better-limited"), ("adversarial", "000-adversarial-limited"),
+                   ("contrastive", "000-contrastive-limited")):
+        family.threshold(cid, seed, f"{a}: still limited (transfer below the 80 % bar)", pct(m[a]["transfer"]),
+                         100 * CRITERIA["transfer"], expect="at_most", unit="%")
+    family.direction("000-memory-flexible", seed, "memory-augmented shared layers are more flexible (transfer "
+                     "more than plain shared layers)", pct(m["memory"]["transfer"]), pct(m["none"]["transfer"]),
+                     unit="%")
     family.direction("ch4-alignment-aligns", book, "the alignment term brings the projections of the same "
                      "image closer", m["alignment"]["align"], m["none"]["align"], expect="less")
     if sweep is not None and (first.n_bridge, True) in sweep:
@@ -1377,7 +1385,7 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
         "w_bridge_few": v.get(f"ch4-bridging-vs-few-shot-{first.case.name}", None) and v[
             f"ch4-bridging-vs-few-shot-{first.case.name}"].says("beats", "trails", "is indistinguishable from"),
         "w_bridge_probe": v["ch4-bridging-vs-probe"].says("beats", "trails", "is indistinguishable from"),
-        "w_protos": v["ch4-prototypes-vs-none"].says("more than", "less than", "no more than (within the "
+        "w_protos": v["000-prototype-better-vs-none"].says("more than", "less than", "no more than (within the "
                                                      "seeds' spread)"),
         "w_zero_info": v["000-zero-information"].says("holds", "does not hold", "is not decided"),
         "w_bridge94": v["000-bridging-94"].says("reproduces", "does not reproduce", "neither confirms nor refutes"),

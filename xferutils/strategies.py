@@ -841,19 +841,38 @@ def chapter_claims(m: Measurements, *, sizes: Sequence[int], tune_n: int, angles
               f"moderate data ({moderate} labels): gradual unfreezing beats full fine-tuning", "seed 001")
     cmp.claim(e1("full_ft", sizes[-1]), e1("feature_extraction", sizes[-1]), "001-decision-ft-lots",
               f"more data ({sizes[-1]} labels): full fine-tuning beats feature extraction", "seed 001")
+    last = angles[-1]
+    fam.value("001-large-shift-no-gain", "seed 001", f"the largest shift ({last}°): full fine-tuning's gain "
+              "over scratch disappears (within ±2 points)", gain(last), 0.0, tol=2.0, unit="points")
+    cmp.claim(e3("scratch", last, n3), e3("feature_extraction", last, n3), "001-negative-transfer",
+              f"very different domains ({last}°): training from scratch beats feature extraction "
+              "(negative transfer)", "seed 001")
+    cmp.claim(e1("feature_extraction", sizes[0]), e1("full_ft", sizes[0]), "004-small-data-freeze",
+              f"small target data ({sizes[0]} labels): freezing the features beats fine-tuning them", "seed 004")
+    if len(sizes) > 1:
+        fam.direction("003-fewer-data", "seed 003", f"transfer reduces the data needed: fine-tuning with "
+                      f"{sizes[0]} labels beats scratch with {sizes[1]}", m.test[e1("full_ft", sizes[0])],
+                      m.test[e1("scratch", sizes[1])], unit="points")
+    if e1("l2sp", sizes[-1]) in m.source and e1("full_ft", sizes[-1]) in m.source:
+        fam.direction("004-l2sp-forgetting", "seed 004", f"L2-SP keeps more of the source task than full "
+                      f"fine-tuning ({sizes[-1]} labels)", m.source[e1("l2sp", sizes[-1])],
+                      m.source[e1("full_ft", sizes[-1])], unit="points")
     cells: list[tuple[str, int, Any, list[Any]]] = []
     for n in sizes:  # the book's comparisons, cell by cell of the decision chart
-        cmp.claim(e1("full_ft", n), e1("scratch", n), f"ch3-ft-vs-scratch-{n}",
-                  f"new classes, {n} labels: full fine-tuning beats scratch")
+        cmp.claim(e1("full_ft", n), e1("scratch", n), f"001-exp1-scratch-needs-more-{n}",
+                  f"new classes, {n} labels: full fine-tuning beats scratch (scratch needs more data)", "seed 001")
         cells.append(_cell(cmp, f"new classes ({target})", n, [e1(k, n) for k in STRATEGIES], f"new-{n}"))
     for a in angles:
         for k in shift_names:
-            if k != "scratch":
+            if k == "full_ft":  # seed 001's advice: try transfer first, it often beats scratch
+                cmp.claim(e3(k, a, n3), e3("scratch", a, n3), f"001-transfer-first-rot{a}",
+                          f"rotated {a}°, {n3} labels: full fine-tuning beats scratch", "seed 001")
+            elif k != "scratch":
                 cmp.claim(e3(k, a, n3), e3("scratch", a, n3), f"ch3-shift-{_slug(k)}-vs-scratch-{a}",
                           f"rotated {a}°, {n3} labels: {LABELS[k]} beats scratch")
         cells.append(_cell(cmp, f"rotated {a}°", n3, [e3(k, a, n3) for k in shift_names], f"rot{a}-{n3}"))
-        cmp.claim(e3("dann", a, 0), e3("source_only", a, 0), f"ch3-dann-{a}",
-                  f"rotated {a}°, no labels: DANN beats the source model")
+        cmp.claim(e3("dann", a, 0), e3("source_only", a, 0), f"003-dann-invariant-{a}",
+                  f"rotated {a}°, no labels: DANN beats the source model", "seed 003")
         cells.append((f"rotated {a}°", 0, e3("dann", a, 0), [e3("source_only", a, 0)]))
     return ChapterClaims(cmp, cells, {"moderate": moderate, "small_shift": a1, "mid": mid})
 
