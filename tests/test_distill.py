@@ -106,3 +106,10 @@ def test_label_rows_use_every_labelled_image(n_extra, n_rows):
     assert len(rows) == n_rows
     assert (rows.y[:, 3] == 1).all() and (rows.y[:, -1] == 1).all()  # one-hot class 3 at T = 1
     assert len({tuple(r.tolist()) for r in rows.x}) == n_extra  # no labelled image left out
+
+
+def test_temperature_note_says_where_the_choice_sits():
+    from xferutils import distill
+    assert distill.temperature_note(2, [0.5, 1, 2, 5]) == "inside the grid"
+    assert "lowest" in distill.temperature_note(0.5, [0.5, 1, 2])
+    assert "highest" in distill.temperature_note(20, [1, 5, 20])

@@ -141,3 +141,13 @@ def test_deep_donor_on_few_images_leaves_its_plateau():
     reps = layers.train_classifier(models.deep_nn, train, val, [0, 1, 2], [0, 1], layers.Fit(max_epochs=40))
     assert min(reps.evaluate(val)) > 0.8
     assert min(h.best_epoch for h in reps.history) > 1
+
+
+def test_bridging_settings_are_chapter_4s_with_validation_stopping():
+    from xferutils import shared_layers
+    s = layers.bridging_settings("book", 1000)
+    assert s.n_bridge == 1000  # not capped at chapter 4's pool: chapter 5 has its own
+    assert (s.epochs, s.patience) == (shared_layers.preset_settings("book").epochs,
+                                      shared_layers.preset_settings("book").patience)
+    with pytest.raises(ParameterError, match="n_bridge"):
+        layers.bridging_settings("book", 0)

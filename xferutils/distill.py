@@ -166,6 +166,16 @@ def omitted_digit(teacher: Callable[[], nn.Module], student: Callable[[], nn.Mod
                    {"teacher": t_cpu, "students": s_cpu}, int(is_o.sum()))
 
 
+def temperature_note(chosen: float, grid: Sequence[float]) -> str:
+    """Chapter 5's words on where the validated temperature sits in its grid."""
+    if min(grid) < chosen < max(grid):
+        return "inside the grid"
+    if chosen == min(grid):
+        return ("the lowest value of the grid: soft targets sharper than the teacher's own "
+                "probabilities fit best, and a lower temperature might fit better still")
+    return "the highest value of the grid: a higher temperature might fit better still"
+
+
 def omitted_table(o: Omitted, scale: float = 100.0) -> str:
     """Markdown table: each student on the omitted digit and the others, before/after the shift."""
     from .metrics import spread

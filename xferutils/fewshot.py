@@ -367,12 +367,13 @@ class Curves:
 def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Split, transfer_pool: Split,
                 unlabelled_x: torch.Tensor, val: Split, test: Split, seeds: Sequence[int], ns: Sequence[int], *,
                 make: Callable[[int], nn.Module], T: float, feats_train, feats_test, settings,
-                fit: Fit = Fit()) -> Curves:
+                fit: Fit = Fit(), feats_val=None) -> Curves:
     """For each n in ``ns``, every method with n labelled transfer-digit images (each seed its own
     draw): a fresh network (scratch), Network 1 with a grown head fine-tuned, chapter 4's
     feature bridging (``shared_layers.train_approach``), and distillation from the donor plus the
     labels. ``own``: Network 1's labelled digits; ``val``: labelled validation images of
-    ``digits1 + [transfer]`` (distillation stops on agreement with its teacher instead)."""
+    ``digits1 + [transfer]`` (distillation stops on agreement with its teacher instead);
+    ``feats_val``: their features, on which bridging stops as in chapter 4."""
     from . import distill
     from . import shared_layers as shared
     from .data import sample
@@ -397,7 +398,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
             t0 = time.process_time()
             if method == "feature bridging":
                 s = shared.Settings(**{**settings.__dict__, "n_bridge": n})
-                out = shared.train_approach("bridging", feats_train, case, seeds, s)
+                out = shared.train_approach("bridging", feats_train, case, seeds, s, val=feats_val)
                 m = shared.transfer_metrics(out.predict1(feats_test.f1), feats_test.y, case)
                 e = [h.best_epoch for h in out.history]
             else:

@@ -44,11 +44,12 @@ class Fit:
 SCALES = {
     "smoke": dict(hinton=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
                   halves=(50, 20), epochs=3, shared_epochs=3, temps=[2, 20], steps=30),
-    "book": dict(hinton=100, per_digit=60, val=50, unlabelled=60, pool=100, ns=[1, 10, 100], tasks=50,
-                 episodes=8, halves=(200, 50), epochs=60, shared_epochs=20, temps=[1, 2, 5, 20], steps=100),
+    "book": dict(hinton=100, per_digit=60, val=50, unlabelled=60, pool=1000, ns=[1, 10, 100, 1000], tasks=50,
+                 episodes=8, halves=(200, 50), epochs=120, shared_epochs=20, temps=[0.5, 1, 2, 5, 20],
+                 steps=100),
     "full": dict(hinton=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
-                 ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=100,
-                 shared_epochs=40, temps=[1, 2, 5, 10, 20, 50], steps=300),
+                 ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=200,
+                 shared_epochs=40, temps=[0.5, 1, 2, 5, 10, 20, 50], steps=300),
 }
 
 
@@ -61,6 +62,16 @@ def chapter_scale(preset: str, *, seed0: int, n_seeds: int, omit: int, n_way: in
     check_int("n_way", n_way, 2, 5)
     check_int("n_partial", n_partial, 1, scale["pool"])
     return scale
+
+
+def bridging_settings(preset: str, n_bridge: int):
+    """Chapter 4's feature-bridging settings for ``preset`` (early stopping on validation features,
+    its cap and patience) with ``n_bridge`` labelled transfer-digit images (chapter 5)."""
+    from dataclasses import replace
+
+    from .shared_layers import preset_settings
+
+    return replace(preset_settings(preset, 1), n_bridge=check_int("n_bridge", n_bridge, 1))
 
 
 @dataclass(frozen=True)
