@@ -171,8 +171,9 @@ def temperature_note(chosen: float, grid: Sequence[float]) -> str:
     if min(grid) < chosen < max(grid):
         return "inside the grid"
     if chosen == min(grid):
-        return ("the lowest value of the grid: soft targets sharper than the teacher's own "
-                "probabilities fit best, and a lower temperature might fit better still")
+        return ("the lowest value of the grid: targets sharper than the teacher's own probabilities "
+                "fit best, and as T falls toward 0 they become the teacher's hard labels, the limit of "
+                "this direction")
     return "the highest value of the grid: a higher temperature might fit better still"
 
 
