@@ -103,9 +103,12 @@ def test_ledger_joins_results_and_registry(tmp_path, monkeypatch):
     assert rows["002-step-optimality"].status == "untested"
     assert ledger.unregistered(found) == [("03_strategies", "004-made-up")]
     cells = ledger.row_cells(rows["001-exp2-smaller-rate"])
-    assert len(cells) == len(ledger.HEADER) <= 7
-    assert "vs" in cells[2] and cells[3].startswith("[") and cells[4] == "5"
+    assert len(cells) == len(ledger.HEADER) <= 5  # fits the page: verdict first, id under the claim
+    assert cells[0] == "supported" and "`001-exp2-smaller-rate`" in cells[1]
+    assert "vs" in cells[2] and "(5 seeds)" in cells[2] and cells[3].startswith("[")
     assert "(claimed 0.94)" in ledger.row_cells(rows["000-bridging-94"])[2]
+    untested = ledger.row_cells(rows["002-step-optimality"])
+    assert untested[0] == "untested" and "why:" in untested[1]
 
 
 def test_page_builds_without_any_results(tmp_path):
@@ -161,7 +164,7 @@ def test_claims_split_into_parts_count_for_their_entry(tmp_path):
     rows = {r.entry.id: r for r in ledger.ledger(found)}
     row = rows["004-transfer-beats-scratch"]
     assert len(row.parts) == 2 and row.status == "contradicted: 1 of 2, supported: 1 of 2"
-    assert ledger.row_cells(row)[2] == "2 parts"
+    assert ledger.row_cells(row)[2] == "2 parts (3 seeds)" and "`004-transfer-beats-scratch-*`" in ledger.row_cells(row)[1]
     # an exact id never takes the parts of a longer one
     assert rows["000-bridging-94"].status == ledger.NOT_MEASURED
     assert ledger.unregistered(found) == []

@@ -256,19 +256,23 @@ def chapter_link(chapter: str) -> str:
 
 
 def row_cells(row: Row) -> list[str]:
-    """id, claim, measured, 95 % interval of the difference, seeds, verdict, tested in."""
+    """verdict, claim with its id, measured (seeds), 95 % interval of the difference, tested in.
+
+    The verdict comes first and the id sits under the claim, so that five columns fit the page.
+    """
     e, v = row.entry, row.verdict
+    claim = f"{e.claim} <br>`{e.id}{'-*' if row.parts else ''}`"
     if e.chapter is None:
-        return [f"`{e.id}`", e.claim, "–", "–", "–", "untested", e.untested]
+        return ["untested", f"{claim} <br>*why:* {e.untested}", "–", "–", "–"]
     where = chapter_link(row.chapter or e.chapter)
     if v is None:
-        return [f"`{e.id}`", e.claim, "–", "–", "–", NOT_MEASURED, where]
+        return [NOT_MEASURED, claim, "–", "–", where]
     if row.parts:
-        return [f"`{e.id}-*`", e.claim, f"{len(row.parts)} parts", "–", str(v.get("n", "–")), row.status, where]
-    return [f"`{e.id}`", e.claim, measured_text(v), interval_text(v), str(v.get("n", "–")), row.status, where]
+        return [row.status, claim, f"{len(row.parts)} parts ({v.get('n', '–')} seeds)", "–", where]
+    return [row.status, claim, f"{measured_text(v)} ({v.get('n', '–')} seeds)", interval_text(v), where]
 
 
-HEADER = ["id", "claim (in short)", "measured", "95 % interval", "seeds", "verdict", "tested in"]
+HEADER = ["verdict", "claim (in short)", "measured (seeds)", "95 % interval", "tested in"]
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:
