@@ -258,7 +258,8 @@ def environment_summary(device: torch.device | str = "cpu") -> str:
     if device.type == "cuda":
         where = f"cuda ({torch.cuda.get_device_name(device)})"
     elif device.type == "cpu":
-        where = f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+        n = torch.get_num_threads()
+        where = f"cpu ({n} thread{'s' if n != 1 else ''}, {torch.backends.cpu.get_cpu_capability()})"
     else:
         where = device.type
     return (f"xferutils {__version__} | torch {torch.__version__} | "
