@@ -1,4 +1,4 @@
-"""Checks of the rendered book (run by CI after `jupyter-book build`; skipped when there is no build).
+"""Checks of the rendered book (run by CI after the book build; skipped when there is no build).
 
 What a reader would notice: a script error in the console, a machine's absolute path, a raw
 long float or "nan" in the prose, an image whose alt text is a file name, a chapter the landing
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 PAGES = sorted(HTML.glob("notebooks/*.html")) + sorted(HTML.glob("book/*.html")) if HTML.is_dir() else []
-pytestmark = pytest.mark.skipif(not PAGES, reason="the book is not built (jupyter-book build .)")
+pytestmark = pytest.mark.skipif(not PAGES, reason="the book is not built (python -m xferutils.build)")
 
 
 class Page(HTMLParser):
