@@ -148,7 +148,7 @@ def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
         kept = claims.keep(res, tmp_path / "scale")
         assert kept == tmp_path / "scale" / "99_x" / f"{preset}.json"
     note = claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
-    assert "At `full` (up to 10 seeds; machine not recorded): 1 of the 2 claims of both runs change verdict." in note
+    assert "At `full` (up to 10 seeds; machine not recorded): 1 of the 2 claims of both runs changes verdict." in note
     assert "| `x-gain` | supported (5) |" in note and "(10)" in note and "`book` (seeds)" in note
     assert "At `book`" not in note  # the run itself is not compared with itself
     kept = json.loads((tmp_path / "scale" / "99_x" / "full.json").read_text())

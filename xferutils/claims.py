@@ -347,8 +347,9 @@ def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str,
         env = data.get("environment") or ""
         where = env.split("device ", 1)[1].split(" | ", 1)[0] if "device " in env else "machine not recorded"
         seeds = max((c.get("n", 0) for c in theirs.values()), default=0)
+        claims_word = "claim" if len(both) == 1 else "claims"
         head = (f"At `{path.stem}` (up to {seeds} seeds; {where}): {len(diff)} of the {len(both)} "
-                "claims of both runs change verdict.")
+                f"{claims_word} of both runs {'changes' if len(diff) == 1 else 'change'} verdict.")
         if diff:
             rows = [[f"`{cid}`", f"{va} ({ours[cid]['n']})", f"{vb} ({theirs[cid]['n']})"] for cid, va, vb in diff]
             head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{path.stem}` (seeds)"], rows, "lll")
