@@ -156,6 +156,10 @@ def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
     (tmp_path / "scale" / "99_x" / "full.json").write_text(json.dumps(kept))
     assert "(up to 10 seeds; cuda (NVIDIA H100))" in claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
     assert "No run of this chapter" in claims.scale_note("98_y", "book", [], tmp_path / "scale")
+    same = claims.scale_note("99_x", "full", full.evaluate(), tmp_path / "scale")  # against book
+    assert "1 of the 2 claims of both runs changes verdict" in same
+    only = [v for v in book.evaluate() if v.id == "x-bar"]
+    assert "the one claim of both runs keeps its verdict" in claims.scale_note("99_x", "book", only, tmp_path / "scale")
     bad = tmp_path / "results" / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ParameterError, match="results_path"):

@@ -347,9 +347,13 @@ def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str,
         env = data.get("environment") or ""
         where = env.split("device ", 1)[1].split(" | ", 1)[0] if "device " in env else "machine not recorded"
         seeds = max((c.get("n", 0) for c in theirs.values()), default=0)
-        claims_word = "claim" if len(both) == 1 else "claims"
-        head = (f"At `{path.stem}` (up to {seeds} seeds; {where}): {len(diff)} of the {len(both)} "
-                f"{claims_word} of both runs {'changes' if len(diff) == 1 else 'change'} verdict.")
+        if not diff:
+            what = ("the one claim of both runs keeps its verdict" if len(both) == 1 else
+                    f"all {len(both)} claims of both runs keep their verdicts")
+        else:
+            what = (f"{len(diff)} of the {len(both)} claims of both runs "
+                    f"{'changes' if len(diff) == 1 else 'change'} verdict")
+        head = f"At `{path.stem}` (up to {seeds} seeds; {where}): {what}."
         if diff:
             rows = [[f"`{cid}`", f"{va} ({ours[cid]['n']})", f"{vb} ({theirs[cid]['n']})"] for cid, va, vb in diff]
             head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{path.stem}` (seeds)"], rows, "lll")
