@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_float, check_int, check_seeds
 from .data import Split
-from .step import ENGINES, ReplicaStep, choose_engine, resolve_engine
+from .step import BETAS, ENGINES, EPS, ReplicaStep, choose_engine, resolve_engine
 from .train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
 
 Params = dict[str, torch.Tensor]
@@ -363,8 +363,8 @@ def adam_by_rate(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     for (rate, step), group in groups.items():
         ps, gs, ms, vs = (list(t) for t in zip(*group))
         count = torch.tensor(float(step))
-        torch._fused_adam_(ps, gs, ms, vs, [], [count] * len(ps), lr=rate, beta1=0.9, beta2=0.999,
-                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        torch._fused_adam_(ps, gs, ms, vs, [], [count] * len(ps), lr=rate, beta1=BETAS[0], beta2=BETAS[1],
+                           weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
 
 
 def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,

@@ -43,13 +43,13 @@ class Fit:
 # Chapter 5's scale per preset: images per digit, label grid, tasks, epochs (see the chapter).
 SCALES = {
     "smoke": dict(hinton=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
-                  halves=(50, 20), epochs=3, shared_epochs=3, temps=[2, 20], steps=30),
+                  halves=(50, 20), epochs=3, temps=[2, 20], steps=30),
     "book": dict(hinton=100, per_digit=60, val=50, unlabelled=60, pool=1000, ns=[1, 10, 100, 1000], tasks=50,
-                 episodes=8, halves=(200, 50), epochs=120, shared_epochs=20, temps=[0.25, 0.5, 1, 2, 5, 20],
+                 episodes=8, halves=(200, 50), epochs=120, temps=[0.25, 0.5, 1, 2, 5, 20],
                  steps=100),
     "full": dict(hinton=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
                  ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=200,
-                 shared_epochs=40, temps=[0.25, 0.5, 1, 2, 5, 10, 20, 50], steps=300),
+                 temps=[0.25, 0.5, 1, 2, 5, 10, 20, 50], steps=300),
 }
 
 

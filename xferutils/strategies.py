@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -331,7 +329,6 @@ def run_jobs(jobs: Sequence[Job], n_classes: int, *, lr: float = 2e-3, batch_siz
                 schedule_epochs(job.strategy, prep.model), anchored)].append(i)
     out: list[JobResult | None] = [None] * len(jobs)
     for (_, n, _, _, warm, anchored), idx in groups.items():
-        t_group = time.perf_counter()
         reps = max(1, math.ceil(min_rows / n))
         members = [preps[i] for i in idx]
         models = [p.model for p in members]
@@ -355,9 +352,6 @@ def run_jobs(jobs: Sequence[Job], n_classes: int, *, lr: float = 2e-3, batch_siz
         tests = [jobs[i].source_test if jobs[i].strategy.name != "scratch" else None for i in idx]
         src_acc = (_keep_source_acc(rep.unstack(), [jobs[i].source for i in idx], tests)
                    if any(t is not None for t in tests) else [None] * len(idx))
-        if os.environ.get("XFER_GROUP_LOG"):
-            print(f"group {jobs[idx[0]].key} K={len(idx)} n={n} reps={reps} warm={warm} "
-                  f"epochs={max(len(h.val_acc) for h in hist)} {time.perf_counter() - t_group:.1f}s", flush=True)
         for j, i in enumerate(idx):
             h = hist[j]
             out[i] = JobResult(jobs[i].key, jobs[i].seed, accs[j], h.val_acc[h.best_epoch - 1],
