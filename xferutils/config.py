@@ -229,8 +229,8 @@ class Run:
         from .results import relative, save_results
 
         extra: dict[str, Any] = {"params": self.params, "environment": self.summary()}
-        if claims is not None:
-            extra["claims"] = claims.evaluate() if hasattr(claims, "evaluate") else list(claims)
+        if claims is not None:  # a claims.Family keeps its questions beside the verdicts
+            extra.update(claims.as_dict() if hasattr(claims, "as_dict") else {"claims": list(claims)})
         return relative(save_results(self.chapter, self.preset, {**extra, **results}))
 
 

@@ -18,6 +18,8 @@ from torch import nn
 
 from . import data as xdata
 from . import ensemble, models, peft
+from .claims import Question, table
+from .claims import verb as claim_verb
 from .config import ParameterError, check_float, check_int, check_seeds
 from .data import Split, per_class
 from .metrics import per_class_accuracy, spread
@@ -271,7 +273,7 @@ class ShiftStudy:
                          f"under label shift toward digit {self.digits[c]} the accuracy is "
                          "Σ π_c·acc_c within 1 point", _pct(np.subtract(self.accuracy[name],
                                                                           self.predicted[name])),
-                         0.0, tol=1.0, unit="pts")
+                         0.0, tol=1.0, unit="points")
 
     def glue_values(self) -> dict:
 
@@ -389,7 +391,7 @@ class TransferStudy:
             for key, m in (("frozen", "frozen φ + new head"), ("tuned", "fine-tuned φ + new head")):
                 family.direction(f"ch2-{key}-vs-scratch-{slug}", "book",
                                  f"{m} beats a network from scratch on {task} (few-shot)",
-                                 _pct(row[m]), _pct(row["from scratch"]), unit="pts")
+                                 _pct(row[m]), _pct(row["from scratch"]), unit="points")
 
     def glue_values(self) -> dict:
 
@@ -557,7 +559,7 @@ class BoundStudy:
             margin = (self.source_error[None, :] + c["d_A"] / 2 - c["target_error"])[rows].min(0)
             family.threshold(f"003-ben-david-{kind}", "seed 003 (Ben-David et al. 2010)",
                              f"the computable part of the bound stays above the target error at every {kind} strength",
-                             _pct(margin), 0.0, unit="pts")
+                             _pct(margin), 0.0, unit="points")
 
     def glue_values(self) -> dict:
         rot, noi = self.curves["rotate"], self.curves["noise"]
@@ -657,35 +659,43 @@ def framework_diagram(layers: Sequence[str] = ("784→512", "512→256", "256→
 
 # --- verdict words for the prose --------------------------------------------------------------
 
+QUESTIONS = (  # chapter 2's research questions, declared before any data (xferutils.claims)
+    Question("ch2-label-shift", "Does the framework predict what label shift does to accuracy and to P(X)?",
+             claims=("ch2-label-shift-predicted-*", "003-label-shift-keeps-px"), margin=1.0),
+    Question("ch2-new-task", "Do transferred features beat training from scratch on a new task?",
+             claims=("ch2-*-vs-scratch-*",)),
+    Question("ch2-bound", "Does the computable part of Ben-David et al.'s bound stay above the target error?",
+             claims=("003-ben-david-*",), primary=False),
+    Question("ch2-rank", "Under the corrected protocol, which of document 004's strategies is most accurate?",
+             claims=("004-transfer-beats-scratch-*", "004-ft-highest-*", "004-fe-best-*", "004-dft-beats-ft")),
+    Question("ch2-convergence", "Does transfer reach 90 % of its final accuracy in fewer epochs?",
+             claims=("004-*-converges-*",), margin=1.0, unit="epochs", primary=False),
+    Question("ch2-headroom", "Does the corrected protocol leave room between the references?",
+             claims=("ch2-np-*",), primary=False),
+)
+
+
 def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_") -> dict[str, str]:
-    """For every claim: its label (``v_<id>``) and words generated from the verdict (``w_<id>``:
-    direction claims on accuracy → beats / trails / is indistinguishable from; on epochs →
-    needs fewer / more / about as many epochs than; others → holds / fails / is not shown).
-    Ids become glue names with ``-`` and ``.`` replaced by ``_``."""
+    """For every claim: its label (``v_<id>``) and the verb generated from the verdict
+    (``w_<id>``, :func:`xferutils.claims.verb`: on accuracy beats / trails / is equivalent to / is
+    not shown to differ from; on epochs needs more / fewer epochs than; other claims holds /
+    fails / holds within its margin / is undecided). Ids become glue names with ``-`` and ``.``
+    replaced by ``_``; the claims table on the page gives each verdict's evidence."""
     out = {}
     for cid, v in verdicts.items():
         key = cid.replace("-", "_").replace(".", "_")
         out[f"{prefix}{key}"] = v.label
         if v.kind == "direction" and v.unit == "epochs":
-            words = v.says("needs fewer epochs than", "needs more epochs than", "needs about as many epochs as")
+            words = claim_verb(v, "needs more epochs than", "needs fewer epochs than")
         elif v.kind == "direction":
-            words = v.says("beats", "trails", "is indistinguishable from")
+            words = claim_verb(v)
         else:
-            words = v.says("holds", "fails", f"is not shown with {v.n} seed{'s' if v.n != 1 else ''}")
+            words = v.says("holds", "fails", "sits at its threshold (within its margin)",
+                           f"is undecided at {v.n} seed{'s' if v.n != 1 else ''}")
         out[f"w_{key}"] = words
     return out
 
 
 def claims_table(verdicts: Mapping[str, object], ids: Sequence[str] | None = None) -> str:
-    """Markdown: each claim's id, text, measured difference (claimed − reference or value − claimed)
-    with its 95 % interval, seeds and verdict (Holm-corrected over the chapter's family)."""
-    from .plotting import markdown_table
-
-    rows = []
-    for cid in ids if ids is not None else list(verdicts):
-        v = verdicts[cid]
-        d = 2 if v.unit == "" else 1
-        unit = {"pts": " pts", "%": " %", "epochs": " epochs"}.get(v.unit, "")
-        ci = "" if v.ci[0] == v.ci[1] else f" [{v.ci[0]:+.{d}f}, {v.ci[1]:+.{d}f}]"
-        rows.append([f"`{cid}`", v.text, f"{v.difference:+.{d}f}{unit}{ci}", v.n, f"**{v.label}**"])
-    return markdown_table(["id", "claim", "difference (95 % CI)", "seeds", "verdict"], rows, "llrrl")
+    """The book's claims table (:func:`xferutils.claims.table`) for ``ids`` (default: all)."""
+    return table([verdicts[cid] for cid in (ids if ids is not None else list(verdicts))])

@@ -343,22 +343,32 @@ def add_claims(family, row: dict) -> list[str]:
         return row[k]["values"]["epochs90"]
 
     src, ids = "seed 004", []
+    pairs: dict[tuple[str, str], str] = {}
 
-    def direction(cid, text, a, b, **kw):
-        family.direction(cid, kw.pop("source", src), text, a, b, **kw)
+    def direction(cid, text, a, b, pair=None, **kw):
+        """One test per pair of strategies: the pair asked the other way round is a mirror."""
+        source = kw.pop("source", src)
+        if pair is not None and pair[::-1] in pairs:
+            family.mirror(cid, pairs[pair[::-1]], source, text)
+        else:
+            family.direction(cid, source, text, a, b, **kw)
+            if pair is not None:
+                pairs[pair] = cid
         ids.append(cid)
 
     transfer = STRATEGIES[1:]
     for k in transfer:
         direction(f"004-transfer-beats-scratch-{SHORT[k]}", f"{k} beats training from scratch "
-                  "with little target data", acc(k), acc("From scratch"), unit="pts")
+                  "with little target data", acc(k), acc("From scratch"), (k, "From scratch"),
+                  unit="points")
     for who, slug in (("Full fine-tuning", "ft-highest"), ("Feature extraction", "fe-best")):
         for k in transfer:  # against scratch: the comparisons of 004-transfer-beats-scratch-*
             if k != who:
                 direction(f"004-{slug}-vs-{SHORT[k]}", f"{who} is more accurate than {k}",
-                          acc(who), acc(k), unit="pts")
+                          acc(who), acc(k), (who, k), unit="points")
     direction("004-dft-beats-ft", "Discriminative FT improves on full fine-tuning",
-              acc("Discriminative FT"), acc("Full fine-tuning"), unit="pts")
+              acc("Discriminative FT"), acc("Full fine-tuning"), ("Discriminative FT", "Full fine-tuning"),
+              unit="points")
     direction("004-fe-converges-fast", "Feature extraction needs fewer epochs to 90 % of its "
               "final accuracy than training from scratch", ep("Feature extraction"),
               ep("From scratch"), expect="less", unit="epochs")
@@ -369,10 +379,10 @@ def add_claims(family, row: dict) -> list[str]:
     as_is = [100 * v for v in row["values"]["source_as_is"]]
     for k in STRATEGIES:
         direction(f"ch2-np-{SHORT[k]}-beats-as-is", f"{k} beats the source model as is",
-                  acc(k), as_is, source="book", unit="pts")
+                  acc(k), as_is, source="book", unit="points")
     direction("ch2-np-headroom", "a network trained on 1,000 target samples beats the source "
               "model as is", [100 * v for v in row["values"]["oracle"]], as_is, source="book",
-              unit="pts")
+              unit="points")
     return ids
 
 

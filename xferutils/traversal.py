@@ -30,6 +30,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
+from .claims import Question, compare
+from .claims import table as claims_table
 from .config import ParameterError, check_choice, check_float, check_int
 from .data import Split
 from .ensemble import Replicas, adam_by_rate, replicate
@@ -665,13 +667,17 @@ def mixture_diagram():
     return fig
 
 
-def verdict_table(verdicts: dict) -> str:
-    """Markdown: every claim of the chapter with its difference, 95 % interval and verdict."""
-    from .plotting import markdown_table
+QUESTIONS = (  # chapter 6's research questions, declared before any data (xferutils.claims)
+    Question("ch6-hopes", "Does document 002's traversal sustain accuracy and end with a useful sparse net?",
+             claims=("002-accuracy-sustained", "002-sparse-useful")),
+    Question("ch6-traversals", "At the same images and batches, which way to a sparse net ends best?",
+             claims=("002-beats-other-traversals", "002-sparse-from-prefit", "ch6-*")),
+)
 
-    rows = [[v.id, v.text, f"{v.difference:+.2f} [{v.ci[0]:+.2f}, {v.ci[1]:+.2f}]", v.label]
-            for v in verdicts.values()]
-    return markdown_table(["claim", "statement", "difference, points (95% CI)", "verdict"], rows, "llrl")
+
+def verdict_table(verdicts: dict) -> str:
+    """Markdown: every claim of the chapter with its evidence and verdict (the book's claims table)."""
+    return claims_table(verdicts.values())
 
 
 def summary_values(tr: Traversal, dense_test: Sequence[float], main: str = "trust") -> dict[str, object]:
@@ -693,17 +699,19 @@ def summary_values(tr: Traversal, dense_test: Sequence[float], main: str = "trus
 
 def verdict_words(verdicts: dict, main: str = "trust") -> dict[str, str]:
     """The words chapter 6's prose takes from the verdicts, so that no sentence can contradict
-    them: ``says_<id>`` (supported / contradicted / not shown) for every claim, ``vs_<method>``
-    (beats / trails / is indistinguishable from) for the main traversal against ``none``,
-    ``abrupt``, ``distill`` and ``gmp``, ``gradual`` (no retention against the abrupt switch) and
-    ``start`` (the abrupt switch against the sparse net from scratch)."""
-    cmp = ("beats", "trails", "is indistinguishable from")
-    out = {f"says_{v.id}": v.says("supported", "contradicted", "not shown") for v in verdicts.values()}
+    them: ``says_<id>`` (the verdict's label) for every claim, ``vs_<method>`` ("beats B (…)",
+    "is not shown to differ from B (…)", …) for the main traversal against ``none``, ``abrupt``,
+    ``distill`` and ``gmp``, ``gradual`` (no retention against the abrupt switch) and ``start``
+    (the abrupt switch against the sparse net from scratch)."""
+    names = {"none": "the same traversal without retention", "abrupt": "the abrupt switch",
+             "distill": "direct distillation", "gmp": "gradual magnitude pruning"}
+    out = {f"says_{v.id}": v.label for v in verdicts.values()}
     for b in ("none", "abrupt", "distill", "gmp"):
-        out[f"vs_{b}"] = "is" if b == main else verdicts[claim_id(main, b)].says(*cmp)
+        out[f"vs_{b}"] = (f"is {names[b]}" if b == main else
+                          compare(verdicts[claim_id(main, b)], "", names[b]).strip())
     if "ch6-gradual-vs-abrupt" in verdicts:
-        out["gradual"] = verdicts["ch6-gradual-vs-abrupt"].says(*cmp)
+        out["gradual"] = compare(verdicts["ch6-gradual-vs-abrupt"], "", names["abrupt"]).strip()
     else:  # the main traversal is the one without retention: the comparison is vs_abrupt
         out["gradual"] = out["vs_abrupt"]
-    out["start"] = verdicts["002-sparse-from-prefit"].says(*cmp)
+    out["start"] = compare(verdicts["002-sparse-from-prefit"], "", "it").strip()
     return out
