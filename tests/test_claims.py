@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xferutils import claims
-from xferutils.claims import CONTRADICTED, NOT_SHOWN, SUPPORTED, Family
+from xferutils.claims import CONTRADICTED, EQUIVALENT, NOT_SHOWN, SUPPORTED, Family, Question
 from xferutils.config import ParameterError
 
 
@@ -25,15 +25,27 @@ def test_holm_adjusts_step_down():
     assert claims.holm([]) == []
 
 
+def test_mde_matches_the_normal_approximation_for_many_seeds():
+    # n large: (z_{0.975} + z_{0.8}) * sd / sqrt(n) = (1.960 + 0.842) * 1 / 10
+    assert claims.mde(1.0, 100) == pytest.approx(0.2802, abs=3e-3)
+    assert claims.mde(1.0, 100, m=5) > claims.mde(1.0, 100)  # a larger family needs a larger effect
+    assert math.isnan(claims.mde(1.0, 1))
+
+
 def noisy(mean, n=8, sd=0.01, seed=0):
     return list(np.random.default_rng(seed).normal(mean, sd, n))
 
 
+def Fam(name="t", margin=0.01):
+    """A family with one question that takes every claim (the unit tests' default)."""
+    return Family(name, questions=[Question("q", "all", margin=margin, claims=("*",))])
+
+
 def test_direction_verdicts():
-    fam = Family("t")
+    fam = Fam()
     fam.direction("win", "s", "a beats b", noisy(0.9), noisy(0.8, seed=1))
     fam.direction("lose", "s", "a beats b", noisy(0.7), noisy(0.8, seed=2))
-    fam.direction("tie", "s", "a beats b", noisy(0.8, seed=3), noisy(0.8, seed=4))
+    fam.direction("tie", "s", "a beats b", noisy(0.8, sd=0.05, seed=3), noisy(0.8, sd=0.05, seed=4))
     fam.direction("less", "s", "a is lower", noisy(0.7), noisy(0.8, seed=5), expect="less")
     v = fam.verdicts()
     assert [v[k].verdict for k in ("win", "lose", "tie", "less")] == [SUPPORTED, CONTRADICTED, NOT_SHOWN, SUPPORTED]
@@ -44,7 +56,7 @@ def test_direction_verdicts():
 def test_direction_is_paired_by_seed():
     # a large seed effect shared by both methods, a small consistent gain: only pairing sees it
     base = np.array([0.5, 0.9, 0.6, 0.8, 0.7])
-    fam = Family("t")
+    fam = Fam()
     fam.direction("gain", "s", "a > b", base + 0.01, base)
     assert fam.evaluate()[0].verdict == SUPPORTED
 
@@ -53,19 +65,20 @@ def test_holm_turns_a_marginal_claim_into_not_shown():
     # one comparison alone is significant (p ~ 0.03); among ten claims it is not
     a = [0.0, 0.02, 0.04, 0.03, 0.01]
     b = [0.0] * 5
-    single = Family("one")
+    single = Fam("one")
     single.direction("x", "s", "a > b", a, b)
     assert single.evaluate()[0].verdict == SUPPORTED
-    many = Family("ten")
+    many = Fam("ten")
     many.direction("x", "s", "a > b", a, b)
     for i in range(9):
         many.direction(f"null{i}", "s", "a > b", noisy(0.5, 5, seed=10 + i), noisy(0.5, 5, seed=30 + i))
     v = many.verdicts()["x"]
-    assert v.p < 0.05 < v.p_holm and v.verdict == NOT_SHOWN
+    assert v.p < 0.05 < v.p_adjusted and v.verdict == NOT_SHOWN
+    assert v.interval[0] > 0 > v.interval_adjusted[0]  # the adjusted interval is the one that decides
 
 
 def test_threshold_and_value_claims():
-    fam = Family("t")
+    fam = Fam()
     fam.threshold("above", "s", "at least 90 %", noisy(0.95), 0.90)
     fam.threshold("below", "s", "at least 90 %", noisy(0.60), 0.90)
     fam.threshold("at_most", "s", "at most 10 %", noisy(0.05), 0.10, expect="at_most")
@@ -80,20 +93,21 @@ def test_threshold_and_value_claims():
 
 
 def test_exact_and_single_seed():
-    fam = Family("t")
+    fam = Fam()
     fam.value("count", "s", "~0.1 % of parameters", [0.071], 0.001, tol=0.001, exact=True)
     fam.threshold("one", "s", "above 0.5", [0.9], 0.5)
     v = fam.verdicts()
-    assert v["count"].verdict == CONTRADICTED
+    assert v["count"].verdict == CONTRADICTED and v["count"].question is None and v["count"].p is None
     assert v["one"].verdict == NOT_SHOWN and v["one"].n == 1 and math.isnan(v["one"].ci[0])
 
 
 def test_says_generates_words_from_the_verdict():
-    fam = Family("t")
+    fam = Fam()
     fam.direction("w", "s", "a > b", noisy(0.9), noisy(0.8, seed=1))
-    assert fam.evaluate()[0].says("beats", "trails", "ties with") == "beats"
-    assert claims.compare_pair(noisy(0.5), noisy(0.6, seed=1)) == "less"
-    assert claims.compare_pair(noisy(0.5), noisy(0.5, seed=1)) == "tie"
+    assert fam.evaluate()[0].says("beats", "trails", "ties with", "?") == "beats"
+    assert claims.compare_pair(noisy(0.5), noisy(0.6, seed=1), margin=0.02) == "less"
+    assert claims.compare_pair(noisy(0.5, sd=0.001), noisy(0.5, sd=0.001, seed=1), margin=0.02) == "equivalent"
+    assert claims.compare_pair(noisy(0.5, n=3, sd=0.1), noisy(0.5, n=3, sd=0.1, seed=1), margin=0.02) == "undecided"
 
 
 @pytest.mark.parametrize("bad", [
@@ -109,14 +123,14 @@ def test_bad_claims_are_refused(bad):
 
 
 def test_duplicate_ids_refused():
-    fam = Family("t")
+    fam = Fam()
     fam.threshold("a", "s", "t", [1.0, 2.0], 0.0)
     with pytest.raises(ParameterError, match="already"):
         fam.threshold("a", "s", "t", [1.0, 2.0], 0.0)
 
 
 def test_compare_cli(tmp_path, capsys):
-    fam = Family("t")
+    fam = Fam()
     fam.threshold("a", "s", "t", noisy(0.95), 0.9)
     fam.threshold("b", "s", "t", noisy(0.95), 0.9)
     book = [v.as_dict() for v in fam.evaluate()]
@@ -124,17 +138,21 @@ def test_compare_cli(tmp_path, capsys):
     (tmp_path / "book.json").write_text(json.dumps({"claims": book}))
     (tmp_path / "same.json").write_text(json.dumps({"claims": full}))
     assert claims.main(["compare", str(tmp_path / "book.json"), str(tmp_path / "same.json")]) == 0
-    full[1]["verdict"] = NOT_SHOWN
+    full[1]["verdict"] = NOT_SHOWN  # a change that is not a flip: reported, exit 0
     (tmp_path / "full.json").write_text(json.dumps({"claims": full}))
-    assert claims.main(["compare", str(tmp_path / "book.json"), str(tmp_path / "full.json")]) == 1
+    assert claims.main(["compare", str(tmp_path / "book.json"), str(tmp_path / "full.json")]) == 0
     out = capsys.readouterr().out
-    assert "b" in out and "1 differ" in out
+    assert "b" in out and "1 differ" in out and "0 flip" in out
     assert claims.main(["compare", str(tmp_path / "nope.json"), str(tmp_path / "full.json")]) == 2
+    full[0]["verdict"] = CONTRADICTED  # supported -> contradicted: a flip, exit 1
+    (tmp_path / "flip.json").write_text(json.dumps({"claims": full}))
+    assert claims.main(["compare", str(tmp_path / "book.json"), str(tmp_path / "flip.json")]) == 1
+    assert "FLIP" in capsys.readouterr().out
 
 
 def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
     def family(values):
-        fam = claims.Family("scale")
+        fam = Fam("scale")
         fam.direction("x-gain", "book", "a beats b", values, [0.5] * len(values))
         fam.threshold("x-bar", "book", "a reaches 0.6", [0.9] * len(values), 0.6)
         return fam
@@ -148,14 +166,15 @@ def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
         kept = claims.keep(res, tmp_path / "scale")
         assert kept == tmp_path / "scale" / "99_x" / f"{preset}.json"
     note = claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
-    assert "At `full` (up to 10 seeds; machine not recorded): 1 of the 2 claims of both runs changes verdict." in note
+    assert ("At `full` (10 seeds at most, on machine not recorded): 1 of the 2 claims of both runs changes "
+            "verdict; none reverses direction") in note
     assert "| `x-gain` | supported (5) |" in note and "(10)" in note and "`book` (seeds)" in note
     assert "At `book`" not in note  # the run itself is not compared with itself
     kept = json.loads((tmp_path / "scale" / "99_x" / "full.json").read_text())
     kept["environment"] = "xferutils | device cuda (NVIDIA H100) | amp auto: fp32 | preset full"
     (tmp_path / "scale" / "99_x" / "full.json").write_text(json.dumps(kept))
-    assert "(up to 10 seeds; cuda (NVIDIA H100))" in claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
-    assert "No run of this chapter" in claims.scale_note("98_y", "book", [], tmp_path / "scale")
+    assert "(10 seeds at most, on cuda (NVIDIA H100))" in claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
+    assert "not been run at another preset" in claims.scale_note("98_y", "book", [], tmp_path / "scale")
     same = claims.scale_note("99_x", "full", full.evaluate(), tmp_path / "scale")  # against book
     assert "1 of the 2 claims of both runs changes verdict" in same
     only = [v for v in book.evaluate() if v.id == "x-bar"]
@@ -164,3 +183,122 @@ def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ParameterError, match="results_path"):
         claims.keep(bad, tmp_path / "scale")
+
+
+# --- questions, the four outcomes, and the evidence each carries ------------------------------
+
+def test_equivalence_needs_a_tost_against_the_declared_margin():
+    fam = Family("t")
+    fam.ask("q", "are a and b the same?", claims=("same*",), margin=1.0)
+    fam.direction("same-tight", "s", "a beats b", noisy(80.0, 10, 0.2), noisy(80.0, 10, 0.2, seed=1), unit="points")
+    fam.direction("same-loose", "s", "a beats b", noisy(80.0, 4, 3.0), noisy(80.0, 4, 3.0, seed=2), unit="points")
+    v = fam.verdicts()
+    assert v["same-tight"].verdict == EQUIVALENT and v["same-tight"].margin == 1.0
+    assert v["same-tight"].label == "equivalent (±1.0 points)"
+    assert v["same-loose"].verdict == NOT_SHOWN  # wide spread: neither a difference nor equivalence
+    assert "is equivalent to" in claims.compare(v["same-tight"], "a", "b")
+
+
+def test_undecided_carries_its_adjusted_interval_and_mde():
+    fam = Family("t")
+    fam.ask("q", "does a beat b?", claims=("x",), margin=0.5)
+    a, b = noisy(80.0, 5, 2.0), noisy(80.5, 5, 2.0, seed=7)
+    fam.direction("x", "s", "a beats b", a, b, unit="points")
+    v = fam.verdicts()["x"]
+    d = np.subtract(a, b)
+    assert v.verdict == NOT_SHOWN
+    expect_mde = (claims.t_quantile(0.975, 4) + claims.t_quantile(0.8, 4)) * d.std(ddof=1) / math.sqrt(5)
+    assert v.mde == pytest.approx(expect_mde)
+    assert v.interval_adjusted == pytest.approx(v.interval)  # a family of one: no adjustment
+    words = claims.compare(v, "a", "b")
+    assert "is not shown to differ from" in words and "undecided at 5 seeds" in words and "detected ±" in words
+    assert "indistinguishable" not in words and "≈" not in words
+
+
+def test_zero_variance_is_reported_as_such_and_stays_out_of_the_family():
+    fam = Family("t")
+    fam.ask("q", "q", claims=("*",))
+    fam.direction("const", "s", "a beats b", [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], unit="points")
+    fam.direction("same", "s", "a beats b", [5.0] * 4, [5.0] * 4, unit="points")
+    fam.direction("real", "s", "a beats b", noisy(1.0), noisy(0.0, seed=3), unit="points")
+    v = fam.verdicts()
+    assert v["const"].zero_variance and v["const"].p is None and v["const"].verdict == SUPPORTED
+    assert "every one of 3 seeds identical" in v["const"].evidence()
+    assert v["same"].verdict == EQUIVALENT and v["same"].zero_variance
+    assert fam.sizes() == {"q": 1}  # only the tested claim counts for Holm
+
+
+def test_holm_runs_per_question_not_per_chapter():
+    a = [0.0, 0.02, 0.04, 0.03, 0.01]
+    fam = Family("t")
+    fam.ask("main", "main", claims=("x",), margin=0.001)
+    fam.ask("other", "other", claims=("null*",), margin=0.001)
+    fam.direction("x", "s", "a > b", a, [0.0] * 5)
+    for i in range(9):
+        fam.direction(f"null{i}", "s", "a > b", noisy(0.5, 5, seed=10 + i), noisy(0.5, 5, seed=30 + i))
+    v = fam.verdicts()
+    assert v["x"].verdict == SUPPORTED and v["x"].p_adjusted == pytest.approx(v["x"].p)
+    assert fam.sizes() == {"main": 1, "other": 9}
+
+
+def test_claims_are_assigned_to_declared_questions_only():
+    fam = Family("t")
+    fam.ask("q", "q", claims=("ch9-*",))
+    with pytest.raises(ParameterError, match="question"):
+        fam.threshold("other-claim", "s", "t", [1.0, 2.0], 0.0)
+    with pytest.raises(ParameterError, match="not declared"):
+        fam.threshold("x", "s", "t", [1.0, 2.0], 0.0, question="nope")
+    with pytest.raises(ParameterError, match="already declared"):
+        fam.ask("q", "again")
+    fam.ask("q2", "overlapping", claims=("ch9-a*",))
+    with pytest.raises(ParameterError, match="one question"):
+        fam.threshold("ch9-ab", "s", "t", [1.0, 2.0], 0.0)
+    assert fam.threshold("ch9-b", "s", "t", [1.0, 2.0], 0.0).question == "q"
+
+
+def test_a_mirror_is_the_same_test_read_the_other_way():
+    fam = Fam()
+    fam.direction("a-beats-b", "s", "a beats b", noisy(0.9), noisy(0.8, seed=1))
+    fam.mirror("b-beats-a", "a-beats-b", "s", "b beats a")
+    v = fam.verdicts()
+    assert v["b-beats-a"].verdict == CONTRADICTED and v["b-beats-a"].mirror_of == "a-beats-b"
+    assert v["b-beats-a"].difference == pytest.approx(-v["a-beats-b"].difference)
+    assert fam.sizes() == {"q": 1}
+    assert claims.compare(v["b-beats-a"], "b", "a").startswith("b trails a")
+
+
+def test_results_carry_the_evidence_and_merge_is_exact():
+    def run(seeds):
+        fam = Family("99_x")
+        fam.ask("q", "does a beat b?", claims=("*",), margin=0.01)
+        rng = [np.random.default_rng(s) for s in seeds]  # each seed's values depend on that seed alone
+        fam.direction("gain", "s", "a beats b", [0.8 + r.normal(0, 0.01) for r in rng], [0.79] * len(seeds))
+        fam.threshold("bar", "s", "a reaches 0.7", [0.75 + 0.01 * (s % 3) for s in seeds], 0.7)
+        d = fam.as_dict()
+        return {"chapter": "99_x", "preset": "book", "params": {"seed0": seeds[0], "n_seeds": len(seeds), "k": 1},
+                "environment": "xferutils 0.1.0 | torch 2 | device cpu", **d}
+    one = run(list(range(10)))
+    for c in one["claims"]:
+        for key in ("question", "primary", "n", "difference", "interval", "interval_adjusted", "p_adjusted",
+                    "margin", "mde", "verdict", "values"):
+            assert key in c
+    merged = claims.merge([run(list(range(5, 10))), run(list(range(5)))])
+    assert [c["verdict"] for c in merged["claims"]] == [c["verdict"] for c in one["claims"]]
+    assert merged["claims"][0]["values"] == pytest.approx(one["claims"][0]["values"])
+    assert merged["params"]["seed0"] == 0 and merged["params"]["n_seeds"] == 10
+    with pytest.raises(ParameterError, match="seed 3"):
+        claims.merge([run([0, 1, 2, 3]), run([3, 4])])
+    other = run([5, 6])
+    other["params"]["k"] = 2
+    with pytest.raises(ParameterError, match="parameters differ"):
+        claims.merge([run([0, 1]), other])
+    other = run([5, 6])
+    other["environment"] = "xferutils 0.2.0 | torch 2 | device cpu"
+    with pytest.raises(ParameterError, match="versions"):
+        claims.merge([run([0, 1]), other])
+
+
+def test_numbers_on_the_page_never_read_minus_zero():
+    assert claims.signed(-0.01, "points") == "0.0" and claims.signed(-1.26, "points") == "−1.3"
+    assert claims.signed(2.0, "points") == "+2.0" and claims.number(9.5e-07) == "9.50×10^-7"
+    assert claims.plural(1, "seed") == "1 seed" and claims.plural(3, "seed") == "3 seeds"

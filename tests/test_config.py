@@ -95,7 +95,7 @@ def test_run_seeds_and_save(tmp_path, monkeypatch):
     assert run.seeds(smoke=2, book=5, full=10) == [3, 4, 5, 6, 7]
     run2 = xu.config.setup("ch", preset="book", device="cpu", seed0=0, n_seeds=2)
     assert run2.seeds(smoke=2, book=5, full=10) == [0, 1]
-    fam = xu.claims.Family("ch")
+    fam = xu.claims.Family("ch", questions=[xu.claims.Question("q", "q", claims=("*",))])
     fam.threshold("c", "s", "t", [0.9, 0.95], 0.5)
     rel = run.save({"acc": 0.5}, claims=fam)
     assert not rel.startswith("/")

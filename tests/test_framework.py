@@ -187,7 +187,7 @@ def test_measure_shifts_predicts_label_shift_from_validation_images():
     expected = [fw.prior_accuracy(pc, fw.skewed_priors(3, study.worst)) for pc in study.per_class_val]
     assert study.predicted[study.label_shift_names[0]] == pytest.approx(expected)
     assert sorted(study.perm) == [0, 1, 2] and all(p != i for i, p in enumerate(study.perm))
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     study.add_claims(fam)
     assert {c.id for c in fam.claims} == {"ch2-label-shift-predicted-hardest", "ch2-label-shift-predicted-easiest"}
     g = study.glue_values()
@@ -213,7 +213,7 @@ def test_transfer_to_new_tasks_trains_three_methods_with_early_stopping():
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in row.values())
     assert all(1 <= e <= 4 for v in study.epochs["new digits"].values() for e in v)
     assert "— (not defined)" not in study.table() and study.table().count("\n") == 2
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     study.add_claims(fam)
     assert {c.id for c in fam.claims} == {"ch2-frozen-vs-scratch-new", "ch2-tuned-vs-scratch-new"}
     assert study.glue_values()["full_new"] == pytest.approx(85.0)
@@ -232,7 +232,7 @@ def test_tables_for_the_page_fit_seven_columns():
 
 def test_efficiency_claims_are_exact_and_decided():
     rows = fw.parameter_table({"dense": xu.models.dense_net}, ranks=(16,), bottlenecks=(8, 32))
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     pct = fw.add_efficiency_claims(fam, rows, "dense")
     v = fam.verdicts()
     assert pct["LoRA r=16"] > 5 and v["003-lora-r16-0.1pct"].verdict == "contradicted"
@@ -253,7 +253,7 @@ def test_measure_bound_shapes_claims_and_figure():
     bound = fw.measure_bound(source, data, {"rotate": [0, 90], "noise": [0.0, 0.5]}, [0, 1], n=40, epochs=2, seed=0)
     assert bound.curves["rotate"]["d_A"].shape == (2, 2) and bound.curves["noise"]["target_error"].shape == (2, 2)
     assert bound.source_error.shape == (2,)
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     bound.add_claims(fam)
     assert len(fam) == 2
     g = bound.glue_values()
@@ -276,26 +276,26 @@ def test_framework_diagram_draws_one_row_per_strategy():
 
 
 def test_verdict_glue_and_claims_table_follow_the_verdicts():
-    fam = xu.claims.Family("t")
-    fam.direction("a-wins", "book", "a beats b", [0.9, 0.91, 0.92, 0.93], [0.5, 0.5, 0.51, 0.5], unit="pts")
-    fam.direction("tie", "book", "c beats d", [0.5, 0.6, 0.4, 0.5], [0.5, 0.4, 0.6, 0.5], unit="pts")
+    fam = xu.claims.Family("t", questions=[xu.claims.Question("q", "q", claims=("*",), margin=0.01)])
+    fam.direction("a-wins", "book", "a beats b", [0.9, 0.91, 0.92, 0.93], [0.5, 0.5, 0.51, 0.5], unit="points")
+    fam.direction("tie", "book", "c beats d", [0.5, 0.6, 0.4, 0.5], [0.5, 0.4, 0.6, 0.5], unit="points")
     fam.direction("slow", "book", "fewer epochs", [10, 11, 10, 12], [3, 3, 4, 3], expect="less", unit="epochs")
     fam.value("px", "seed 003", "equal", [0.5, 0.6, 0.55, 0.52], 0.0, tol=0.1)
     v = fam.verdicts()
     g = fw.verdict_glue(v)
     assert g["w_a_wins"] == "beats" and g["v_a_wins"] == "supported"
-    assert g["w_tie"] == "is indistinguishable from" and g["v_tie"] == "not shown (4 seeds)"
+    assert g["w_tie"] == "is not shown to differ from" and g["v_tie"] == "not shown (4 seeds)"
     assert g["w_slow"] == "needs more epochs than"
     assert g["w_px"] == "fails"
     t = fw.claims_table(v)
-    assert t.count("\n") == 5 and "**contradicted**" in t and "`a-wins`" in t
+    assert t.count("\n") == 5 and "| contradicted |" in t and "`a-wins`" in t and "detectable" in t
 
 
 def test_bound_claim_ignores_the_unshifted_point():
     curves = {"rotate": {"strength": [0, 30], "d_A": np.array([[0.0, 0.0], [1.0, 1.2]]),
                          "target_error": np.array([[0.02, 0.03], [0.2, 0.25]])}}
     study = fw.BoundStudy(curves, np.array([0.05, 0.04]))  # at 0 the margin is +0.03 / +0.01
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     study.add_claims(fam)
     # margins at 30°: 0.05 + 0.5 - 0.2 = 0.35 and 0.04 + 0.6 - 0.25 = 0.39 (in points ×100)
     assert fam.claims[0].values == pytest.approx((35.0, 39.0))
@@ -314,6 +314,6 @@ def test_label_shift_distance_when_the_skewed_class_is_scarce():
     d = fw.label_shift_distance(s, [0.8, 0.1, 0.1], [0, 1], n=40, seed=0)  # a half has ~15 of class 0
     assert d.shifted.shape == d.same.shape == d.file_order.shape == (2,)
     assert set(d.glue_values()) >= {"dA_labelshift", "dA_same", "dA_order_std"}
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     d.add_claims(fam)
     assert fam.claims[0].id == "003-label-shift-keeps-px"

@@ -167,18 +167,20 @@ def test_add_claims_decides_known_outcomes_through_the_family():
                               "Full fine-tuning": 0.85 + noise[2], "Discriminative FT": 0.75 + noise[3]},
                              as_is=0.55, oracle=0.9))
     summ = npn.summarise({"c": runs})["c"]
-    fam = xu.claims.Family("t")
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     ids = npn.add_claims(fam, summ)
-    assert len(ids) == len(set(ids)) == len(fam) == 16
+    assert len(ids) == len(set(ids)) == 16 and len(fam) == 14  # two pairs asked both ways: one test each
+    assert set(fam.mirrors) == {"004-fe-best-vs-ft", "004-dft-beats-ft"}
     v = fam.verdicts()
     assert v["004-transfer-beats-scratch-fe"].verdict == "supported"
     assert v["004-ft-highest-vs-fe"].verdict == "supported"
     assert v["004-fe-best-vs-ft"].verdict == "contradicted"
     assert v["004-dft-beats-ft"].verdict == "contradicted"
     assert v["ch2-np-headroom"].verdict == "supported" and v["ch2-np-scratch-beats-as-is"].verdict == "supported"
-    # FE and DFT have the same mean: the paired difference is noise, so not shown
-    assert v["004-fe-best-vs-dft"].verdict == "not shown"
-    assert all(v[i].p_holm >= v[i].p for i in ids)
+    # FE and DFT have the same mean and noise of 0.5 points: shown equivalent within ±1 point
+    assert v["004-fe-best-vs-dft"].verdict == "equivalent"
+    assert all(v[i].p_adjusted >= v[i].p for i in ids if v[i].p is not None)
+    assert all(v[i].question == "ch2-rank" for i in ids if i.startswith(("004-fe-best", "004-ft-highest")))
 
 
 def test_tables_and_glue_values():

@@ -34,6 +34,9 @@ from .config import ParameterError, check_int, physical_cores
 ROOT = Path(__file__).resolve().parent.parent
 # Chapters in the order to start them: the longest first, so that the two workers finish together
 # (from the execution-statistics page of a book build on the 2-core CPU).
+# Chapters that read the other chapters' results files (chapter 7 quotes chapters 3-6's verdicts):
+# they run after the others, and again whenever another chapter runs.
+READERS = ("07_negative_results",)
 LONGEST_FIRST = ("04_shared_layers", "03_strategies", "05_what_works", "02_framework",
                  "01_dense_baseline", "06_mixture_traversal", "07_negative_results")
 
@@ -64,6 +67,8 @@ def pending(paths: Sequence[Path], cache) -> list[Path]:
             cache.match_cache_notebook(nb)
         except KeyError:
             todo.append(path)
+    if todo:  # a chapter that reads the others' results is stale whenever one of them runs again
+        todo += [p for p in paths if p.stem in READERS and p not in todo and not forced(nbformat.read(p, as_version=4))]
     rank = {stem: i for i, stem in enumerate(LONGEST_FIRST)}
     return sorted(todo, key=lambda p: (rank.get(p.stem, len(rank)), p.stem))
 
@@ -86,6 +91,12 @@ def run_chapters(paths: Sequence[Path], cache, workers: int, timeout: int, cores
 
     cores = cores or physical_cores()
     threads = max(1, cores // workers)
+    first = [p for p in paths if p.stem not in READERS]
+    if len(first) < len(paths):  # chapters that read the others' results files run after them
+        if first:
+            run_chapters(first, cache, workers, timeout, cores)
+        paths, workers = [p for p in paths if p.stem in READERS], 1
+        threads = cores
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(execute, p, threads, timeout) for p in paths]
         for future in as_completed(futures):

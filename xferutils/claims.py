@@ -295,7 +295,7 @@ class Family:
         self.alpha = check_float("alpha", alpha, 0.0, 1.0)
         self.questions: dict[str, Question] = {}
         self.claims: list[Claim] = []
-        self.mirrors: dict[str, tuple[str, str, str]] = {}
+        self.mirrors: dict[str, tuple[str, str, str, bool]] = {}
         for q in questions:
             self.ask(q.id, q.text, margin=q.margin, unit=q.unit, claims=q.claims, primary=q.primary)
 
@@ -332,14 +332,15 @@ class Family:
         self.claims.append(claim)
         return claim
 
-    def mirror(self, id: str, of: str, source: str, text: str) -> None:
-        """Register claim ``id`` as the comparison ``of`` read the other way round (b beats a):
-        no second test; its verdict is ``of``'s, flipped."""
+    def mirror(self, id: str, of: str, source: str, text: str, flip: bool = True) -> None:
+        """Register claim ``id`` as the comparison ``of`` read the other way round (b beats a;
+        ``flip=False``: the same way round, under another claim's name): no second test; its
+        verdict is ``of``'s (flipped)."""
         if id in self.mirrors or any(c.id == id for c in self.claims):
             raise ParameterError(f"claim id {id!r} is already in family {self.name!r}")
         if not any(c.id == of and c.kind == "direction" for c in self.claims):
             raise ParameterError(f"mirror {id!r}: of={of!r} is not a direction claim of {self.name!r}")
-        self.mirrors[id] = (of, source, text)
+        self.mirrors[id] = (of, source, text, flip)
 
     def direction(self, id: str, source: str, text: str, a: Sequence[float], b: Sequence[float], *,
                   question: str | None = None, primary: bool = True, expect: str = "greater",
@@ -387,7 +388,9 @@ class Family:
             for c in members:
                 if not c.tested:
                     out[c.id] = _direct_verdict(c, margin)
-        mirrored = [out[of].flipped(id, text, source) for id, (of, source, text) in self.mirrors.items()]
+        mirrored = [out[of].flipped(id, text, source) if flip else
+                    replace(out[of], id=id, text=text, source=source, mirror_of=of)
+                    for id, (of, source, text, flip) in self.mirrors.items()]
         return [out[c.id] for c in self.claims] + mirrored
 
     def verdicts(self) -> dict[str, Verdict]:
@@ -407,7 +410,9 @@ class Family:
                              for q in data.get("questions") or []])
         for c in data.get("claims", []):
             if c.get("mirror_of"):
-                fam.mirror(c["id"], c["mirror_of"], c["source"], c["text"])
+                same = (c.get("values") or []) == next((x.get("values") for x in data["claims"]
+                                                        if x["id"] == c["mirror_of"]), None)
+                fam.mirror(c["id"], c["mirror_of"], c["source"], c["text"], flip=not same)
                 continue
             if "values" not in c:
                 raise ParameterError(f"claim {c.get('id')!r} has no per-seed values; re-run the chapter "

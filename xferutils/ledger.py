@@ -25,6 +25,10 @@ from .plotting import markdown_table
 SOURCES = {"000": "000_9765192e53f531b1.txt", "001": "001_f47c1390b8f5a6a9.txt",
            "002": "002_866261dc4efdfeca.txt", "003": "003_b6577041b99a0d62.txt",
            "004": "004_cd97f5ca7886826e.txt"}
+TITLES = {"000": "shared-layer transfer between two MNIST networks", "001": "fine-tuning strategies",
+          "002": "a dense network and the mixture traversal to a sparse one",
+          "003": "the mathematical framework of transfer learning",
+          "004": "transfer strategies on a NumPy network"}
 CHAPTERS = {"01_dense_baseline": "Chapter 1", "02_framework": "Chapter 2", "03_strategies": "Chapter 3",
             "04_shared_layers": "Chapter 4", "05_what_works": "Chapter 5", "06_mixture_traversal": "Chapter 6",
             "07_negative_results": "Chapter 7"}
@@ -210,7 +214,7 @@ def ledger(claims: Mapping[str, Mapping[str, Mapping[str, Any]]],
             continue
         ch, ids = found
         parts = tuple(dict(claims[ch][i]) for i in ids)
-        rows.append(Row(e, ch, parts[0], parts if ids != [e.id] else ()))
+        rows.append(Row(e, ch, parts[0], parts if len(ids) > 1 else ()))  # one part: it is the claim
     return rows
 
 
@@ -240,11 +244,20 @@ def measured_text(v: Mapping[str, Any]) -> str:
 
 
 def interval_text(v: Mapping[str, Any]) -> str:
-    """The 95 % interval of the difference, ``[-0.01, 0.03]``; ``–`` when there is none."""
-    ci = v.get("ci") or [None, None]
+    """The unadjusted 95 % interval of the difference, ``[−0.4, +1.2]``, and for an undecided
+    claim what the run could have detected; ``–`` when there is no interval."""
+    from .claims import NOT_SHOWN, number, signed
+
+    ci = v.get("interval") or v.get("ci") or [None, None]
+    unit = v.get("unit") or ""
     if any(c is None or (isinstance(c, float) and not math.isfinite(c)) for c in ci):
         return "–"
-    return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+    if v.get("zero_variance"):
+        return "every seed identical"
+    text = f"[{signed(ci[0], unit)}, {signed(ci[1], unit)}]"
+    if v.get("verdict") == NOT_SHOWN and v.get("mde") is not None:
+        text += f"; detectable ±{number(v['mde'], unit)}"
+    return text
 
 
 def chapter_link(chapter: str) -> str:
@@ -261,7 +274,11 @@ def row_cells(row: Row) -> list[str]:
     The verdict comes first and the id sits under the claim, so that five columns fit the page.
     """
     e, v = row.entry, row.verdict
-    claim = f"{e.claim} <br>`{e.id}{'-*' if row.parts else ''}`"
+    shown = (v or {}).get("id", e.id) if not row.parts else f"{e.id}-*"
+    claim = f"{e.claim} <br>`{shown}`"
+    if v is not None and not row.parts and v.get("text"):
+        claim += f" <br>*decided by:* {v['text']}" + (f" (= `{v['mirror_of']}` read the other way)"
+                                                      if v.get("mirror_of") else "")
     if e.chapter is None:
         return ["untested", f"{claim} <br>*why:* {e.untested}", "–", "–", "–"]
     where = chapter_link(row.chapter or e.chapter)
@@ -272,7 +289,7 @@ def row_cells(row: Row) -> list[str]:
     return [row.status, claim, f"{measured_text(v)} ({v.get('n', '–')} seeds)", interval_text(v), where]
 
 
-HEADER = ["verdict", "claim (in short)", "measured (seeds)", "95 % interval", "tested in"]
+HEADER = ["verdict", "claim (in short)", "measured (seeds)", "95 % interval (unadjusted)", "tested in"]
 
 
 def counts(rows: Iterable[Row]) -> dict[str, int]:
@@ -295,7 +312,7 @@ def ledger_markdown(preset: str, results_dir: str | Path | None = None) -> str:
              f"{len(CHAPTERS)} chapters)."]
     for seed, fname in SOURCES.items():
         body = [row_cells(r) for r in rows if r.entry.seed == seed]
-        parts.append(f"### Seed {seed} (`{fname}`)\n\n" + markdown_table(HEADER, body))
+        parts.append(f"### Document {seed}: {TITLES[seed]}\n\n" + markdown_table(HEADER, body))
     extra = unregistered(claims)
     if extra:
         parts.append("### Measured but not in the registry\n\n" +
