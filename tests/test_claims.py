@@ -302,3 +302,30 @@ def test_numbers_on_the_page_never_read_minus_zero():
     assert claims.signed(-0.01, "points") == "0.0" and claims.signed(-1.26, "points") == "−1.3"
     assert claims.signed(2.0, "points") == "+2.0" and claims.number(9.5e-07) == "9.50×10^-7"
     assert claims.plural(1, "seed") == "1 seed" and claims.plural(3, "seed") == "3 seeds"
+
+
+@pytest.mark.parametrize("chapter", ["01_dense_baseline", "02_framework", "03_strategies", "04_shared_layers",
+                                     "05_what_works", "06_mixture_traversal", "07_negative_results"])
+def test_every_chapter_decides_its_claims_in_declared_questions(chapter):
+    """The chapters' results (written by the notebooks at smoke in this test session): every claim
+    answers a declared question of at most a dozen tested claims, no id twice, no timing in a
+    family, and each claim carries the evidence the page shows."""
+    from xferutils.results import results_dir
+
+    path = results_dir() / chapter / "smoke.json"
+    if not path.is_file():
+        pytest.skip(f"{chapter} has not run at smoke here (run the notebooks first)")
+    data = json.loads(path.read_text())
+    questions = {q["id"] for q in data["questions"]}
+    ids = [c["id"] for c in data["claims"]]
+    assert questions and len(ids) == len(set(ids))
+    fam = Family.from_results(data)
+    assert max(fam.sizes().values()) <= claims.FAMILY_LIMIT
+    for c in data["claims"]:
+        assert c["question"] in questions or c["exact"], c["id"]
+        assert c["unit"] not in ("s", "seconds"), f"{c['id']}: a timing decides nothing"
+        assert c["verdict"] in claims.VERDICTS
+        if c["verdict"] == NOT_SHOWN and c["n"] > 1 and not c["zero_variance"]:
+            assert c["mde"] is not None and c["interval_adjusted"][0] is not None, c["id"]
+    again = {v.id: v.verdict for v in fam.evaluate()}  # the stored verdicts are the module's
+    assert again == {c["id"]: c["verdict"] for c in data["claims"]}

@@ -575,10 +575,10 @@ def table(verdicts: Iterable[Verdict | Mapping[str, Any]], *, prefix: str = "",
     head = ["claim", "verdict", "seeds", "difference [95 %]", "adjusted [interval]; detectable"]
     rows = []
     for v in vs:
-        u = v.unit if v.unit not in ("", "points") else ("points" if v.unit else "")
+        u = "" if v.unit in ("", "points", "%") else f" {v.unit}"
         lo, hi = v.interval
-        diff = signed(v.difference, v.unit) + ("" if math.isnan(lo) or v.exact or v.zero_variance
-                                               else f" [{signed(lo, v.unit)}, {signed(hi, v.unit)}]")
+        diff = signed(v.difference, v.unit) + u + ("" if math.isnan(lo) or v.exact or v.zero_variance
+                                                   else f" [{signed(lo, v.unit)}, {signed(hi, v.unit)}]")
         if v.verdict == NOT_SHOWN and v.n > 1 and not v.zero_variance:
             a_lo, a_hi = v.interval_adjusted
             adj = f"[{signed(a_lo, v.unit)}, {signed(a_hi, v.unit)}]; ±{number(v.mde, v.unit)}"
@@ -586,10 +586,13 @@ def table(verdicts: Iterable[Verdict | Mapping[str, Any]], *, prefix: str = "",
             adj = "every seed identical"
         elif v.exact:
             adj = "exact"
+        elif v.mirror_of:
+            adj = f"`{v.mirror_of}` read the other way"
         else:
             adj = ""
         q = f" ({questions[v.question].id})" if questions and v.question in questions else ""
-        rows.append([f"{v.text} ({u})<br>`{v.id}`{q}".replace(" ()", ""), v.label, v.n, diff, adj])
+        verdict = v.label if v.verdict == EQUIVALENT else v.verdict
+        rows.append([f"{v.text}<br>`{v.id}`{q}", verdict, v.n, diff, adj])
     return markdown_table(head, rows, "llrrl")
 
 
