@@ -199,6 +199,7 @@ class Verdict:
     n: int
     p: float | None
     p_adjusted: float | None
+    p_equivalence: float | None
     margin: float | None
     mde: float | None
     verdict: str
@@ -444,23 +445,14 @@ def _tested_verdict(c: Claim, p_diff: float, p_eq: float, m: int, margin: float 
     mean = float(np.mean(d))
     sd = float(np.std(d, ddof=1))
     eq_margin = c.tol if c.kind == "value" else margin
-    if c.kind == "value":
+    if c.kind == "value":  # the claim is the equivalence: inside ±tol supports it, outside refutes it
         verdict = SUPPORTED if p_eq < alpha else CONTRADICTED if p_diff < alpha else NOT_SHOWN
-        p_adj = min(p_eq, p_diff)
     elif p_diff < alpha:
         verdict = SUPPORTED if (mean > 0) == (c.expect in ("greater", "at_least")) else CONTRADICTED
-        p_adj = p_diff
-    elif p_eq < alpha:
-        verdict, p_adj = EQUIVALENT, p_eq
     else:
-        verdict, p_adj = NOT_SHOWN, p_diff
-    return _verdict(c, mean, interval(d), interval(d, 1 - alpha / m), p_raw(c), p_adj, eq_margin,
-                    mde(sd, n, m, alpha), verdict)
-
-
-def p_raw(c: Claim) -> float:
-    """The unadjusted p-value of a tested claim's difference test."""
-    return _p_difference(c)
+        verdict = EQUIVALENT if p_eq < alpha else NOT_SHOWN
+    return _verdict(c, mean, interval(d), interval(d, 1 - alpha / m), _p_difference(c), p_diff, eq_margin,
+                    mde(sd, n, m, alpha), verdict, p_eq=p_eq)
 
 
 def _direct_verdict(c: Claim, margin: float | None) -> Verdict:
@@ -483,12 +475,12 @@ def _direct_verdict(c: Claim, margin: float | None) -> Verdict:
 
 def _verdict(c: Claim, mean: float, iv: tuple[float, float], iv_adj: tuple[float, float],
              p: float | None, p_adj: float | None, margin: float | None, mde_: float | None,
-             verdict: str, zero_variance: bool = False) -> Verdict:
+             verdict: str, zero_variance: bool = False, p_eq: float | None = None) -> Verdict:
     return Verdict(
         id=c.id, source=c.source, text=c.text, kind=c.kind, expect=c.expect, claimed=c.claimed,
         measured=float(np.mean(c.values)), baseline=float(np.mean(c.baseline)) if c.baseline else None,
         difference=mean, interval=iv, interval_adjusted=iv_adj, n=len(c.values), p=p, p_adjusted=p_adj,
-        margin=margin, mde=mde_ if verdict == NOT_SHOWN else None, verdict=verdict, unit=c.unit,
+        p_equivalence=p_eq, margin=margin, mde=mde_ if verdict == NOT_SHOWN else None, verdict=verdict, unit=c.unit,
         question=c.question, primary=c.primary, exact=c.exact, zero_variance=zero_variance, tol=c.tol,
         values=c.values, baselines=c.baseline)
 
@@ -510,6 +502,9 @@ def _digits(unit: str) -> int | None:
     return 1 if unit in ("points", "%", "pts", "epochs", "steps", "labels") else None
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def number(x: float | None, unit: str = "") -> str:
     """A magnitude for the page: one decimal for accuracy-like units, else three significant
     digits without e-notation where it can be avoided; ``–`` for a missing value."""
@@ -520,8 +515,11 @@ def number(x: float | None, unit: str = "") -> str:
         return f"{abs(x):.{d}f}" if round(abs(x), d) != 0 else f"{0:.{d}f}"
     if x == 0 or 1e-3 <= abs(x) < 1e5:
         return f"{abs(x):.3g}"
-    mant, exp = f"{abs(x):.2e}".split("e")
-    return f"{mant}×10^{int(exp)}"
+    text = f"{abs(x):.2g}"
+    if "e" not in text:
+        return text
+    mant, exp = text.split("e")
+    return f"{mant} × 10{str(int(exp)).translate(SUPERSCRIPT)}"
 
 
 def signed(x: float | None, unit: str = "") -> str:
@@ -604,7 +602,7 @@ def verdict_from_dict(d: Mapping[str, Any]) -> Verdict:
         kw[k] = tuple(math.nan if x is None else x for x in d.get(k) or d.get("ci") or (math.nan, math.nan))
     kw["values"] = tuple(d.get("values") or ())
     kw["baselines"] = None if d.get("baselines") is None else tuple(d["baselines"])
-    for k in ("p", "p_adjusted", "margin", "mde"):
+    for k in ("p", "p_adjusted", "p_equivalence", "margin", "mde"):
         kw.setdefault(k, None)
     return Verdict(**kw)
 
@@ -734,6 +732,8 @@ def keep(results_path: str | Path, root: str | Path = SCALE_DIR) -> Path:
     if not data.get("claims") or "chapter" not in data or "preset" not in data:
         raise ParameterError(f"results_path={str(path)!r} has no claims, chapter or preset; give a "
                              "results file written by Run.save(..., claims=family)")
+    if all("values" in c for c in data["claims"]):  # decided again with this version's rules
+        data.update(Family.from_results(data).as_dict())
     out = Path(root) / data["chapter"] / f"{data['preset']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = {k: data.get(k) for k in ("chapter", "preset", "params", "environment", "questions",
