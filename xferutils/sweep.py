@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, ParameterError, check_choice, check_int, physical_cores
-from .results import DEFAULT_DIR, atomic_write_text, relative
+from .results import DEFAULT_DIR, atomic_write_text
 
 TOPIC = "xferutils-sweep"  # the Dask event topic of the "start" lines
 INSTALL = ("the sweep runs on Dask's distributed engine, which is not installed; install the "
@@ -169,6 +169,14 @@ def run_job(notebook_text: str, notebook_dir: str, chapter: str, preset: str, se
 
 # --- the sweep, from the client --------------------------------------------------------------
 
+def _where(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _say(text: str) -> None:
     print(f"[sweep {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -212,7 +220,7 @@ def sweep(jobs: Sequence[Job], client: Any, *, retries: int = 1, threads: int = 
         atomic_write_text(job.executed, got["notebook"])
         atomic_write_text(job.results, got["results"])
         done.append(job)
-        _say(f"done  {job} in {got['seconds']:.1f} s -> {relative(job.results)}")
+        _say(f"done  {job} in {got['seconds']:.1f} s -> {_where(job.results)}")
     return done, failed
 
 
@@ -257,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         for j in jobs:
-            print(f"{j} -> {relative(j.results)}")
+            print(f"{j} -> {_where(j.results)}")
         return 0
     try:
         from distributed import Client, LocalCluster
@@ -294,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _say(f"not merged: {out} (a run failed)")
                 continue
             if len(mine) < 2:
-                _say(f"not merged: {relative(out)} holds one run ({mine[0].name}); nothing to pool")
+                _say(f"not merged: {_where(out)} holds one run ({mine[0].name}); nothing to pool")
                 continue
             chapter = mine[0].chapter
             if chapter not in SEED_INDEPENDENT:
@@ -304,13 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 merged = merge_files([j.results for j in mine], out / "merged.json")
             except (OSError, ValueError) as err:
-                print(f"error: merge of {relative(out)}: {err}", file=sys.stderr)
+                print(f"error: merge of {_where(out)}: {err}", file=sys.stderr)
                 return 2
             from .claims import counts
 
             c = counts(merged["claims"])
             _say(f"merged {len(mine)} runs ({merged['params']['n_seeds']} seeds) -> "
-                 f"{relative(out / 'merged.json')}: " + ", ".join(f"{n} {k}" for k, n in c.items()))
+                 f"{_where(out / 'merged.json')}: " + ", ".join(f"{n} {k}" for k, n in c.items()))
     return 1 if failed else 0
 
 
