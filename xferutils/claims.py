@@ -701,9 +701,23 @@ def merge(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 raise ParameterError(f"runs: seed {s} is in run {seen[s] + 1} and run {i + 1}; "
                                      "seeds must not overlap")
             seen[s] = i
+    for i, r in enumerate(runs):
+        n = len(run_seeds(r))
+        for c in r["claims"]:
+            if not c.get("exact") and not c.get("mirror_of") and len(c.get("values") or ()) != n:
+                raise ParameterError(f"runs: claim {c['id']!r} of run {i + 1} has {len(c.get('values') or ())} "
+                                     f"values for its {n} seeds; only claims measured once per seed can be "
+                                     "pooled")
     pooled = []
     for parts in zip(*(r["claims"] for r in runs)):
         c = dict(parts[0])
+        if c.get("exact"):  # a deterministic quantity: the same in every run, kept once
+            for p in parts[1:]:
+                if (set(p["values"]), set(p.get("baselines") or ())) != (set(c["values"]), set(c.get("baselines") or ())):
+                    raise ParameterError(f"runs: exact claim {c['id']!r} measured {p['values']} in one run "
+                                         f"and {c['values']} in another; merge runs of one setting")
+            pooled.append(c)
+            continue
         c["values"] = [x for p in parts for x in p["values"]]
         if c.get("baselines") is not None:
             c["baselines"] = [x for p in parts for x in p["baselines"]]
@@ -809,8 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "merge":
             from .results import atomic_write_text
 
+            from .results import _plain
+
             merged = merge([json.loads(Path(p).read_text()) for p in args.runs])
-            atomic_write_text(Path(args.output), json.dumps(merged, indent=2, sort_keys=True))
+            atomic_write_text(Path(args.output), json.dumps(_plain(merged), indent=2, sort_keys=True))
             c = counts(merged["claims"])
             print(f"merged {len(args.runs)} runs ({merged['params']['n_seeds']} seeds) -> {args.output}: "
                   + ", ".join(f"{n} {k}" for k, n in c.items()))
