@@ -375,7 +375,14 @@ class Family:
         return out
 
     def evaluate(self) -> list[Verdict]:
-        """Every claim's verdict, Holm-corrected within its question, in the order added."""
+        """Every claim's verdict, Holm-corrected within its question, in the order added (decided
+        once for each state of the family: claims are only ever added)."""
+        key = (len(self.claims), len(self.mirrors))
+        if getattr(self, "_decided", (None, None))[0] != key:
+            self._decided = (key, self._evaluate())
+        return list(self._decided[1])
+
+    def _evaluate(self) -> list[Verdict]:
         out: dict[str, Verdict] = {}
         for qid in [*self.questions, None]:
             members = [c for c in self.claims if c.question == qid]
@@ -746,7 +753,7 @@ def keep(results_path: str | Path, root: str | Path = SCALE_DIR) -> Path:
     if not data.get("claims") or "chapter" not in data or "preset" not in data:
         raise ParameterError(f"results_path={str(path)!r} has no claims, chapter or preset; give a "
                              "results file written by Run.save(..., claims=family)")
-    if all("values" in c for c in data["claims"]):  # decided again with this version's rules
+    if data.get("questions") and all("values" in c for c in data["claims"]):  # decided again, current rules
         data.update(Family.from_results(data).as_dict())
     out = Path(root) / data["chapter"] / f"{data['preset']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
