@@ -240,6 +240,8 @@ def setup(chapter: str, preset: str = "book", device: str = "auto", **params: An
     Chapter-specific parameters are validated by the chapter's own module before calling this;
     they are stored in :attr:`Run.params` so that they are written to the results file.
     """
+    if "data_seed" in params:
+        check_int("data_seed", params["data_seed"], 0)
     run = Run(chapter=chapter, preset=resolve_preset(preset), device=get_device(device), params=params)
     if run.device.type == "cpu":
         torch.set_num_threads(cpu_threads())
