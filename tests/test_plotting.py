@@ -42,7 +42,22 @@ def test_bars_show_mean_and_seeds():
 
 def test_show_source_is_markdown_of_the_code():
     md = xu.show(xu.metrics.spread)
-    assert md.data.startswith("```python\ndef spread(")
+    assert md.data.startswith("```python\ndef spread(") and "admonition" not in md.data
+
+
+def test_long_listing_shows_its_outline_and_folds_the_full_source():
+    import inspect
+
+    md = xu.show(xu.ensemble.fit_replicas).data
+    outline, folded = md.split("````{admonition}")
+    n = len(inspect.getsource(xu.ensemble.fit_replicas).splitlines())
+    assert n > xu.plotting.SHOW_LINES
+    assert outline.startswith("```python\ndef fit_replicas(") and outline.rstrip().endswith("...\n```")
+    assert len(outline.splitlines()) < 15
+    assert f"Full source of `fit_replicas` ({n} lines)" in folded and ":class: dropdown" in folded
+    assert inspect.getsource(xu.ensemble.fit_replicas).rstrip() in folded
+    cls = xu.plotting.outline(inspect.getsource(xu.shared_layers.SharedNet))
+    assert "def forward(" in cls and "        ..." in cls and "nn.Linear(" not in cls
 
 
 def test_glue_gives_plain_python_values(monkeypatch):

@@ -91,10 +91,58 @@ def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]], a
     return "\n".join(lines)
 
 
-def show_source(obj: object) -> object:
-    """Display the source code of a package function or class in a notebook (the key code)."""
+SHOW_LINES = 30  # a listing longer than this shows its outline, with the full source folded
+
+
+def outline(source: str) -> str:
+    """The part of a long function or class that teaches: its signature and the first paragraph
+    of its docstring (for a class, each method's signature and docstring line), bodies as ``...``."""
+    import ast
+    import textwrap
+
+    lines = source.splitlines()
+    tree = ast.parse(textwrap.dedent(source))
+    node = tree.body[0]
+
+    def head(fn, indent: str = "") -> list[str]:
+        body = fn.body[0]
+        doc = ast.get_docstring(fn)
+        start = min([d.lineno for d in getattr(fn, "decorator_list", [])] + [fn.lineno]) - 1
+        sig = lines[start:body.lineno - 1]
+        pad = " " * (len(lines[body.lineno - 1]) - len(lines[body.lineno - 1].lstrip()))
+        out = list(sig)
+        if doc:
+            para = doc.split("\n\n")[0].strip().splitlines()
+            more = "\n\n" in doc.strip()
+            out += [f'{pad}"""{para[0]}'] + [pad + x.strip() for x in para[1:]]
+            out[-1] += ' ..."""' if more else '"""'
+        if isinstance(fn, ast.ClassDef):
+            for item in fn.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out += [""] + head(item)
+            return out
+        return out + [f"{pad}..."]
+
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return "\n".join(lines[:SHOW_LINES] + ["..."])
+    return "\n".join(head(node))
+
+
+def show_source(obj: object, max_lines: int = SHOW_LINES) -> object:
+    """Display the source code of a package function or class in a notebook (the key code).
+
+    Up to ``max_lines`` lines it is shown whole; a longer one shows its :func:`outline` (signature
+    and docstring), with the full source in a folded block under it.
+    """
     import inspect
 
     from IPython.display import Markdown
 
-    return Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
+    source = inspect.getsource(obj).rstrip()
+    n = len(source.splitlines())
+    if n <= max_lines:
+        return Markdown(f"```python\n{source}\n```")
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", "it"))
+    return Markdown(f"```python\n{outline(source)}\n```\n\n"
+                    f"````{{admonition}} Full source of `{name}` ({n} lines)\n:class: dropdown\n\n"
+                    f"```python\n{source}\n```\n````")
