@@ -72,3 +72,12 @@ def test_no_invented_repository_address():
         text = nb.read_text()
         assert "github.com" not in text and "git+http" not in text, nb.name
         assert '"install"' in text, f"{nb.name}: no install cell (tag 'install')"
+
+
+def test_glued_numbers_are_tidied():
+    assert bookframe.tidy_glued_text()
+    from myst_nb.ext.glue import roles
+
+    assert roles.format_plain_text("-0.04", "+.1f") == "0.0"
+    assert roles.format_plain_text("9.5e-07", ".1e") == "9.5 × 10⁻⁷"
+    assert roles.format_plain_text("'a text'", "") == "a text" and roles.format_plain_text("1234", ",") == "1,234"

@@ -12,6 +12,8 @@ Loaded by ``_config.yml`` (``sphinx.local_extensions``).
   and every chapter's install cell (tagged ``install``) is left out of the pages.
 - Figures and exercises are numbered per chapter ("Fig. 3.2", "Exercise 3.1"): the chapter's
   number comes from its file name (``notebooks/03_strategies``).
+- Glued numbers read as prose: no "-0.0", no e-notation (``xferutils.results.tidy`` applied to
+  every ``{glue:text}`` value).
 - ``book.css``: glued values in the text's weight, values with "±" kept on one line, claim ids
   and printed lines wrapped within the column, figures scrollable at full size on a phone.
 """
@@ -132,7 +134,27 @@ def _number_per_chapter(app, env) -> list[str]:
     return renumber_per_chapter(env.toc_fignumbers)
 
 
+def tidy_glued_text() -> bool:
+    """Route MyST-NB's formatting of ``{glue:text}`` values through ``xferutils.results.tidy``."""
+    try:
+        from xferutils.results import tidy
+    except ImportError:  # the package is not installed: leave MyST-NB as it is
+        return False
+    import myst_nb.core.variables as variables
+    from myst_nb.ext.glue import crossref, roles
+
+    original = getattr(variables.format_plain_text, "__wrapped__", variables.format_plain_text)
+
+    def format_plain_text(text: str, fmt_spec: str) -> str:
+        return tidy(original(text, fmt_spec))
+
+    format_plain_text.__wrapped__ = original
+    variables.format_plain_text = roles.format_plain_text = crossref.format_plain_text = format_plain_text
+    return True
+
+
 def setup(app):
+    tidy_glued_text()
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("config-inited", _buttons_follow_the_repository, priority=900)
     app.connect("doctree-read", _drop_install_cells)
