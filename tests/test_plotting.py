@@ -76,3 +76,18 @@ def test_markdown_table():
     assert xu.plotting.markdown_table(["a", "b"], [], align="lr").splitlines()[1] == "|---|---:|"
     with pytest.raises(ValueError, match="align"):
         xu.plotting.markdown_table(["a", "b"], [], align="l")
+
+
+def test_epoch_axes_have_whole_ticks_and_log_axes_the_measured_counts():
+    fig, ax = plt.subplots()
+    xu.plotting.curves(ax, {"a": [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]]}, "loss")
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    fig2, ax2 = plt.subplots()
+    ax2.plot([50, 100, 500], [1, 2, 3])
+    xu.plotting.log_count_axes(fig2, ax2, "images", "acc")
+    fig2.canvas.draw()
+    assert list(ax2.get_xticks()) == [50, 100, 500]
+    assert [t.get_text() for t in ax2.get_xticklabels()] == ["50", "100", "500"]
+    plt.close(fig)
+    plt.close(fig2)

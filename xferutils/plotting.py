@@ -50,6 +50,30 @@ def curves(ax: plt.Axes, runs: Mapping[str, Sequence[Sequence[float]]], ylabel: 
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if xlabel == "epoch":
+        integer_ticks(ax)
+    return ax
+
+
+def integer_ticks(ax: plt.Axes) -> plt.Axes:
+    """Whole-number ticks on the x axis (epochs, steps): no "1.5 epochs"."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
+def data_ticks(ax: plt.Axes, most: int = 10) -> plt.Axes:
+    """On a log x axis, ticks at the measured x values, written out ("50", "100", "500"), not
+    powers of ten with mantissas ("6×10¹"); left as is when there are more than ``most``."""
+    from matplotlib.ticker import NullFormatter
+
+    xs = sorted({float(x) for line in ax.lines for x in np.atleast_1d(line.get_xdata())
+                 if np.isfinite(float(x)) and float(x) > 0})
+    if xs and len(xs) <= most:
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", which="minor", length=0)
     return ax
 
 
@@ -70,6 +94,7 @@ def log_count_axes(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, top:
     """Finish an accuracy-against-label-count plot: log x axis, 0..``top`` % y axis, legend
     (chapters 4 and 5)."""
     ax.set_xscale("log")
+    data_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, top)
