@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 os.environ["XFER_PRESET"] = "smoke"
-os.environ["XFER_PROGRESS"] = "0"  # progress lines are for people running a chapter by hand
+os.environ["TQDM_DISABLE"] = "1"  # progress bars (tqdm) are for people running a chapter by hand
 os.environ.setdefault("XFER_RESULTS_DIR", tempfile.mkdtemp(prefix="xfer-results-"))
 os.environ.setdefault("XFER_TEST_START", str(time.time()))
 _shared = Path(__file__).resolve().parent.parent / "shared" / "data"

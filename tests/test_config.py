@@ -128,3 +128,12 @@ def test_threads_override(monkeypatch):
             xu.config.cpu_threads()
     monkeypatch.delenv("XFER_THREADS")
     assert xu.config.cpu_threads() == xu.config.physical_cores()
+
+
+def test_summary_fits_the_column():
+    """The environment line every chapter prints: two lines within the book's 88-character column."""
+    run = xu.config.setup("01_dense_baseline", preset="smoke", device="cpu")
+    lines = run.summary().splitlines()
+    assert len(lines) == 2 and all(len(line) <= 88 for line in lines), lines
+    assert "preset smoke" in lines[0] and lines[1].startswith("device cpu")
+    assert run.environment().startswith("xferutils") and "chapter 01_dense_baseline" in run.environment()

@@ -26,7 +26,8 @@ def test_spread():
     assert s.mean == 2.0 and s.std == pytest.approx(1.0) and s.n == 3
     assert s.ci95 == pytest.approx(4.303 / math.sqrt(3))
     assert xu.metrics.spread([0.5]).std == 0.0
-    assert str(xu.metrics.spread([0.97, 0.98])) == "97.5 ± 0.7"
+    assert str(xu.metrics.spread([0.97, 0.98])) == "97.5\u00a0±\u00a00.7"
+    assert xu.metrics.spread([-0.0004, 0.0002]).fmt() == "0.0\u00a0±\u00a00.0"
     with pytest.raises(ValueError):
         xu.metrics.spread([])
 
@@ -49,3 +50,15 @@ def test_results_roundtrip_and_atomic(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         xu.results.save_results("ch", "smoke", {"x": Boom()})
     assert json.loads(path.read_text())["acc"] == [0.5]  # the old file is intact
+
+
+def test_tidy_numbers_for_prose():
+    from xferutils.results import number, plural, tidy
+
+    assert number(-0.04, "+.1f") == "0.0" and number(-0.004, ".2f") == "0.00" and number(0.04, "+.1f") == "+0.0"
+    assert number(-0.4, ".1f") == "-0.4" and tidy("[-0.0, +4.1]") == "[0.0, +4.1]"
+    assert tidy("9.5e-07") == "9.5 × 10⁻⁷" and tidy("2.27e-06 (claimed 0.0001)") == "2.27 × 10⁻⁶ (claimed 0.0001)"
+    assert tidy("1e-04") == "10⁻⁴" and tidy("3.0e+02") == "3.0 × 10²" and tidy("5e+00") == "5"
+    assert tidy("seed0 e-mail 10.0 x-0.0") == "seed0 e-mail 10.0 x-0.0"  # words and ranges untouched
+    assert plural(1, "seed") == "1 seed" and plural(5, "seed") == "5 seeds"
+    assert plural(1, "labelled image") == "1 labelled image" and plural(2, "child", "children") == "2 children"

@@ -188,8 +188,8 @@ def test_tables_and_glue_values():
     summ = npn.summarise({"a": runs, "b": runs})
     table = npn.results_table(summ)
     assert table.count("\n") == 3 and table.splitlines()[0].count("|") - 1 <= 7
-    assert "50.0 ± 0.0" in table and "**70.0 ± 0.0**" in table
-    assert "10 ± 0" in npn.budget_table(summ)
+    assert "50.0\u00a0±\u00a00.0" in table and "**70.0\u00a0±\u00a00.0**" in table
+    assert "10\u00a0±\u00a00" in npn.budget_table(summ)
     g = npn.glue_values(summ, "a", "b")
     assert g["np_asis_corr"] == pytest.approx(50.0) and g["np_oracle_corr"] == pytest.approx(90.0)
     assert g["np_best_corr"] == g["np_worst_corr"] == pytest.approx(70.0)

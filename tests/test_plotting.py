@@ -42,7 +42,22 @@ def test_bars_show_mean_and_seeds():
 
 def test_show_source_is_markdown_of_the_code():
     md = xu.show(xu.metrics.spread)
-    assert md.data.startswith("```python\ndef spread(")
+    assert md.data.startswith("```python\ndef spread(") and "admonition" not in md.data
+
+
+def test_long_listing_shows_its_outline_and_folds_the_full_source():
+    import inspect
+
+    md = xu.show(xu.ensemble.fit_replicas).data
+    outline, folded = md.split("````{admonition}")
+    n = len(inspect.getsource(xu.ensemble.fit_replicas).splitlines())
+    assert n > xu.plotting.SHOW_LINES
+    assert outline.startswith("```python\ndef fit_replicas(") and outline.rstrip().endswith("...\n```")
+    assert len(outline.splitlines()) < 15
+    assert f"Full source of `fit_replicas` ({n} lines)" in folded and ":class: dropdown" in folded
+    assert inspect.getsource(xu.ensemble.fit_replicas).rstrip() in folded
+    cls = xu.plotting.outline(inspect.getsource(xu.shared_layers.SharedNet))
+    assert "def forward(" in cls and "        ..." in cls and "nn.Linear(" not in cls
 
 
 def test_glue_gives_plain_python_values(monkeypatch):
@@ -61,3 +76,18 @@ def test_markdown_table():
     assert xu.plotting.markdown_table(["a", "b"], [], align="lr").splitlines()[1] == "|---|---:|"
     with pytest.raises(ValueError, match="align"):
         xu.plotting.markdown_table(["a", "b"], [], align="l")
+
+
+def test_epoch_axes_have_whole_ticks_and_log_axes_the_measured_counts():
+    fig, ax = plt.subplots()
+    xu.plotting.curves(ax, {"a": [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]]}, "loss")
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    fig2, ax2 = plt.subplots()
+    ax2.plot([50, 100, 500], [1, 2, 3])
+    xu.plotting.log_count_axes(fig2, ax2, "images", "acc")
+    fig2.canvas.draw()
+    assert list(ax2.get_xticks()) == [50, 100, 500]
+    assert [t.get_text() for t in ax2.get_xticklabels()] == ["50", "100", "500"]
+    plt.close(fig)
+    plt.close(fig2)

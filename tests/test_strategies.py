@@ -412,7 +412,7 @@ def test_table_builders():
     assert "| full fine-tuning | 95." in t
     assert "| 11 |" in st.size_table(m, [50, 100], what="epochs", fmt="mean")
     f = st.forgetting_table(m, [50], xu.metrics.spread([98.0, 99.0]))
-    assert "98.5 ± 0.7" in f and "from scratch" not in f
+    assert "98.5\u00a0±\u00a00.7" in f and "from scratch" not in f
     s = st.shift_table(m, [0, 15, 90], 20, ["scratch", "feature_extraction", "full_ft"])
     assert s.splitlines()[0].count("|") - 1 <= 7 and s.count("°") == 3
     assert "| 0.01 | 0.19 | – |" in st.seed001_exp2_table(m, {0.01: 0.19})  # not measured: a dash

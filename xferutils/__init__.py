@@ -5,7 +5,8 @@ One module per idea of the book.
 - Core: ``config`` (presets, validation, device), ``data`` (MNIST, subsets, shifts), ``models``
   (the seeds' networks), ``train`` (one network, the readable reference trainer), ``ensemble``
   (vectorized replicas) and ``step`` (its fused / CUDA-graph step), ``metrics``, ``claims``
-  (verdicts on claims), ``plotting``, ``results``, ``timing``, ``progress``.
+  (verdicts on claims), ``plotting``, ``results``, ``timing``;
+  long loops show their progress with ``tqdm.auto``.
 - Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN and its λ schedule).
 - Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
   ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
@@ -18,12 +19,12 @@ __version__ = "0.1.0"
 
 from . import (baseline, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
                framework, layers, ledger, metrics, mixture, models, negative, numpynet, peft,
-               plotting, progress, results, shared_layers, sparse, strategies, timing, train,
+               plotting, results, shared_layers, sparse, strategies, timing, train,
                traversal)
 
 show = plotting.show_source
 
 __all__ = ["baseline", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
            "framework", "layers", "ledger", "metrics", "mixture", "models", "negative", "numpynet",
-           "peft", "plotting", "progress", "results", "shared_layers", "show", "sparse",
+           "peft", "plotting", "results", "shared_layers", "show", "sparse",
            "strategies", "timing", "train", "traversal"]

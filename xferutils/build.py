@@ -79,6 +79,7 @@ def execute(path: Path, threads: int, timeout: int) -> tuple[Path, object, float
     from jupyter_cache.executors.utils import single_nb_execution
 
     os.environ["XFER_THREADS"] = str(threads)  # the kernel inherits the worker's environment
+    os.environ["TQDM_DISABLE"] = "1"  # no progress bars on the pages
     nb = nbformat.read(path, as_version=4)
     result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=False,
                                  meta_override=True)

@@ -213,7 +213,12 @@ class Run:
         return by_preset(self.preset, smoke=smoke, book=book, full=full)
 
     def summary(self) -> str:
-        """One line: where the results of this run come from."""
+        """Where the results of this run come from, in two lines that fit the book's column
+        (:func:`short_summary`); the results file keeps the long line (:meth:`environment`)."""
+        return short_summary(self.device, self.preset)
+
+    def environment(self) -> str:
+        """The long environment line of the results file, with the preset and the chapter."""
         return environment_summary(self.device) + f" | preset {self.preset} | chapter {self.chapter}"
 
     def seeds(self, *, smoke: int, book: int, full: int) -> list[int]:
@@ -228,7 +233,7 @@ class Run:
         to ``results/<chapter>/<preset>.json``; return the path relative to the repository."""
         from .results import relative, save_results
 
-        extra: dict[str, Any] = {"params": self.params, "environment": self.summary()}
+        extra: dict[str, Any] = {"params": self.params, "environment": self.environment()}
         if claims is not None:  # a claims.Family keeps its questions beside the verdicts
             extra.update(claims.as_dict() if hasattr(claims, "as_dict") else {"claims": list(claims)})
         return relative(save_results(self.chapter, self.preset, {**extra, **results}))
@@ -249,6 +254,37 @@ def setup(chapter: str, preset: str = "book", device: str = "auto", **params: An
     return run
 
 
+def _where(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        n = torch.get_num_threads()
+        return f"cpu ({n} thread{'s' if n != 1 else ''}, {torch.backends.cpu.get_cpu_capability()})"
+    return device.type
+
+
+def short_summary(device: torch.device | str = "cpu", preset: str | None = None) -> str:
+    """Two lines of at most 80 characters each (the printed line fits a page's column)::
+
+        xferutils 0.1.0 · torch 2.x · python 3.11.9 · preset book
+        device cpu (1 thread, AVX512) · fp32 (no AVX512-BF16/AMX here)
+    """
+    from . import __version__
+
+    device = torch.device(device)
+    bf16, _ = precision(device)
+    if device.type == "cuda":
+        amp = "fp32 + TF32 matmuls"
+    elif device.type == "cpu":
+        amp = "bf16 autocast (AVX512-BF16/AMX)" if bf16 else "fp32 (no AVX512-BF16/AMX here)"
+    else:
+        amp = "fp32"
+    first = f"xferutils {__version__} · torch {torch.__version__} · python {platform.python_version()}"
+    if preset:
+        first += f" · preset {preset}"
+    return f"{first}\ndevice {_where(device)} · {amp}"
+
+
 def environment_summary(device: torch.device | str = "cpu") -> str:
     """``xferutils 0.1.0 | torch 2.x | python 3.x | device cpu (2 threads, AVX512) | amp auto: ...``
 
@@ -257,12 +293,5 @@ def environment_summary(device: torch.device | str = "cpu") -> str:
     from . import __version__
 
     device = torch.device(device)
-    if device.type == "cuda":
-        where = f"cuda ({torch.cuda.get_device_name(device)})"
-    elif device.type == "cpu":
-        n = torch.get_num_threads()
-        where = f"cpu ({n} thread{'s' if n != 1 else ''}, {torch.backends.cpu.get_cpu_capability()})"
-    else:
-        where = device.type
     return (f"xferutils {__version__} | torch {torch.__version__} | "
-            f"python {platform.python_version()} | device {where} | amp auto: {precision(device)[1]}")
+            f"python {platform.python_version()} | device {_where(device)} | amp auto: {precision(device)[1]}")

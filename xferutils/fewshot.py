@@ -28,6 +28,7 @@ from .config import ParameterError, check_int, check_seeds
 from .data import Split
 from .plotting import log_count_axes
 from .ensemble import fit_replicas, replicate
+from .results import tidy
 from .layers import Fit, train_classifier
 
 
@@ -307,7 +308,7 @@ def meta_table(m: Meta) -> str:
         cells = []
         for k in m.ks:
             mean, half, n = m.over_tasks(method, k)
-            cells.append(f"{100 * mean:.1f} ± {100 * half:.1f}")
+            cells.append(tidy(f"{100 * mean:.1f}\u00a0±\u00a0{100 * half:.1f}"))
         rows.append([method, *cells])
     return markdown_table(["method", *[f"{m.n_way}-way {k}-shot, %" for k in m.ks]], rows, "l" + "r" * len(m.ks))
 

@@ -78,7 +78,7 @@ def plan(presets: list[str], out: Path, tests: bool = True, bench: bool = True,
 def run_step(step: Step, timeout: float, log: Path) -> Step:
     """Run one step (its output into ``log``); fill in seconds and status."""
     env = {k: v for k, v in os.environ.items() if k != "XFER_PRESET"}  # the step's own preset counts
-    env.setdefault("XFER_PROGRESS", "0")
+    env.setdefault("TQDM_DISABLE", "1")  # progress bars are for people running a chapter by hand
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     start = time.perf_counter()
     try:

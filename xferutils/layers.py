@@ -221,7 +221,8 @@ def partial_figure(p: Partial) -> plt.Figure:
     r = np.array([p.retention[k] for k in p.ks]) * 100
     ax.errorbar(r.mean(1), t.mean(1), xerr=r.std(1, ddof=1), yerr=t.std(1, ddof=1), marker="o", capsize=3)
     for k, x, y in zip(p.ks, r.mean(1), t.mean(1)):
-        ax.annotate(f"k={k}", (x, y), textcoords="offset points", xytext=(5, -12), fontsize=9)
+        ax.annotate(f"k={k}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=9,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.axvline(100 * np.mean(p.base_retention), color="gray", ls=":", lw=1, label="Network 1 before")
     ax.set_xlabel("retention: own digits (%)")
     ax.set_ylabel("transfer digit (%)")

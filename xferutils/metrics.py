@@ -40,8 +40,11 @@ class Spread:
         return self.fmt()
 
     def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
-        """``97.8 ± 0.2`` (mean ± std, in percent by default)."""
-        return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+        """``97.8 ± 0.2`` (mean ± std, in percent by default), with no-break spaces around "±"
+        (a table cell never breaks it) and no negative zero."""
+        from .results import tidy
+
+        return tidy(f"{self.mean * scale:.{digits}f}\u00a0±\u00a0{self.std * scale:.{digits}f}")
 
     def as_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "n": self.n}

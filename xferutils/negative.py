@@ -23,6 +23,7 @@ import numpy as np
 
 from .config import ParameterError, check_choice, check_float, check_int
 from .numpynet import NumpyNet, blobs, train
+from .plotting import data_ticks
 
 PROTOCOLS = ("as_run", "fixed")
 Data = tuple[np.ndarray, np.ndarray]
@@ -270,10 +271,11 @@ def seed001_figure(exp2: Mapping[str, Mapping[float, Sequence[float]]],
         ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
         if logx:
             ax.set_xscale("log")
+            data_ticks(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 105)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # under the axes
     fig.tight_layout()
     return fig
 

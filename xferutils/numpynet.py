@@ -454,12 +454,18 @@ def strategy_figure(settings: Mapping[str, Sequence[dict]]):
         for val, style, label in ((np.mean([r["source_as_is"][1] for r in per_seed]), ":", "source as is"),
                                   (np.mean([r["oracle"] for r in per_seed]), "-.", "oracle")):
             ax_bar.axhline(100 * val, color="k", ls=style, lw=1.2, label=label)
-        ax_acc.set(title=f"{title}: accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 102))
+        ax_acc.set(title=f"{title}: accuracy per epoch", xlabel="epoch (log scale)", ylabel="accuracy (%)",
+                   ylim=(0, 102))
+        # a log epoch axis: runs that stop after 10 epochs stay readable beside one of 175
+        ax_acc.set_xscale("log")
+        ax_acc.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax_bar.set(title=f"{title}: kept epoch", ylabel="accuracy (%)", ylim=(0, 102))
         ax_bar.set_xticks(range(len(STRATEGIES)), [s.replace(" ", "\n", 1) for s in STRATEGIES])
-        ax_acc.legend(loc="lower right", fontsize=9)
-        ax_bar.legend(loc="lower right", fontsize=9)
-    fig.tight_layout()
+    # one legend under the panels, not over the curves
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    more = axes[0][1].get_legend_handles_labels()
+    fig.legend(handles + more[0], labels + more[1], loc="lower center", ncol=3, fontsize=9)
+    fig.tight_layout(rect=(0, 0.09 / len(settings), 1, 1))
     return fig
 
 

@@ -50,6 +50,30 @@ def curves(ax: plt.Axes, runs: Mapping[str, Sequence[Sequence[float]]], ylabel: 
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if xlabel == "epoch":
+        integer_ticks(ax)
+    return ax
+
+
+def integer_ticks(ax: plt.Axes) -> plt.Axes:
+    """Whole-number ticks on the x axis (epochs, steps): no "1.5 epochs"."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
+def data_ticks(ax: plt.Axes, most: int = 10) -> plt.Axes:
+    """On a log x axis, ticks at the measured x values, written out ("50", "100", "500"), not
+    powers of ten with mantissas ("6×10¹"); left as is when there are more than ``most``."""
+    from matplotlib.ticker import NullFormatter
+
+    xs = sorted({float(x) for line in ax.lines for x in np.atleast_1d(line.get_xdata())
+                 if np.isfinite(float(x)) and float(x) > 0})
+    if xs and len(xs) <= most:
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", which="minor", length=0)
     return ax
 
 
@@ -70,6 +94,7 @@ def log_count_axes(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, top:
     """Finish an accuracy-against-label-count plot: log x axis, 0..``top`` % y axis, legend
     (chapters 4 and 5)."""
     ax.set_xscale("log")
+    data_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, top)
@@ -91,10 +116,58 @@ def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]], a
     return "\n".join(lines)
 
 
-def show_source(obj: object) -> object:
-    """Display the source code of a package function or class in a notebook (the key code)."""
+SHOW_LINES = 30  # a listing longer than this shows its outline, with the full source folded
+
+
+def outline(source: str) -> str:
+    """The part of a long function or class that teaches: its signature and the first paragraph
+    of its docstring (for a class, each method's signature and docstring line), bodies as ``...``."""
+    import ast
+    import textwrap
+
+    lines = source.splitlines()
+    tree = ast.parse(textwrap.dedent(source))
+    node = tree.body[0]
+
+    def head(fn, indent: str = "") -> list[str]:
+        body = fn.body[0]
+        doc = ast.get_docstring(fn)
+        start = min([d.lineno for d in getattr(fn, "decorator_list", [])] + [fn.lineno]) - 1
+        sig = lines[start:body.lineno - 1]
+        pad = " " * (len(lines[body.lineno - 1]) - len(lines[body.lineno - 1].lstrip()))
+        out = list(sig)
+        if doc:
+            para = doc.split("\n\n")[0].strip().splitlines()
+            more = "\n\n" in doc.strip()
+            out += [f'{pad}"""{para[0]}'] + [pad + x.strip() for x in para[1:]]
+            out[-1] += ' ..."""' if more else '"""'
+        if isinstance(fn, ast.ClassDef):
+            for item in fn.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out += [""] + head(item)
+            return out
+        return out + [f"{pad}..."]
+
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return "\n".join(lines[:SHOW_LINES] + ["..."])
+    return "\n".join(head(node))
+
+
+def show_source(obj: object, max_lines: int = SHOW_LINES) -> object:
+    """Display the source code of a package function or class in a notebook (the key code).
+
+    Up to ``max_lines`` lines it is shown whole; a longer one shows its :func:`outline` (signature
+    and docstring), with the full source in a folded block under it.
+    """
     import inspect
 
     from IPython.display import Markdown
 
-    return Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
+    source = inspect.getsource(obj).rstrip()
+    n = len(source.splitlines())
+    if n <= max_lines:
+        return Markdown(f"```python\n{source}\n```")
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", "it"))
+    return Markdown(f"```python\n{outline(source)}\n```\n\n"
+                    f"````{{admonition}} Full source of `{name}` ({n} lines)\n:class: dropdown\n\n"
+                    f"```python\n{source}\n```\n````")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,35 @@ def glue(name: str, value: Any) -> None:
     if hasattr(value, "item"):
         value = value.item()
     _glue(name, value, display=False)
+
+
+# --- numbers as a reader sees them --------------------------------------------------------------
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_NEGATIVE_ZERO = re.compile(r"(?<![\w.])[-−](0(?:\.0+)?)(?![\d.])")
+_E_NOTATION = re.compile(r"(?<![\w.])([-+]?\d(?:\.\d+)?)[eE]([-+]?)0*(\d+)\b")
+
+
+def tidy(text: str) -> str:
+    """A formatted number as prose shows it: no negative zero ("-0.0" -> "0.0") and no
+    e-notation ("9.5e-07" -> "9.5 × 10⁻⁷"; "1e+00" -> "1"). Other text passes unchanged."""
+    text = _NEGATIVE_ZERO.sub(r"\1", text)
+
+    def power(m: re.Match) -> str:
+        mantissa, sign, exp = m.group(1), m.group(2), m.group(3)
+        if exp == "0":
+            return mantissa
+        exp = ("-" if sign == "-" else "") + exp
+        return f"10{exp.translate(_SUPERSCRIPT)}" if mantissa.lstrip("+") == "1" else \
+            f"{mantissa} × 10{exp.translate(_SUPERSCRIPT)}"
+    return _E_NOTATION.sub(power, text)
+
+
+def number(value: float, spec: str = ".1f") -> str:
+    """``format(value, spec)`` through :func:`tidy`: ``number(-0.04, "+.1f") == "0.0"``."""
+    return tidy(format(value, spec))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 seed``, ``5 seeds``; ``plural(1, "labelled image")`` is ``1 labelled image``."""
+    return f"{n} {word if n == 1 else many or word + 's'}"

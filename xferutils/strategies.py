@@ -619,6 +619,9 @@ def size_figure(m: Measurements, sizes: Sequence[int], upper: Spread | None = No
     if upper is not None:
         ax.axhline(upper.mean, color="k", lw=0.8, ls=":", label="scratch, all target images")
     ax.set_xscale("log")
+    from .plotting import data_ticks  # written out: 50, 100, 500
+
+    data_ticks(ax)
     ax.set_xlabel("labelled target images")
     ax.set_ylabel("target test accuracy (%)")
     ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5))
