@@ -353,7 +353,7 @@ def test_chapter_claims_known_outcome():
     assert all(c.leader == "DANN" and c.anchor == "source model as is" for c in unl)
     assert "DANN is not shown to differ from the source model as is" in st.cell_sentence(unl[0]) or \
         "DANN is equivalent to the source model as is" in st.cell_sentence(unl[0])
-    assert "is the reference" in st.cell_sentence(new[0]) and "none shown better" in st.cell_sentence(new[0])
+    assert "is the reference" in st.cell_sentence(new[0]) and "None shown better" in st.cell_sentence(new[0])
 
 
 def test_claim_ids_name_the_pair_not_the_outcome():

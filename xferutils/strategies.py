@@ -525,6 +525,7 @@ class Cell:
     worse: list[str]
     undecided: list[str]
     claim_ids: list[str]
+    equivalent: list[str] = field(default_factory=list)
 
 
 def claims_table(verdicts: Sequence[Verdict], prefix: str = "") -> str:
@@ -936,10 +937,11 @@ def decision(cc: ChapterClaims, verdicts: dict[str, Verdict]) -> list[Cell]:
         vs = {k: cc.comparisons.verdict(verdicts, k, anchor) for k in others if k != anchor}
         better = [_name(k) for k, v in vs.items() if v.a_greater is True]
         worse = [_name(k) for k, v in vs.items() if v.a_greater is False]
-        undecided = [_name(k) for k, v in vs.items() if v.a_greater is None]
+        undecided = [_name(k) for k, v in vs.items() if v.verdict == "not shown"]
+        equivalent = [_name(k) for k, v in vs.items() if v.verdict == "equivalent"]
         ids = [cc.comparisons.pairs.get((k, anchor)) or cc.comparisons.pairs[(anchor, k)] for k in vs]
         out.append(Cell(row, col, _name(lead), cc.comparisons.m.spread(lead), _name(anchor),
-                        vs.get(lead), better, worse, undecided, ids))
+                        vs.get(lead), better, worse, undecided, ids, equivalent))
     return out
 
 
@@ -960,12 +962,14 @@ def cell_sentence(cell: Cell) -> str:
         return f"{where}: {compare(v, cell.leader, 'the ' + _prose(cell.anchor))}."
     lead = (f"{_prose(cell.leader)} leads on validation" + (f" and is the reference" if v is None else
             f"; against the reference it {compare(v, '', _prose(cell.anchor)).strip()}"))
-    parts = [f"shown better than {_prose(cell.anchor)}: {', '.join(map(_prose, cell.better))}" if cell.better
-             else f"none shown better than {_prose(cell.anchor)}"]
+    parts = [f"Shown better than {_prose(cell.anchor)}: {', '.join(map(_prose, cell.better))}" if cell.better
+             else f"None shown better than {_prose(cell.anchor)}"]
     if cell.worse:
         parts.append(f"shown worse: {', '.join(map(_prose, cell.worse))}")
+    if cell.equivalent:
+        parts.append(f"equivalent within ±1 point: {', '.join(map(_prose, cell.equivalent))}")
     if cell.undecided:
-        parts.append(f"equivalent or undecided: {', '.join(map(_prose, cell.undecided))}")
+        parts.append(f"undecided: {', '.join(map(_prose, cell.undecided))}")
     return f"{where}: {lead}. " + "; ".join(parts) + "."
 
 
