@@ -109,3 +109,24 @@ def test_bad_input_names_the_parameter(easy):
         bl.nearest_prototype("images", test)
     with pytest.raises(ParameterError, match="make_net"):
         bl.random_frozen(3, train, test)
+
+
+def test_blas_threads_follow_torch(monkeypatch):
+    """A fit never runs more BLAS threads than torch may use (oversubscription on shared CPUs)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real = bl._threads
+
+    def spy():
+        ctx = real()
+        seen.append(max(i["num_threads"] for i in threadpool_info()))
+        return ctx
+    monkeypatch.setattr(bl, "_threads", spy)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        bl.pixel_logistic(blobs(30, 0), blobs(30, 1))
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [1]

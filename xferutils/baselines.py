@@ -13,6 +13,8 @@ and scored on the same test images:
   labelled pixels (Euclidean), no training at all.
 
 Each returns test accuracy as a fraction; :func:`measure` runs all three and returns % by name.
+NumPy's and scikit-learn's BLAS threads are held to torch's thread count (``XFER_THREADS``): on a
+shared 2-core machine their default pools oversubscribe it and a fit takes ten times longer.
 Chapter 2 uses them on its new-digit and permuted-label tasks and on its NumPy experiment
 (inputs are then seed 004's 10 synthetic features, and the random network is the NumPy one);
 chapter 3 at every label count, rotation and seed of its experiments.
@@ -27,6 +29,13 @@ import numpy as np
 import torch
 
 from .config import ParameterError, check_float, check_int
+
+
+def _threads():
+    """BLAS threads limited to torch's thread count for the duration of a baseline."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=torch.get_num_threads())
 
 C = 1.0  # inverse L2 strength of the logistic regressions (scikit-learn's default)
 NAMES = {"pixels": "logistic regression on pixels", "random": "random frozen network + linear head",
@@ -78,7 +87,7 @@ def logistic_accuracy(train: Any, test: Any, *, c: float = C, seed: int = 0, sta
         sd[sd == 0] = 1.0
         xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     clf = LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter, random_state=seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _threads():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(xtr, ytr)
     return float((clf.predict(xte) == yte).mean())
@@ -120,7 +129,8 @@ def random_frozen(make_net: Callable[[], Any], train: Any, test: Any, *, seed: i
     if takes_rng:
         net = make_net(np.random.default_rng(seed))
         embed = _embedder(net)
-        ftr, fte = embed(xtr), embed(xte)
+        with _threads():
+            ftr, fte = embed(xtr), embed(xte)
     else:
         torch.manual_seed(seed)
         net = make_net()
@@ -137,7 +147,8 @@ def nearest_prototype(train: Any, test: Any) -> float:
     (xtr, ytr), (xte, yte) = _arrays(train, "train"), _arrays(test, "test")
     classes = _classes(ytr)
     protos = np.stack([xtr[ytr == k].mean(0) for k in classes])
-    d = (xte ** 2).sum(1)[:, None] - 2 * xte @ protos.T + (protos ** 2).sum(1)[None, :]
+    with _threads():
+        d = (xte ** 2).sum(1)[:, None] - 2 * xte @ protos.T + (protos ** 2).sum(1)[None, :]
     return float((classes[d.argmin(1)] == yte).mean())
 
 
