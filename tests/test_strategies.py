@@ -642,4 +642,9 @@ def test_baseline_tables_and_frontier():
     fig = st.frontier_figure(m, {"l2": [0.0, 0.01, 0.1], "l2sp": [0.0, 0.01, 0.1]})
     assert fig.get_figwidth() <= 10 and len(fig.axes) == 2
     assert len(fig.axes[0].lines) >= 2 and "Li et al." in fig.axes[1].get_title()
+    assert all(t.get_fontsize() >= 9 for ax in fig.axes for t in ax.texts + ax.get_yticklabels() if t.get_text())
+    plt.close(fig)
+    hist = [xu.train.History([1.0, 0.5, 0.4], [0.8, 0.9, 0.88], 2)]
+    fig = st.curve_figure(hist, 85.0, "pixels")
+    assert fig.axes[0].lines[1].get_xdata()[0] == 2 and fig.axes[0].lines[1].get_ydata()[0] == pytest.approx(90.0)
     plt.close(fig)

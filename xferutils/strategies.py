@@ -1262,7 +1262,7 @@ def frontier_figure(m: Measurements, grids: dict[str, Sequence[float]],
                      yerr=[t.std for t in tgt], marker="os"[i], capsize=3, color=PALETTE[i], label=LABELS[name])
         for k, s_, t_ in zip(keys, src, tgt):
             ax1.annotate(f"α={k[2]:g}", (s_.mean, t_.mean), textcoords="offset points", xytext=(4, 4 - 12 * i),
-                         fontsize=8, color=PALETTE[i])
+                         fontsize=9, color=PALETTE[i])
     ax1.set_xlabel("source-task accuracy kept (%)")
     ax1.set_ylabel("target test accuracy (%)")
     ax1.set_title("this chapter: MLP on digits", fontsize=10)
