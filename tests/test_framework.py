@@ -212,11 +212,37 @@ def test_transfer_to_new_tasks_trains_three_methods_with_early_stopping():
     assert set(fw.TRANSFER_METHODS) <= set(row) and row["upper reference"] == [0.9, 0.8]
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in row.values())
     assert all(1 <= e <= 4 for v in study.epochs["new digits"].values() for e in v)
-    assert "— (not defined)" not in study.table() and study.table().count("\n") == 2
+    assert "— (not defined)" not in study.table() and study.table().count("\n") == 1 + 4  # a row per method
     fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
     study.add_claims(fam)
     assert {c.id for c in fam.claims} == {"ch2-frozen-vs-scratch-new", "ch2-tuned-vs-scratch-new"}
     assert study.glue_values()["full_new"] == pytest.approx(85.0)
+
+
+def test_transfer_baselines_on_the_same_few_shot_images():
+    source, data = tiny_source()
+    pool, pool_val = fw.random_halves(data, seed=0)
+    study = fw.transfer_to_new_tasks(source, {"new digits": (pool, pool_val, data)}, [0, 1], few_shot=5,
+                                     max_epochs=2, patience=1, upper={"new digits": ([0.9, 0.8], 100)},
+                                     make_net=lambda: xu.models.dense_net(3))
+    row = study.accuracy["new digits"]
+    shots = [xu.data.few_shot(pool, 5, seed=s) for s in (0, 1)]  # the images the methods trained on
+    assert row["logistic regression on pixels"] == [xu.baselines.pixel_logistic(t, data, seed=s)
+                                                    for t, s in zip(shots, (0, 1))]
+    assert row["nearest class prototype"] == [xu.baselines.nearest_prototype(t, data) for t in shots]
+    table = study.table()
+    assert "| logistic regression on pixels |" in table and table.count("\n") == 1 + 7
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    study.add_claims(fam)
+    ids = {c.id for c in fam.claims if c.question == "ch2-baselines"}
+    assert ids == {"ch2-baseline-frozen-vs-pixels-new", "ch2-baseline-tuned-vs-pixels-new",
+                   "ch2-baseline-tuned-vs-randomnet-new"}
+    g = study.glue_values()
+    assert g["pixels_new"] == pytest.approx(100 * np.mean(row["logistic regression on pixels"]))
+    bl = fw.transfer_baselines(study, 5)
+    assert len(bl) == 3 and bl[0]["setting"] == "new digits, 5 labelled images per class"
+    refs = fw.transfer_references(study, {"new digits": (88.0, "pixels")})
+    assert refs[0]["target"] == 88.0 and refs[0]["measured"] == pytest.approx([90.0, 80.0])
 
 
 def test_tables_for_the_page_fit_seven_columns():

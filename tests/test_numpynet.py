@@ -195,6 +195,24 @@ def test_tables_and_glue_values():
     assert g["np_best_corr"] == g["np_worst_corr"] == pytest.approx(70.0)
 
 
+def test_baselines_on_the_same_target_samples():
+    data = npn.make_transfer_data(0, "shifted", noise=2.0, shift=0.5)
+    out = npn.compare_strategies(data, 0, max_epochs=3, patience=2)
+    b = out["baselines"]
+    assert b["inputs"] == xu.baselines.pixel_logistic(data.target, data.target_test, seed=0)
+    assert set(b) == {"inputs", "random", "prototypes", "inputs_pool"} and all(0 <= v <= 1 for v in b.values())
+    assert b["inputs_pool"] > b["inputs"] - 0.05  # ten times the samples: no worse
+    summ = npn.summarise({"c": [out, out]})
+    table = npn.baseline_table(summ)
+    assert "| logistic regression on the inputs |" in table and table.count("\n") == 1 + 4 + 3 + 2
+    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    ids = npn.add_claims(fam, summ["c"])
+    assert {i for i in ids if i.startswith("ch2-baseline-")} == {
+        f"ch2-baseline-np-{s}-vs-inputs" for s in ("scratch", "fe", "ft", "dft")}
+    assert npn.references_list(summ)[0]["target"] == pytest.approx(100 * b["inputs_pool"])
+    assert len(npn.baselines_list(summ)) == 3
+
+
 def test_numpynet_rejects_too_few_dims():
     with pytest.raises(ParameterError, match="dims"):
         npn.NumpyNet([5], np.random.default_rng(0))

@@ -1,6 +1,7 @@
 """Tests of xferutils.strategies: each strategy trains exactly what it claims (chapter 3)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -482,3 +483,168 @@ def test_decision_cells_keep_one_short_line_per_strategy():
     assert st.cell_lines(cell)[-1] == "vs from scratch: undecided"  # never "≈" for an undecided pair
     ref = st.Cell("r", 15, "from scratch", spread([0.5, 0.6]), "from scratch", None, [], [], [], [])
     assert st.cell_lines(ref)[-1] == "(the reference)"
+
+
+# --- issue 18: forward discriminative rates, counts as run, selection above noise, baselines -----
+
+def test_discriminative_is_forward_everywhere():
+    """Lower layers get smaller rates: γ ≤ 1 in the grid and in the definition; γ > 1 is refused."""
+    assert all(0 < g <= 1 for g in st.GRIDS["discriminative"] + st.SMOKE_GRIDS["discriminative"])
+    assert round(1 / 2.6, 3) in st.GRIDS["discriminative"] and 1.0 in st.GRIDS["discriminative"]
+    mult = st.discriminative_multipliers(net(), 1 / 2.6)
+    rates = [mult[f"{name}.weight"] for name in st.layer_names(net())]  # input to head
+    assert rates == sorted(rates) and rates[0] < rates[-1] == 1.0
+    for bad in (1.25, 1.6):
+        with pytest.raises(ParameterError, match="gamma"):
+            st.Strategy("discriminative", gamma=bad)
+        with pytest.raises(ParameterError, match="gamma"):
+            st.discriminative_multipliers(net(), bad)
+    assert "no longer discriminative" in st.edge_notes({"discriminative": [0.5, 1.0]}, {"discriminative": 1.0})[0]
+
+
+def test_numpy_discriminative_is_forward():
+    settings = xu.numpynet._strategy_settings(3)
+    lr, mult = settings["Discriminative FT"]
+    assert mult["W0"] < mult["W1"] < mult["W2"] == 1.0  # input layer slowest, head at the full rate
+
+
+def test_counts_are_those_of_the_modules_that_ran(data):
+    """The tuning and size tables count the parameters of the module that trained (LoRA rank and
+    adapter width as run), equal to count_parameters of the prepared module."""
+    src = net(4)
+    train, val = xu.data.Split(data.x[:48], data.y[:48]), xu.data.Split(data.x[48:], data.y[48:])
+    strats = {("tune", "lora", 8): st.tuned("lora", 8), ("tune", "adapters", 12): st.tuned("adapters", 12),
+              ("tune", "full_ft", 1.0): st.tuned("full_ft", 1.0)}
+    jobs = [st.Job(k, s, src, train, 0, val, val) for k, s in strats.items()]
+    m = st.Measurements()
+    m.add(st.run_jobs(jobs, 4, max_epochs=1, patience=1, min_rows=48))
+    grids = {"lora": [8], "adapters": [12], "full_ft": [1.0]}
+    table = st.tuning_table(m, grids, {"lora": 8, "adapters": 12, "full_ft": 1.0})
+    for k, s in strats.items():
+        p = st.prepare(s, src, 4)
+        expected = xu.models.count_parameters(p.model, trainable_only=True)
+        assert m.params[k][0] == expected
+        assert f"| {expected:,} |" in table
+    lora4 = xu.models.count_parameters(st.prepare(st.tuned("lora", 4), src, 4).model, trainable_only=True)
+    assert f"| {lora4:,} |" not in table  # the default rank is not what ran
+    counts = st.counts_table(st.grid_counts(src, 4, {"lora": [8], "adapters": [12]}))
+    assert "LoRA (r = 8)" in counts and f"| {m.params[('tune', 'lora', 8)][0]:,} |" in counts
+    st.promote(m, {"lora": 8, "adapters": 12, "full_ft": 1.0}, 48)
+    assert f"| {m.params[('tune', 'lora', 8)][0]:,} |" in st.size_table(m, [48])
+
+
+def test_one_standard_error_rule_prefers_the_simplest():
+    m = st.Measurements()
+    for v, val in ((0.385, [86.0, 84.0, 85.0]), (0.8, [85.5, 84.5, 85.0]), (1.0, [85.0, 84.0, 84.5])):
+        m.val[("tune", "discriminative", v)] = val
+    assert st.validated(m, "discriminative", [0.385, 0.8, 1.0]) == 0.385  # best mean (by 0.5)
+    assert st.one_se(m, "discriminative", [0.385, 0.8, 1.0]) == 1.0  # within 1 SE of it: γ = 1
+    m.val[("tune", "discriminative", 0.385)] = [95.0, 94.0, 96.0]  # far above the noise
+    assert st.one_se(m, "discriminative", [0.385, 0.8, 1.0]) == 0.385
+    for v, val in ((2, [80.0, 81.0]), (8, [80.5, 81.0]), (16, [90.0, 91.0])):
+        m.val[("tune", "lora", v)] = val
+    assert st.one_se(m, "lora", [2, 8, 16]) == 16
+    m.val[("tune", "lora", 2)] = [90.2, 90.4]
+    assert st.one_se(m, "lora", [2, 8, 16]) == 2  # the smaller rank is as good
+    assert st.complexity("l2sp", 0.0) == 0 < st.complexity("l2sp", 0.01)
+    assert st.complexity("full_ft", 1.0) == 0 < st.complexity("full_ft", 2.0)
+    with pytest.raises(ParameterError, match="grid"):
+        st.one_se(m, "lora", [])
+
+
+def test_aa_spread_of_identical_configurations():
+    m = st.Measurements()
+    for (k, v), val in zip(st.AA, ([84.0, 85.0], [83.0, 82.8], [84.5, 84.5], [85.0, 84.0])):
+        m.val[("tune", k, v)] = val
+        m.test[("tune", k, v)] = [x - 1 for x in val]
+    assert st.aa_spread(m) == pytest.approx(84.5 - 82.9)
+    t = st.aa_table(m)
+    assert t.count("\n") == 2 + len(st.AA) and "| 1.6 | 1.6 |" in t
+    with pytest.raises(ParameterError, match="aa_spread"):
+        st.aa_spread(st.Measurements())
+
+
+def test_baselines_use_the_strategies_images(data):
+    pool = xu.data.Split(data.x, data.y % 3)
+    m = st.Measurements()
+    st.add_baselines(m, lambda b: ("exp1", b, 30), 30, pool, pool, [0, 1], lambda: net(3))
+    for b in st.BASELINES:
+        assert len(m.test[("exp1", b, 30)]) == 2
+    train = xu.data.sample(pool, 30, seed=1)  # jobs_for's sample for seed 1
+    assert m.test[("exp1", "pixels", 30)][1] == pytest.approx(100 * xu.baselines.pixel_logistic(train, pool, seed=1))
+    assert m.test[("exp1", "prototypes", 30)][1] == pytest.approx(100 * xu.baselines.nearest_prototype(train, pool))
+    rows = st.baselines_list(m)
+    assert {r["name"] for r in rows} == {st.NAMES3[b] for b in st.BASELINES}
+    assert all(r["setting"] == "new classes, 30 labels" and len(r["measured"]) == 2 for r in rows)
+    with pytest.raises(ParameterError, match="baseline"):
+        st.add_baselines(m, lambda b: b, 30, pool, pool, [0], lambda: net(3), names=["knn"])
+
+
+def with_baselines(m, sizes=(50, 100), seeds=5, pixels=90.0):
+    gen = torch.Generator().manual_seed(1)
+    for n in sizes:
+        m.test[("exp1", "pixels", n)] = (pixels + torch.randn(seeds, generator=gen) * 0.3).tolist()
+        m.test[("exp1", "random", n)] = (60.0 + torch.randn(seeds, generator=gen) * 0.3).tolist()
+        m.test[("exp1", "prototypes", n)] = (80.0 + torch.randn(seeds, generator=gen) * 0.3).tolist()
+    m.test[("upper", "scratch", 500)] = (97.0 + torch.randn(seeds, generator=gen) * 0.3).tolist()
+    m.test[("upper", "pixels", 500)] = (pixels + torch.randn(seeds, generator=gen) * 0.3).tolist()
+    return m
+
+
+def test_baseline_claims_and_words():
+    """One question, ids that name the pair; the words follow the verdicts, and strategies below
+    the pixel model are named."""
+    m = with_baselines(fake_measurements())  # full FT 95, pixels 90, random 60; others 60-81
+    fam, cc = chapter(m)
+    v = fam.verdicts()
+    ids = {c.id for c in fam.claims if c.question == "ch3-baselines"}
+    assert ids == {"ch3-baseline-fullft-vs-pixels-50", "ch3-baseline-fullft-vs-randomnet-50",
+                   "ch3-baseline-fullft-vs-pixels-100", "ch3-baseline-fullft-vs-randomnet-100",
+                   "ch3-baseline-upper-vs-pixels-500"}
+    assert v["ch3-baseline-fullft-vs-pixels-50"].verdict == "supported"
+    assert max(fam.sizes().values()) <= xu.claims.FAMILY_LIMIT
+    out = st.baseline_prose(m, cc.comparisons, v, [50, 100])
+    assert "full fine-tuning beats logistic regression on pixels (+" in out["baseline_lines"].data
+    assert "feature extraction" in out["below_pixels_everywhere"].data
+    assert "full fine-tuning" not in out["below_pixels_everywhere"].data
+    assert out["upper_vs_pixels"].data.startswith("the upper reference beats the pixel model")
+    m2 = with_baselines(fake_measurements(), pixels=99.0)  # now the pixel model wins
+    fam2, cc2 = chapter(m2)
+    v2 = fam2.verdicts()
+    assert v2["ch3-baseline-fullft-vs-pixels-50"].verdict == "contradicted"
+    out2 = st.baseline_prose(m2, cc2.comparisons, v2, [50, 100])
+    assert "full fine-tuning trails logistic regression on pixels" in out2["baseline_lines"].data
+    assert "full fine-tuning" in out2["below_pixels_everywhere"].data
+    assert {c.id for c in fam2.claims} == {c.id for c in fam.claims}  # ids never name the outcome
+    refs = st.references_list(m, ("upper", "scratch", 500))
+    assert refs[0]["target"] == pytest.approx(np.mean(m.test[("upper", "pixels", 500)]))
+    assert all({"name", "measured", "target", "source"} <= set(r) for r in refs)
+
+
+def test_baseline_tables_and_frontier():
+    import matplotlib.pyplot as plt
+
+    m = with_baselines(fake_measurements())
+    t = st.size_table(m, [50, 100])
+    row = next(line for line in t.splitlines() if line.startswith("| logistic regression on pixels |"))
+    assert row.split("|")[2].strip() == m.fmt(("exp1", "pixels", 50))
+    assert "| random frozen network + linear head | " in t
+    assert t.count("\n") == 1 + len(st.STRATEGIES) + len(st.BASELINES)
+    assert "pixels" not in st.size_table(m, [50, 100], what="epochs", fmt="mean")
+    for a in (0, 15, 90):
+        m.test[("exp3", "pixels", a, 20)] = [70.0, 71.0]
+    s = st.shift_baseline_table(m, [0, 15, 90], 20)
+    assert s.count("°") == 3 and "logistic regression on pixels (20)" in s
+    for name in ("l2", "l2sp"):
+        for a in (0.0, 0.01, 0.1):
+            m.test[("tune", name, a)] = [80.0 + 10 * a, 81.0]
+            m.source[("tune", name, a)] = [60.0 + 100 * a, 61.0]
+    fig = st.frontier_figure(m, {"l2": [0.0, 0.01, 0.1], "l2sp": [0.0, 0.01, 0.1]})
+    assert fig.get_figwidth() <= 10 and len(fig.axes) == 2
+    assert len(fig.axes[0].lines) >= 2 and "Li et al." in fig.axes[1].get_title()
+    assert all(t.get_fontsize() >= 9 for ax in fig.axes for t in ax.texts + ax.get_yticklabels() if t.get_text())
+    plt.close(fig)
+    hist = [xu.train.History([1.0, 0.5, 0.4], [0.8, 0.9, 0.88], 2)]
+    fig = st.curve_figure(hist, 85.0, "pixels")
+    assert fig.axes[0].lines[1].get_xdata()[0] == 2 and fig.axes[0].lines[1].get_ydata()[0] == pytest.approx(90.0)
+    plt.close(fig)

@@ -9,6 +9,7 @@ One module per idea of the book.
   long loops show their progress with ``tqdm.auto``.
 - Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN and its λ schedule).
 - Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
+  ``baselines`` (the pixel, random-network and prototype baselines of 2 and 3),
   ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
   ``traversal`` (6), ``negative`` (7); ``ledger`` (the claims ledger).
 - Commands: ``python -m xferutils.build`` (the book), ``python -m xferutils.bench``,
@@ -17,14 +18,14 @@ One module per idea of the book.
 """
 __version__ = "0.1.0"
 
-from . import (baseline, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
+from . import (baseline, baselines, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
                framework, layers, ledger, metrics, mixture, models, negative, numpynet, peft,
                plotting, results, shared_layers, sparse, strategies, timing, train,
                traversal)
 
 show = plotting.show_source
 
-__all__ = ["baseline", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
+__all__ = ["baseline", "baselines", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
            "framework", "layers", "ledger", "metrics", "mixture", "models", "negative", "numpynet",
            "peft", "plotting", "results", "shared_layers", "show", "sparse",
            "strategies", "timing", "train", "traversal"]

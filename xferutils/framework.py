@@ -356,6 +356,8 @@ def label_shift_distance(test: Split, priors: Sequence[float], seeds: Sequence[i
 # --- a new task: transfer with a new head ------------------------------------------------------
 
 TRANSFER_METHODS = ("from scratch", "frozen φ + new head", "fine-tuned φ + new head")
+BASELINE_METHODS = {"pixels": "logistic regression on pixels", "random": "random frozen network + linear head",
+                    "prototypes": "nearest class prototype"}  # xferutils.baselines, on the same images
 
 
 @dataclass
@@ -369,13 +371,14 @@ class TransferStudy:
     n_upper: dict[str, int]
 
     def table(self) -> str:
-        """Markdown: one row per task, test accuracy mean ± std (%) of each method and reference."""
+        """Markdown: one row per method, reference and baseline, one column per task: test
+        accuracy mean ± std (%)."""
         from .plotting import markdown_table
 
-        cols = list(next(iter(self.accuracy.values())))
-        rows = [[task, *(spread(row[c]).fmt() if c in row else "— (not defined)" for c in cols)]
-                for task, row in self.accuracy.items()]
-        return markdown_table(["target task", *cols], rows)
+        methods = list(dict.fromkeys(m for row in self.accuracy.values() for m in row))
+        rows = [[m, *(spread(row[m]).fmt() if m in row else "— (not defined)" for row in self.accuracy.values())]
+                for m in methods]
+        return markdown_table(["method", *self.accuracy], rows, "l" + "r" * len(self.accuracy))
 
     def budget_table(self) -> str:
         """Markdown: the epoch each method kept, mean ± std over seeds."""
@@ -392,6 +395,12 @@ class TransferStudy:
                 family.direction(f"ch2-{key}-vs-scratch-{slug}", "book",
                                  f"{m} beats a network from scratch on {task} (few-shot)",
                                  _pct(row[m]), _pct(row["from scratch"]), unit="points")
+            pairs = (("frozen", "pixels"), ("tuned", "pixels"), ("tuned", "random"))
+            for key, b in pairs if BASELINE_METHODS["pixels"] in row else ():
+                m = "frozen φ + new head" if key == "frozen" else "fine-tuned φ + new head"
+                family.direction(f"ch2-baseline-{key}-vs-{'randomnet' if b == 'random' else b}-{slug}", "book",
+                                 f"{m} beats {BASELINE_METHODS[b]} on {task} (same few-shot images)",
+                                 _pct(row[m]), _pct(row[BASELINE_METHODS[b]]), unit="points")
 
     def glue_values(self) -> dict:
 
@@ -401,8 +410,26 @@ class TransferStudy:
             for key, m in (("frozen", "frozen φ + new head"), ("tuned", "fine-tuned φ + new head"),
                            ("scratch", "from scratch"), ("full", "upper reference")):
                 out[f"{key}_{slug}"] = 100 * spread(row[m]).mean
+            for key, m in BASELINE_METHODS.items():
+                if m in row:
+                    out[f"{key}_{slug}"] = 100 * spread(row[m]).mean
             out[f"full_n_{slug}"] = self.n_upper[task]
         return out
+
+
+def transfer_baselines(study: TransferStudy, few_shot: int) -> list[dict]:
+    """The results file's ``baselines`` of the new-task section: ``{name, setting, measured}``
+    (per-seed %), for each task."""
+    return [{"name": m, "setting": f"{task}, {few_shot} labelled images per class", "measured": _pct(row[m])}
+            for task, row in study.accuracy.items() for m in BASELINE_METHODS.values() if m in row]
+
+
+def transfer_references(study: TransferStudy, targets: Mapping[str, tuple[float | None, str]]) -> list[dict]:
+    """The results file's ``references``: each task's upper reference (per-seed %), with the
+    target it should beat (``targets[task] = (value in %, where the value comes from)``)."""
+    return [{"name": f"upper reference ({task}, {study.n_upper[task]} labelled images)",
+             "measured": _pct(row["upper reference"]), "target": targets.get(task, (None, ""))[0],
+             "source": targets.get(task, (None, "none"))[1]} for task, row in study.accuracy.items()]
 
 
 def _with_new_heads(replicas: ensemble.Replicas, seed: int, device: torch.device) -> list[nn.Module]:
@@ -416,7 +443,8 @@ def _with_new_heads(replicas: ensemble.Replicas, seed: int, device: torch.device
 
 def transfer_to_new_tasks(source: ensemble.Replicas, tasks: Mapping[str, tuple[Split, Split, Split]],
                           seeds: Sequence[int], *, few_shot: int, max_epochs: int, patience: int,
-                          upper: Mapping[str, tuple[ensemble.Replicas | list[float], int]]) -> TransferStudy:
+                          upper: Mapping[str, tuple[ensemble.Replicas | list[float], int]],
+                          make_net: Callable[[], nn.Module] | None = None) -> TransferStudy:
     """Few-shot transfer to each task ``name: (train pool, validation pool, test)``.
 
     Per seed, ``few_shot`` images per class from the train pool and as many (disjoint) from the
@@ -424,7 +452,10 @@ def transfer_to_new_tasks(source: ensemble.Replicas, tasks: Mapping[str, tuple[S
     whole source network fine-tuned with a new head, and the same network from scratch. Every
     replica stops early on its validation images (``patience``, at most ``max_epochs``).
     Everything is built on the device of the data. ``upper[name]`` is the upper reference's
-    per-seed accuracy and the number of labelled images it used.
+    per-seed accuracy and the number of labelled images it used. With ``make_net`` (the
+    chapter's network, built untrained), the baselines of :mod:`xferutils.baselines` run on each
+    seed's few-shot images too: logistic regression on pixels, ``make_net()`` frozen at its
+    random initialisation with a trained linear head, and nearest class prototypes.
     """
     seeds = check_seeds("seeds", seeds)
     device = next(iter(tasks.values()))[2].x.device
@@ -453,6 +484,13 @@ def transfer_to_new_tasks(source: ensemble.Replicas, tasks: Mapping[str, tuple[S
         acc[task] = {"source model as is": source.evaluate(test)} if task.startswith("permuted") else {}
         acc[task] |= {"from scratch": tuned_scratch[k:], "frozen φ + new head": heads.evaluate(embedded([test] * k)),
                       "fine-tuned φ + new head": tuned_scratch[:k], "upper reference": list(scores)}
+        if make_net is not None:
+            from . import baselines as bl
+
+            fns = {"pixels": lambda tr, s: bl.pixel_logistic(tr, test, seed=s),
+                   "random": lambda tr, s: bl.random_frozen(make_net, tr, test, seed=s),
+                   "prototypes": lambda tr, s: bl.nearest_prototype(tr, test)}
+            acc[task] |= {BASELINE_METHODS[k]: [f(tr, s) for tr, s in zip(shots, seeds)] for k, f in fns.items()}
         ends = [h.best_epoch for h in few.history]
         ep[task] = {"from scratch": ends[k:], "frozen φ + new head": [h.best_epoch for h in heads.history],
                     "fine-tuned φ + new head": ends[:k]}
@@ -672,6 +710,9 @@ QUESTIONS = (  # chapter 2's research questions, declared before any data (xferu
              claims=("004-*-converges-*",), margin=1.0, unit="epochs", primary=False),
     Question("ch2-headroom", "Does the corrected protocol leave room between the references?",
              claims=("ch2-np-*",), primary=False),
+    Question("ch2-baselines", "Do the transferred networks and document 004's strategies beat a linear model "
+             "on the raw inputs and a random frozen network, on the same labelled images?",
+             claims=("ch2-baseline-*",)),
 )
 
 

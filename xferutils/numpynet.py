@@ -292,11 +292,29 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     oracle = NumpyNet(dims, rng)
     ora_hist = train(oracle, *data.target_pool, lr=0.1, batch_size=64, val=data.target_val, **stop)
     out["oracle"] = oracle.accuracy(*test)
+    out["baselines"] = baselines(data, dims, seed)
     out["epochs"] = {"source": src_hist.best_epoch, "oracle": ora_hist.best_epoch}
     return out
 
 
+def baselines(data: TransferData, dims: Sequence[int], seed: int) -> dict[str, float]:
+    """The baselines on the same labelled target samples as the strategies (held-out accuracy):
+    logistic regression on the raw inputs, the same NumPy network at its random initialisation
+    (frozen) with a logistic-regression head, nearest class prototypes; and the linear model on
+    the oracle's large target pool (what the oracle should beat)."""
+    from . import baselines as bl
+
+    (xt, yt), test = data.target, data.target_test
+    return {"inputs": bl.pixel_logistic((xt, yt), test, seed=seed),
+            "random": bl.random_frozen(lambda rng: NumpyNet(dims, rng), (xt, yt), test, seed=seed),
+            "prototypes": bl.nearest_prototype((xt, yt), test),
+            "inputs_pool": bl.pixel_logistic(data.target_pool, test, seed=seed)}
+
+
 # --- summaries, claims and figures ---------------------------------------------------------------
+
+BASELINE_NAMES = {"inputs": "logistic regression on the inputs", "random": "random frozen network + linear head",
+                  "prototypes": "nearest class prototype"}
 
 SHORT = {"From scratch": "scratch", "Feature extraction": "fe", "Full fine-tuning": "ft",
          "Discriminative FT": "dft"}
@@ -323,6 +341,9 @@ def summarise(runs: Mapping[str, Sequence[dict]]) -> dict[str, dict]:
                     "epochs": [h.best_epoch for h in hs],
                     "epochs90": [epochs_to_fraction(h.test_acc[:h.best_epoch]) for h in hs]}
             row[k] = {m: spread(v) for m, v in vals.items()} | {"values": vals}
+        if all("baselines" in r for r in per_seed):
+            bvals = {b: [r["baselines"][b] for r in per_seed] for b in per_seed[0]["baselines"]}
+            row["baselines"] = {b: spread(v) for b, v in bvals.items()} | {"values": bvals}
         out[name] = row
     return out
 
@@ -383,6 +404,11 @@ def add_claims(family, row: dict) -> list[str]:
     direction("ch2-np-headroom", "a network trained on 1,000 target samples beats the source "
               "model as is", [100 * v for v in row["values"]["oracle"]], as_is, source="book",
               unit="points")
+    if "baselines" in row:  # every strategy against the linear model on the same 100 samples
+        lin = [100 * v for v in row["baselines"]["values"]["inputs"]]
+        for k in STRATEGIES:
+            direction(f"ch2-baseline-np-{SHORT[k]}-vs-inputs", f"{k} beats {BASELINE_NAMES['inputs']} "
+                      "(same 100 target samples)", acc(k), lin, source="book", unit="points")
     return ids
 
 
@@ -394,6 +420,38 @@ def results_table(summary: Mapping[str, dict]) -> str:
              *(f"{100 * row[k]['train'].mean:.0f} / **{row[k]['test'].fmt()}**" for k in STRATEGIES),
              row["oracle"].fmt()] for name, row in summary.items()]
     return markdown_table(["setting", "source as is", *STRATEGIES, "oracle"], rows)
+
+
+def baseline_table(summary: Mapping[str, dict]) -> str:
+    """Markdown: one row per strategy and baseline, one column per setting: held-out target
+    accuracy (%) on the same labelled target samples; then the oracle and the linear model on
+    the oracle's pool."""
+    from .plotting import markdown_table
+
+    names = list(summary)
+    rows = [[k, *(summary[n][k]["test"].fmt() for n in names)] for k in STRATEGIES]
+    rows += [[label, *(summary[n]["baselines"][b].fmt() if "baselines" in summary[n] else "–" for n in names)]
+             for b, label in BASELINE_NAMES.items()]
+    rows += [["oracle (network, target pool)", *(summary[n]["oracle"].fmt() for n in names)],
+             ["logistic regression on the inputs, target pool",
+              *(summary[n]["baselines"]["inputs_pool"].fmt() if "baselines" in summary[n] else "–" for n in names)]]
+    return markdown_table(["method", *names], rows, "l" + "r" * len(names))
+
+
+def baselines_list(summary: Mapping[str, dict], n_target: int = 100) -> list[dict]:
+    """The results file's ``baselines`` of the NumPy experiment: ``{name, setting, measured}`` (%)."""
+    return [{"name": label, "setting": f"NumPy experiment, {n}, {n_target} target samples",
+             "measured": [100 * v for v in row["baselines"]["values"][b]]}
+            for n, row in summary.items() if "baselines" in row for b, label in BASELINE_NAMES.items()]
+
+
+def references_list(summary: Mapping[str, dict]) -> list[dict]:
+    """The results file's ``references`` of the NumPy experiment: the oracle against the linear
+    model trained on the same target pool."""
+    return [{"name": f"oracle ({n})", "measured": [100 * v for v in row["values"]["oracle"]],
+             "target": 100 * row["baselines"]["inputs_pool"].mean,
+             "source": "logistic regression on the inputs, same target pool (this run)"}
+            for n, row in summary.items() if "baselines" in row]
 
 
 def budget_table(summary: Mapping[str, dict]) -> str:

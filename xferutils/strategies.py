@@ -11,7 +11,7 @@ early stopping on each job's validation split and reports the budget each one us
 
 The strategies (seeds 003 and 004, Li et al. 2018): ``scratch``, ``feature_extraction``,
 ``full_ft`` (pretrained layers at ``feature_mult`` × the rate), ``discriminative``
-(η_l = η·γ^(L−l)), ``gradual`` (top layer first, one more every ``unfreeze_every`` epochs),
+(η_l = η·γ^(L−l) with γ ≤ 1: lower layers get smaller rates), ``gradual`` (top layer first, one more every ``unfreeze_every`` epochs),
 ``l2`` ((α/2)‖θ‖²), ``l2sp`` ((α/2)‖θ−θ_pre‖²), ``lora`` and ``adapters`` (:mod:`xferutils.peft`).
 The chapter's tables, figures and claims are built by the ``*_table``, ``*_figure`` and
 ``*_claims`` functions at the end of this module.
@@ -59,7 +59,7 @@ class Strategy:
 
     name: str
     feature_mult: float = 1.0   # full_ft: rate multiplier of the pretrained layers (0 freezes)
-    gamma: float = 0.5          # discriminative: layer-wise decay, η_l = η·γ^(L−l)
+    gamma: float = 0.5          # discriminative: layer-wise decay, η_l = η·γ^(L−l), γ ≤ 1
     unfreeze_every: int = 1     # gradual: epochs per stage
     l2: float = 0.01            # l2: α of (α/2)‖θ‖² on the pretrained layers
     l2sp: float = 0.01          # l2sp: α of (α/2)‖θ−θ_pre‖²
@@ -70,7 +70,8 @@ class Strategy:
     def __post_init__(self) -> None:
         check_choice("strategy", self.name, STRATEGIES)
         check_float("feature_mult", self.feature_mult, 0.0, 100.0)
-        check_float("gamma", self.gamma, 0.0, 4.0)
+        # γ > 1 would give lower layers *larger* rates: anti-discriminative, not this method
+        check_float("gamma", self.gamma, 0.0, 1.0)
         check_int("unfreeze_every", self.unfreeze_every, 1)
         check_float("l2", self.l2, 0.0)
         check_float("l2sp", self.l2sp, 0.0)
@@ -152,7 +153,12 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def discriminative_multipliers(model: nn.Module, gamma: float) -> dict[str, float]:
-    """γ^(L−l) for the weight and bias of linear layer l (seed 004's layer-wise decay)."""
+    """γ^(L−l) for the weight and bias of linear layer l (seed 004's layer-wise decay).
+
+    The head (l = L) keeps the full rate and each layer below gets γ times the rate of the layer
+    above it: with γ < 1 lower layers move less (ULMFiT's γ = 1/2.6); γ = 1 is full fine-tuning.
+    """
+    check_float("gamma", gamma, 0.0, 1.0)
     layers = layer_names(model)
     big_l = len(layers)
     return {f"{name}.{kind}": gamma ** (big_l - l)
@@ -390,6 +396,7 @@ class Measurements:
     val: dict[Any, list[float]] = field(default_factory=dict)
     epochs: dict[Any, list[float]] = field(default_factory=dict)
     source: dict[Any, list[float]] = field(default_factory=dict)
+    params: dict[Any, tuple[int, int]] = field(default_factory=dict)  # (trainable, total) as run
 
     def add(self, results: Sequence[JobResult], rename: Callable[[Any], Any] = lambda k: k) -> None:
         """File every result under its (renamed) key, in seed order."""
@@ -398,6 +405,7 @@ class Measurements:
             self.test.setdefault(k, []).append(100 * r.test_acc)
             self.val.setdefault(k, []).append(100 * r.val_acc)
             self.epochs.setdefault(k, []).append(r.epochs)
+            self.params[k] = (r.trainable, r.total)  # counted on the module that trained
             if r.source_acc is not None:
                 self.source.setdefault(k, []).append(100 * r.source_acc)
 
@@ -415,12 +423,12 @@ class Measurements:
         def plain(d: dict) -> dict:
             return {"/".join(map(str, k)) if isinstance(k, tuple) else str(k): v for k, v in d.items()}
         return {"test": plain(self.test), "val": plain(self.val), "epochs": plain(self.epochs),
-                "source_task": plain(self.source)}
+                "source_task": plain(self.source), "params": plain(self.params)}
 
 
 GRIDS = {  # each strategy's hyperparameter grid (chapter 3, book and full presets)
     "full_ft": [0.01, 0.1, 0.5, 1.0, 2.0],
-    "discriminative": [round(1 / 2.6, 3), 0.6, 0.8, 1.0, 1.25, 1.6],
+    "discriminative": [round(1 / 2.6, 3), 0.5, 0.6, 0.8, 1.0],  # γ ≤ 1; 1/2.6: ULMFiT
     "l2": [0.0, 0.001, 0.01, 0.1],
     "l2sp": [0.0, 0.001, 0.01, 0.1],
     "lora": [2, 4, 8, 16, 32],
@@ -454,14 +462,68 @@ def promote(m: Measurements, chosen: dict[str, float], n: int) -> None:
     """File the sweep's runs of the validated settings as experiment 1's results at ``n`` labels."""
     for k in STRATEGIES:
         src = ("tune", k, chosen.get(k))
-        for d in (m.test, m.val, m.epochs, m.source):
+        for d in (m.test, m.val, m.epochs, m.source, m.params):
             if src in d:
-                d[("exp1", k, n)] = list(d[src])
+                d[("exp1", k, n)] = list(d[src]) if isinstance(d[src], list) else d[src]
 
 
 def validated(m: Measurements, name: str, grid: Sequence[float], prefix: str = "tune") -> float:
     """The grid value of ``name`` with the best mean validation accuracy."""
     return max(grid, key=lambda v: np.mean(m.val[(prefix, name, v)]))
+
+
+def complexity(name: str, value: float) -> float:
+    """How far a knob's value is from the simplest model (0 = plain fine-tuning or the smallest
+    addition): |log m| and |log γ| (1 is plain fine-tuning), α (0 is no penalty), the LoRA rank
+    and the adapter width (fewer added parameters is simpler)."""
+    check_choice("name", name, list(KNOBS))
+    if name in ("full_ft", "discriminative"):
+        return abs(math.log(value)) if value > 0 else math.inf
+    return float(value)
+
+
+def one_se(m: Measurements, name: str, grid: Sequence[float], prefix: str = "tune") -> float:
+    """The one-standard-error rule: among the grid values whose mean validation accuracy (over
+    every seed) lies within one standard error of the best mean, the simplest
+    (:func:`complexity`). A knob is moved off its simplest value only when the gain is larger
+    than the noise of its own measurement."""
+    if not grid:
+        raise ParameterError(f"grid of {name!r} is empty")
+    means = {v: float(np.mean(m.val[(prefix, name, v)])) for v in grid}
+    best = max(grid, key=means.get)
+    vals = m.val[(prefix, name, best)]
+    se = float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else 0.0
+    near = [v for v in grid if means[v] >= means[best] - se]
+    return min(near, key=lambda v: (complexity(name, v), -means[v]))
+
+
+AA = (("full_ft", 1.0), ("discriminative", 1.0), ("l2", 0.0), ("l2sp", 0.0))  # all plain fine-tuning
+
+
+def aa_keys(m: Measurements, prefix: str = "tune") -> list[Any]:
+    """The sweep's configurations that are one and the same model (full fine-tuning: m = 1,
+    γ = 1, α = 0 for L2 and L2-SP), those that ran."""
+    return [(prefix, k, v) for k, v in AA if (prefix, k, v) in m.val]
+
+
+def aa_spread(m: Measurements, what: str = "val", prefix: str = "tune") -> float:
+    """The A/A spread: largest minus smallest mean accuracy (%) of identical configurations,
+    which differ only in the order of their batches. A tuning gain below it is noise."""
+    keys = aa_keys(m, prefix)
+    if len(keys) < 2:
+        raise ParameterError("aa_spread needs at least two identical configurations in the sweep "
+                             f"(of {[f'{k} = {v:g}' for k, v in AA]})")
+    means = [float(np.mean(getattr(m, what)[k])) for k in keys]
+    return max(means) - min(means)
+
+
+def aa_table(m: Measurements, prefix: str = "tune") -> str:
+    """The identical configurations side by side (validation and test %), and their spread."""
+    keys = aa_keys(m, prefix)
+    rows = [[LABELS[k[1]], f"{SYMBOLS[k[1]]} = {k[2]:g}", m.fmt(k, "val"), m.fmt(k)] for k in keys]
+    rows.append(["*spread of the means*", "(max − min)", f"{aa_spread(m, 'val', prefix):.1f}",
+                 f"{aa_spread(m, 'test', prefix):.1f}"])
+    return markdown_table(["same model as", "setting", "validation (%)", "test (%)"], rows, "llrr")
 
 
 def interior(grid: Sequence[float], value: float) -> bool:
@@ -472,6 +534,8 @@ def interior(grid: Sequence[float], value: float) -> bool:
 NATURAL_EDGES = {  # grid ends past which a knob loses its meaning: a choice there is an answer
     ("l2", "low"): "α cannot be negative, so no penalty is a genuine answer",
     ("l2sp", "low"): "α cannot be negative, so no penalty is a genuine answer",
+    ("discriminative", "high"): "γ = 1 is plain fine-tuning; above 1 lower layers would learn faster than "
+                                "the head, which is no longer discriminative fine-tuning",
     ("adapters", "high"): "an adapter as wide as the widest layer it adapts (128 units) is no longer a "
                           "bottleneck: validation prefers capacity to parameter efficiency",
 }
@@ -501,7 +565,49 @@ def _slug(key: Any) -> str:
     return str(name).replace("_", "")
 
 
-NAMES3 = {"source_only": "source model as is", "dann": "DANN"}
+NAMES3 = {"source_only": "source model as is", "dann": "DANN", "upper": "upper reference"}
+BASELINES = ("pixels", "random", "prototypes")  # xferutils.baselines, at the strategies' labels
+NAMES3 |= {"pixels": "logistic regression on pixels", "random": "random frozen network + linear head",
+           "prototypes": "nearest class prototype"}
+BASELINE_SLUGS = {"pixels": "pixels", "random": "randomnet", "prototypes": "prototypes"}
+
+
+def add_baselines(m: Measurements, key: Callable[[str], Any], n: int, pool: Split, test: Split,
+                  seeds: Sequence[int], make_net: Callable[[], nn.Module],
+                  names: Sequence[str] = BASELINES) -> None:
+    """File each baseline's per-seed test accuracy (%) under ``key(name)``: seed s trains on the
+    very images :func:`jobs_for` gives the strategies (``sample(pool, n, seed=s)``); the random
+    network is ``make_net()`` initialised under seed s and frozen."""
+    from . import baselines as bl
+    from .data import sample
+
+    for k in names:
+        check_choice("baseline", k, BASELINES)
+    fns = {"pixels": lambda tr, s: bl.pixel_logistic(tr, test, seed=s),
+           "random": lambda tr, s: bl.random_frozen(make_net, tr, test, seed=s),
+           "prototypes": lambda tr, s: bl.nearest_prototype(tr, test)}
+    vals: dict[str, list[float]] = {k: [] for k in names}
+    for s in check_seeds("seeds", seeds):
+        train = sample(pool, n, seed=s)
+        for k in names:
+            vals[k].append(100 * fns[k](train, s))
+    for k, v in vals.items():
+        m.add_values(key(k), v)
+
+
+def baselines_list(m: Measurements) -> list[dict[str, Any]]:
+    """The results file's ``baselines``: ``{name, setting, measured}`` (per-seed %) for every
+    baseline that ran, named by the setting of the strategies it stands beside."""
+    out = []
+    for key, vals in m.test.items():
+        if not (isinstance(key, tuple) and key[1] in BASELINES):
+            continue
+        if key[0] == "exp3":
+            setting = f"rotated {key[2]}°, {key[3]} labels"
+        else:
+            setting = f"new classes, {key[2]} labels" + (" (upper reference's images)" if key[0] == "upper" else "")
+        out.append({"name": NAMES3[key[1]], "setting": setting, "measured": list(vals)})
+    return out
 
 
 def _name(key: Any) -> str:
@@ -535,35 +641,77 @@ def claims_table(verdicts: Sequence[Verdict], prefix: str = "") -> str:
 
 # --- tables ------------------------------------------------------------------------------------
 
+def grid_counts(source: MLP, n_classes: int, grids: dict[str, Sequence[float]]) -> dict[str, tuple[int, int]]:
+    """(trainable, total) parameters of every configuration the sweep trains, counted on the
+    prepared modules (:func:`prepare`): one row per strategy, one per grid value where the value
+    changes the count (LoRA rank, adapter width)."""
+    out = {}
+    for k in STRATEGIES:
+        values = grids.get(k, [None]) if k in ("lora", "adapters") else [None]
+        for v in values:
+            p = prepare(tuned(k, v), source, n_classes)
+            out[LABELS[k] + ("" if v is None else f" ({SYMBOLS[k]} = {v:g})")] = (p.trainable, p.total)
+    return out
+
+
 def counts_table(counts: dict[str, tuple[int, int]]) -> str:
-    """Trainable parameters per strategy: count and share of the network."""
-    rows = [[LABELS[k], f"{t:,}", f"{100 * t / n:.1f} %"] for k, (t, n) in counts.items()]
+    """Trainable parameters per strategy (a strategy name or a row label): count and share of the
+    network."""
+    rows = [[LABELS.get(k, k), f"{t:,}", f"{100 * t / n:.1f} %"] for k, (t, n) in counts.items()]
     return markdown_table(["strategy", "trainable parameters", "share of the network"], rows, "lrr")
 
 
-def tuning_table(m: Measurements, grids: dict[str, Sequence[float]], chosen: dict[str, float]) -> str:
-    """Validation and test accuracy (%) over each strategy's grid; the validated value in bold."""
+def _trainable(m: Measurements, k: Any) -> str:
+    return f"{m.params[k][0]:,}" if k in m.params else "–"
+
+
+def tuning_table(m: Measurements, grids: dict[str, Sequence[float]], chosen: dict[str, float],
+                 n: int | None = None) -> str:
+    """Validation and test accuracy (%) over each strategy's grid, the passes used and the
+    trainable parameters of the module that ran; the selected value in bold. With ``n``, the
+    baselines on the same ``n`` labelled images follow (fixed settings: nothing to tune)."""
     rows = []
     for name, grid in grids.items():
         for v in grid:
             k = ("tune", name, v)
             mark = "**" if v == chosen[name] else ""
             rows.append([LABELS[name], f"{mark}{SYMBOLS[name]} = {v:.3g}{mark}", m.fmt(k, "val"),
-                         m.fmt(k), f"{np.mean(m.epochs[k]):.0f}"])
-    return markdown_table(["strategy", "setting", "validation (%)", "test (%)", "passes"], rows, "llrrr")
+                         m.fmt(k), f"{np.mean(m.epochs[k]):.0f}", _trainable(m, k)])
+    for b in BASELINES if n is not None else ():
+        if ("exp1", b, n) in m.test:
+            rows.append([NAMES3[b], "fixed", "–", m.fmt(("exp1", b, n)), "–", "–"])
+    return markdown_table(["strategy", "setting", "validation (%)", "test (%)", "passes", "trainable"],
+                          rows, "llrrrr")
 
 
 def size_table(m: Measurements, sizes: Sequence[int], what: str = "test", fmt: str = "spread") -> str:
-    """Rows: strategies; columns: labelled target images (≤ 6 sizes keeps it within 7 columns)."""
+    """Rows: strategies, then (test accuracy) the baselines that ran on the same images; columns:
+    labelled target images (≤ 5 sizes keeps it within 7 columns), and for test accuracy the
+    trainable parameters of the module that ran (the validated setting)."""
+    names = [*STRATEGIES, *(BASELINES if what == "test" else ())]
+    count = what == "test" and any(("exp1", k, n) in m.params for k in STRATEGIES for n in sizes)
     rows = []
-    for name in STRATEGIES:
+    for name in names:
+        keys = [("exp1", name, n) for n in sizes]
+        if name in BASELINES and not any(k in m.test for k in keys):
+            continue
         cells = []
-        for n in sizes:
-            vals = getattr(m, what).get(("exp1", name, n))
+        for k in keys:
+            vals = getattr(m, what).get(k)
             cells.append("–" if vals is None else
                          spread(vals).fmt(1.0, 1) if fmt == "spread" else f"{np.mean(vals):.0f}")
-        rows.append([LABELS[name], *cells])
-    return markdown_table(["strategy", *[f"{n} labels" for n in sizes]], rows, "l" + "r" * len(sizes))
+        extra = [next((_trainable(m, k) for k in keys if k in m.params), "–")] if count else []
+        rows.append([LABELS.get(name) or NAMES3[name], *cells, *extra])
+    head = ["strategy", *[f"{n} labels" for n in sizes], *(["trainable"] if count else [])]
+    return markdown_table(head, rows, "l" + "r" * (len(head) - 1))
+
+
+def shift_baseline_table(m: Measurements, angles: Sequence[int], n: int) -> str:
+    """Rows: rotation angles; columns: training from scratch with ``n`` labelled rotated images,
+    and each baseline on the same images (test accuracy, %)."""
+    names = ["scratch", *[b for b in BASELINES if ("exp3", b, angles[0], n) in m.test]]
+    rows = [[f"{a}°", *[m.fmt(("exp3", k, a, n)) for k in names]] for a in angles]
+    return markdown_table(["rotation", *[f"{_name(k)} ({n})" for k in names]], rows, "r" * (len(names) + 1))
 
 
 def shift_table(m: Measurements, angles: Sequence[int], n: int, names: Sequence[str],
@@ -743,7 +891,9 @@ __all__ = ["STRATEGIES", "LABELS", "KNOBS", "Strategy", "tuned", "Anchor", "weig
            "epochs_to_fraction", "Measurements", "validated", "interior", "say", "Cell", "questions", "moderate_size",
            "claims_table", "counts_table", "tuning_table", "size_table", "shift_table",
            "seed001_exp1_table", "seed001_exp2_table", "seed001_exp3_table", "forgetting_table",
-           "size_figure", "shift_figure", "decision_figure", "peft_diagram", "Comparisons",
+           "size_figure", "shift_figure", "complexity", "one_se", "AA", "aa_keys", "aa_spread", "aa_table",
+           "BASELINES", "add_baselines", "baselines_list", "grid_counts", "shift_baseline_table",
+           "baseline_prose", "LI2018", "frontier_figure", "curve_figure", "references_list", "decision_figure", "peft_diagram", "Comparisons",
            "ChapterClaims", "SEED001", "chapter_claims", "decision", "prose", "cell_sentence",
            "glue_figure", "digits_figure", "backbone_table", "imagenet_features_accuracy"]
 
@@ -814,14 +964,17 @@ def questions(sizes: Sequence[int], angles: Sequence[int]) -> tuple[Question, ..
     """Chapter 3's research questions, declared before any data (one Holm family each): which
     strategies beat full fine-tuning at each size of new-class data; which beat scratch at each
     rotation (and whether DANN beats the source model); how the gain moves with the shift; the
-    rate of experiment 2; what L2-SP keeps."""
+    rate of experiment 2; what L2-SP keeps; whether fine-tuning (at each size) and the upper
+    reference beat the baselines of :mod:`xferutils.baselines` (at most 2 × sizes + 1 claims)."""
     mod, a0, mid, last = moderate_size(sizes), angles[0], angles[len(angles) // 2], angles[-1]
     out = [Question("ch3-shift-gain", "Does transfer gain more at a small shift than at none, and nothing "
                     "at the largest?", claims=("001-exp3-small-shift", "001-large-shift-no-gain")),
            Question("ch3-rates", "Does a smaller rate for the pretrained layers help (experiment 2 on "
                     "MNIST)?", claims=("001-exp2-smaller-rate",), primary=False),
            Question("ch3-forgetting", "Does L2-SP keep more of the source task than full fine-tuning?",
-                    claims=("004-l2sp-forgetting",), primary=False)]
+                    claims=("004-l2sp-forgetting",), primary=False),
+           Question("ch3-baselines", "Do the strategies beat a linear model on pixels and a random frozen "
+                    "network?", claims=("ch3-baseline-*",))]
     for n in sizes:
         extra = (("004-small-data-freeze", "003-fewer-data") if n == sizes[0] else ()) + \
                 (("001-decision-gradual-moderate",) if n == mod else ()) + \
@@ -910,6 +1063,16 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
         of, same = (cmp.pairs[(ft, key)], True) if (ft, key) in cmp.pairs else (cmp.pairs[(key, ft)], False)
         family.mirror(f"001-decision-ft-lots-vs-{_slug(k)}", of, "seed 001", f"more data ({big} labels; the "
                       f"document says 1000+): full fine-tuning beats {LABELS[k]}", flip=not same)
+    for n in sizes:  # the baselines, on the same labelled images as the strategies
+        for b in ("pixels", "random"):
+            if e1(b, n) in m.test:
+                cmp.claim(e1("full_ft", n), e1(b, n), f"ch3-baseline-fullft-vs-{BASELINE_SLUGS[b]}-{n}",
+                          f"new classes, {n} labels: full fine-tuning beats {NAMES3[b]}")
+    for key in [k for k in m.test if k[0] == "upper" and k[1] == "scratch"]:
+        if ("upper", "pixels", key[2]) in m.test:
+            cmp.claim(key, ("upper", "pixels", key[2]), f"ch3-baseline-upper-vs-pixels-{key[2]}",
+                      f"new classes, {key[2]} labels: the upper reference (scratch, trained to convergence) "
+                      f"beats {NAMES3['pixels']}")
     return ChapterClaims(cmp, cells, {"moderate": moderate, "small_shift": a1, "mid": mid})
 
 
@@ -1040,6 +1203,7 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     most, least = min(src_after, key=src_after.get), max(src_after, key=src_after.get)
     out["forget_most"], out["forget_least"] = md(LABELS[most]), md(LABELS[least])
     out["forget_most_acc"], out["forget_least_acc"] = src_after[most], src_after[least]
+    out.update(baseline_prose(m, cmp, verdicts, sizes))
     counts = {k: 0 for k in ("supported", "contradicted", "equivalent", "not shown")}
     for v in verdicts.values():
         counts[v.verdict] += 1
@@ -1048,6 +1212,117 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["n_contradicted"] = counts.get("contradicted", 0)
     out["n_not_shown"] = counts.get("not shown", 0)
     out["n_equivalent"] = counts.get("equivalent", 0)
+    return out
+
+
+def baseline_prose(m: Measurements, cmp: Comparisons, verdicts: dict[str, Verdict],
+                   sizes: Sequence[int]) -> dict[str, Any]:
+    """The baselines' sentences: per size, full fine-tuning against the pixel model and the
+    random network (verdicts), and which strategies' mean test accuracy lies below the pixel
+    model's (a description of the means, not a test); the upper reference against the pixel model."""
+    from IPython.display import Markdown
+
+    e1 = lambda k, n: ("exp1", k, n)  # noqa: E731
+    lines, below_all = [], set(STRATEGIES)
+    for n in sizes:
+        if e1("pixels", n) not in m.test:
+            return {}
+        parts = [cmp.words(verdicts, e1("full_ft", n), e1(b, n)) for b in ("pixels", "random")
+                 if e1(b, n) in m.test]
+        px = float(np.mean(m.test[e1("pixels", n)]))
+        below = [k for k in STRATEGIES if e1(k, n) in m.test and np.mean(m.test[e1(k, n)]) < px]
+        below_all &= set(below)
+        lines.append(f"- {n} labels: " + "; ".join(parts) + ". Mean test accuracy below the pixel model's "
+                     f"{px:.1f} %: " + (", ".join(_prose(LABELS[k]) for k in below) if below else "none") + ".")
+    out: dict[str, Any] = {"baseline_lines": Markdown("\n".join(lines)),
+                           "below_pixels_everywhere": Markdown(", ".join(_prose(LABELS[k]) for k in STRATEGIES
+                                                                         if k in below_all) or "none"),
+                           "n_below_pixels_everywhere": len(below_all)}
+    ups = [k for k in m.test if k[0] == "upper" and k[1] == "scratch" and ("upper", "pixels", k[2]) in m.test]
+    if ups:
+        k = ups[0]
+        out["upper_vs_pixels"] = Markdown(compare(cmp.verdict(verdicts, k, ("upper", "pixels", k[2])),
+                                                  "the upper reference", "the pixel model"))
+        out["upper_pixels"] = float(np.mean(m.test[("upper", "pixels", k[2])]))
+    return out
+
+
+LI2018 = {  # Li et al. (2018), arXiv v2, Table 2: target accuracy (%) with L2 and with L2-SP (ResNet-101)
+    "MIT Indoors 67": (79.28, 84.18), "Stanford Dogs": (81.77, 84.84),
+    "Caltech256-30": (82.15, 85.31), "Caltech256-60": (86.22, 89.66)}
+
+
+def frontier_figure(m: Measurements, grids: dict[str, Sequence[float]],
+                    published: dict[str, tuple[float, float]] | None = None, prefix: str = "tune") -> plt.Figure:
+    """Left: target test accuracy against source accuracy kept, one point per α of L2 and of
+    L2-SP (mean ± std over seeds; α = 0 is plain fine-tuning for both). Right: Li et al.'s
+    published target accuracies with L2 and L2-SP (they report no source accuracy)."""
+    published = LI2018 if published is None else published
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    for i, name in enumerate(("l2", "l2sp")):
+        keys = [(prefix, name, a) for a in grids.get(name, []) if (prefix, name, a) in m.source]
+        if not keys:
+            continue
+        src = [spread(m.source[k]) for k in keys]
+        tgt = [spread(m.test[k]) for k in keys]
+        ax1.errorbar([s.mean for s in src], [t.mean for t in tgt], xerr=[s.std for s in src],
+                     yerr=[t.std for t in tgt], marker="os"[i], capsize=3, color=PALETTE[i], label=LABELS[name])
+        for k, s_, t_ in zip(keys, src, tgt):
+            ax1.annotate(f"α={k[2]:g}", (s_.mean, t_.mean), textcoords="offset points", xytext=(4, 4 - 12 * i),
+                         fontsize=9, color=PALETTE[i])
+    ax1.set_xlabel("source-task accuracy kept (%)")
+    ax1.set_ylabel("target test accuracy (%)")
+    ax1.set_title("this chapter: MLP on digits", fontsize=10)
+    ax1.legend(fontsize=9)
+    names = list(published)
+    y = np.arange(len(names))
+    ax2.scatter([published[n][0] for n in names], y, marker="o", color=PALETTE[0], label=LABELS["l2"])
+    ax2.scatter([published[n][1] for n in names], y, marker="s", color=PALETTE[1], label=LABELS["l2sp"])
+    for j, n in enumerate(names):
+        ax2.plot(published[n], [j, j], color="0.6", lw=1, zorder=0)
+    ax2.set_yticks(y, names, fontsize=9)
+    ax2.set_xlabel("target accuracy (%)")
+    ax2.set_title("Li et al. (2018): ResNet-101, published", fontsize=10)
+    ax2.legend(fontsize=9, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def curve_figure(histories: Sequence[History], line: float | None = None, label: str = "") -> plt.Figure:
+    """Validation accuracy (%) per epoch of each replica, its kept epoch marked; ``line``: a
+    horizontal reference (e.g. the pixel model's test accuracy)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, h in enumerate(histories):
+        acc = [100 * a for a in h.val_acc]
+        ax.plot(range(1, len(acc) + 1), acc, color=PALETTE[0], alpha=0.6, lw=1)
+        ax.plot(h.best_epoch, acc[h.best_epoch - 1], "o", color=PALETTE[0], ms=4)
+    if line is not None:
+        ax.axhline(line, color="k", ls=":", lw=1, label=label)
+        ax.legend(fontsize=9, loc="lower right")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def references_list(m: Measurements, upper_key: Any) -> list[dict[str, Any]]:
+    """The results file's ``references``: ``{name, measured, target, source}``: the upper
+    reference against the pixel model on its images, and Li et al.'s L2 / L2-SP comparison
+    beside the measured L2 / L2-SP at their selected α (targets from a different network and
+    data: a scale, not a claim)."""
+    out = []
+    px = ("upper", "pixels", upper_key[2])
+    if upper_key in m.test:
+        out.append({"name": f"upper reference (scratch, {upper_key[2]} labels)", "measured": list(m.test[upper_key]),
+                    "target": float(np.mean(m.test[px])) if px in m.test else None,
+                    "source": f"logistic regression on pixels, same {upper_key[2]} images (this run)"})
+    for j, name in enumerate(("l2", "l2sp")):
+        ks = [k for k in m.test if k[:2] == ("exp1", name)]
+        if ks:
+            k = max(ks, key=lambda k: k[2])  # the most labels
+            out.append({"name": f"{LABELS[name]} ({k[2]} labels, selected α)", "measured": list(m.test[k]),
+                        "target": {d: v[j] for d, v in LI2018.items()},
+                        "source": "Li et al. (2018), arXiv v2, Table 2 (ResNet-101; target accuracy, %)"})
     return out
 
 
