@@ -971,8 +971,9 @@ def questions(sizes: Sequence[int], angles: Sequence[int]) -> tuple[Question, ..
                     "at the largest?", claims=("001-exp3-small-shift", "001-large-shift-no-gain")),
            Question("ch3-rates", "Does a smaller rate for the pretrained layers help (experiment 2 on "
                     "MNIST)?", claims=("001-exp2-smaller-rate",), primary=False),
-           Question("ch3-forgetting", "Does L2-SP keep more of the source task than full fine-tuning?",
-                    claims=("004-l2sp-forgetting",), primary=False),
+           Question("ch3-forgetting", "Does a pull toward the source weights (L2-SP) keep more of the "
+                    "source task than fine-tuning freely or a pull toward zero?",
+                    claims=("004-l2sp-forgetting", "ch3-l2sp-vs-l2"), primary=False),
            Question("ch3-baselines", "Do the strategies beat a linear model on pixels and a random frozen "
                     "network?", claims=("ch3-baseline-*",))]
     for n in sizes:
@@ -1032,10 +1033,16 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
         family.direction("003-fewer-data", "seed 003", f"transfer reduces the data needed: fine-tuning with "
                          f"{sizes[0]} labels beats scratch with {sizes[1]}", m.test[e1("full_ft", sizes[0])],
                          m.test[e1("scratch", sizes[1])], unit="points")
-    if e1("l2sp", sizes[-1]) in m.source and e1("full_ft", sizes[-1]) in m.source:
-        family.direction("004-l2sp-forgetting", "seed 004", f"L2-SP keeps more of the source task than full "
-                         f"fine-tuning ({sizes[-1]} labels)", m.source[e1("l2sp", sizes[-1])],
-                         m.source[e1("full_ft", sizes[-1])], unit="points")
+    alphas = sorted(key[2] for key in m.source if key[:2] == ("tune", "l2sp") and key[2] > 0)
+    if alphas and ("tune", "full_ft", 1.0) in m.source:  # the strongest pull toward the source weights
+        a = alphas[-1]
+        family.direction("004-l2sp-forgetting", "seed 004", f"L2-SP (α = {a:g}) keeps more of the source task "
+                         "than full fine-tuning (tuning runs)", m.source[("tune", "l2sp", a)],
+                         m.source[("tune", "full_ft", 1.0)], unit="points")
+        if ("tune", "l2", a) in m.source:
+            family.direction("ch3-l2sp-vs-l2", "Li et al. 2018", f"at the same strength (α = {a:g}), L2-SP "
+                             "keeps more of the source task than L2 toward 0", m.source[("tune", "l2sp", a)],
+                             m.source[("tune", "l2", a)], unit="points")
     cells: list[tuple[str, int, Any, Any, list[Any]]] = []
     for n in sizes:  # new classes: every strategy against full fine-tuning
         cmp.claim(e1("full_ft", n), e1("scratch", n), f"001-exp1-scratch-needs-more-{n}",
