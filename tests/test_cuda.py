@@ -3,8 +3,8 @@ data on mixed devices, and the captured training step against the eager referenc
 
 Skipped without a CUDA GPU (CI is CPU-only); ``python -m xferutils.gpucheck`` runs it on a GPU
 machine. A chapter module that does not exist yet is skipped; a new chapter module joins by
-defining ``gpu_smoke(device)`` (tiny runs of its core functions on ``device``), which
-:func:`test_chapter_module_gpu_smoke` calls.
+adding its core functions to ``tests/test_chapter_modules_devices.py``, which runs them on the
+CPU in every test run and on CUDA here.
 """
 import copy
 import importlib
@@ -217,10 +217,9 @@ def test_shared_layers_on_gpu(mnist):
     assert set(r.metrics) == set(shared.APPROACHES)
 
 
-@pytest.mark.parametrize("name", ["sparse", "mixture", "distill", "fewshot"])
-def test_chapter_module_gpu_smoke(name):
-    """Chapter modules written after this file: their own ``gpu_smoke(device)`` runs here."""
-    mod = module(name)
-    if not hasattr(mod, "gpu_smoke"):
-        pytest.skip(f"xferutils.{name} defines no gpu_smoke(device)")
-    mod.gpu_smoke(CUDA)
+def test_chapter_5_and_6_modules_on_gpu():
+    """The core functions of chapters 5-6 (sparse codes, mixtures, distillation, prototypes) on
+    CUDA agree with the CPU (tests/test_chapter_modules_devices.py runs the same on the CPU)."""
+    from test_chapter_modules_devices import check_chapter_modules
+
+    check_chapter_modules(CUDA)

@@ -1,4 +1,5 @@
 """Tests of xferutils.distill (chapter 5): the loss at temperature T, rows, bias shift, merged teachers."""
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -86,9 +87,22 @@ def test_distill_into_trains_a_grown_network_1():
     own = Split(torch.rand(30, 784, generator=g), torch.tensor([0, 1, 2] * 10))
     n1 = [models.wide_nn(3), models.wide_nn(3)]
     n2 = [models.deep_nn(3), models.deep_nn(3)]
-    reps, cpu = distill.distill_into(n1, n2, own, torch.rand(12, 784, generator=g), torch.rand(8, 784, generator=g),
-                                     [0, 1, 2], [2, 3, 4], 3, [0, 1], T=2.0, fit=distill.Fit(max_epochs=2))
-    assert reps.logits(own.x).shape == (2, 30, 4) and cpu >= 0
+    unlabelled = torch.rand(12, 784, generator=g)
+    col2 = [2, 3, 4].index(3)
+    T = 2.0
+    targets = [distill.soft_targets(distill.merged_logits(a, b, unlabelled, col2, T), T) for a, b in zip(n1, n2)]
+    with torch.no_grad():
+        before = [distill.grow_head(copy.deepcopy(n), 1, s)(unlabelled) for n, s in zip(n1, [0, 1])]
+    reps, cpu = distill.distill_into(n1, n2, own, unlabelled, torch.rand(8, 784, generator=g),
+                                     [0, 1, 2], [2, 3, 4], 3, [0, 1], T=T, fit=distill.Fit(max_epochs=40))
+    assert reps.logits(own.x).shape == (2, 30, 4) and cpu > 0  # the head grew by the transfer digit
+    after = reps.logits(unlabelled).detach()
+    # each replica starts as its Network 1 with a grown head and trains, new column included
+    for k in range(2):
+        assert after[k].shape == before[k].shape == (12, 4) and targets[k].shape == (12, 4)
+        assert not torch.allclose(after[k], before[k], atol=1e-3)
+        assert not torch.allclose(after[k][:, 3], before[k][:, 3], atol=1e-3)
+    assert not torch.allclose(after[0], after[1])  # two seeds, two replicas
 
 
 def test_diagram_is_a_figure():

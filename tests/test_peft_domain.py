@@ -140,7 +140,15 @@ def test_fit_dann_trains_replicas_with_their_own_lambda():
     nets = [net(), net()]
     rep = xu.domain.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 0], steps=4, batch_size=32,
                       lam_max=[0.0, 1.0])
-    assert rep.logits(torch.rand(5, 784)).shape == (2, 5, 3)
+    x = torch.rand(5, 784)
+    assert rep.logits(x).shape == (2, 5, 3)
     assert len(rep.evaluate(src)) == 2
+    # each replica trains with its own lambda: the same run with lambda 0 for both replicas
+    # gives replica 0 unchanged (its lambda is 0 in both runs) and replica 1 changed
+    same = xu.domain.fit_dann(nets, src, [torch.rand(40, 784), torch.rand(40, 784)], [0, 0], steps=4,
+                              batch_size=32, lam_max=[0.0, 0.0])
+    assert rep.logits(x)[0].shape == same.logits(x)[0].shape
+    torch.testing.assert_close(rep.logits(x)[0], same.logits(x)[0])
+    assert not torch.allclose(rep.logits(x)[1], same.logits(x)[1])
     with pytest.raises(ParameterError):
         xu.domain.fit_dann(nets, src, [torch.rand(40, 784)], [0, 1], steps=4)
