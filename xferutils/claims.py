@@ -153,6 +153,7 @@ class Claim:
     unit: str = ""
     question: str | None = None
     primary: bool = True
+    margin: float | None = None  # the equivalence margin, where it differs from the question's
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)
@@ -212,6 +213,7 @@ class Verdict:
     values: tuple[float, ...] = ()
     baselines: tuple[float, ...] | None = None
     mirror_of: str | None = None
+    claim_margin: float | None = None  # the claim's own margin, where it overrides the question's
     extra: dict[str, Any] = field(default_factory=dict)
 
     def flipped(self, id: str | None = None, text: str | None = None, source: str | None = None) -> "Verdict":
@@ -345,10 +347,11 @@ class Family:
 
     def direction(self, id: str, source: str, text: str, a: Sequence[float], b: Sequence[float], *,
                   question: str | None = None, primary: bool = True, expect: str = "greater",
-                  exact: bool = False, unit: str = "") -> Claim:
-        """``a`` (the claimed winner) is greater (or less) than ``b``, paired by seed."""
+                  exact: bool = False, unit: str = "", margin: float | None = None) -> Claim:
+        """``a`` (the claimed winner) is greater (or less) than ``b``, paired by seed; ``margin``
+        overrides the question's equivalence margin (for a claim in other units)."""
         return self.add(Claim(id, source, text, "direction", expect, _floats(a), _floats(b),
-                              exact=exact, unit=unit, question=question, primary=primary))
+                              exact=exact, unit=unit, question=question, primary=primary, margin=margin))
 
     def threshold(self, id: str, source: str, text: str, values: Sequence[float], claimed: float, *,
                   question: str | None = None, primary: bool = True, expect: str = "at_least",
@@ -389,13 +392,15 @@ class Family:
             tested = [c for c in members if c.tested]
             m = len(tested)
             margin = self.questions[qid].margin if qid is not None else None
+            own = {c.id: c.tol if c.kind == "value" else c.margin if c.margin is not None else margin
+                   for c in members}
             p_diff = holm([_p_difference(c) for c in tested])
-            p_eq = holm([tost(c.differences, c.tol if c.kind == "value" else margin) for c in tested])
+            p_eq = holm([tost(c.differences, own[c.id]) for c in tested])
             for c, pd_, pe in zip(tested, p_diff, p_eq):
-                out[c.id] = _tested_verdict(c, pd_, pe, m, margin, self.alpha)
+                out[c.id] = _tested_verdict(c, pd_, pe, m, own[c.id], self.alpha)
             for c in members:
                 if not c.tested:
-                    out[c.id] = _direct_verdict(c, margin)
+                    out[c.id] = _direct_verdict(c, own[c.id])
         mirrored = [out[of].flipped(id, text, source) if flip else
                     replace(out[of], id=id, text=text, source=source, mirror_of=of)
                     for id, (of, source, text, flip) in self.mirrors.items()]
@@ -434,7 +439,7 @@ def claim_from_dict(c: Mapping[str, Any]) -> Claim:
     return Claim(c["id"], c["source"], c["text"], c["kind"], c["expect"], _floats(c["values"]),
                  None if c.get("baselines") is None else _floats(c["baselines"]), c.get("claimed"),
                  float(c.get("tol") or 0.0), bool(c.get("exact")), c.get("unit") or "",
-                 c.get("question"), bool(c.get("primary", True)))
+                 c.get("question"), bool(c.get("primary", True)), c.get("claim_margin"))
 
 
 def _p_difference(c: Claim) -> float:
@@ -451,7 +456,7 @@ def _tested_verdict(c: Claim, p_diff: float, p_eq: float, m: int, margin: float 
     n = len(d)
     mean = float(np.mean(d))
     sd = float(np.std(d, ddof=1))
-    eq_margin = c.tol if c.kind == "value" else margin
+    eq_margin = margin
     if c.kind == "value":  # the claim is the equivalence: inside ±tol supports it, outside refutes it
         verdict = SUPPORTED if p_eq < alpha else CONTRADICTED if p_diff < alpha else NOT_SHOWN
     elif p_diff < alpha:
@@ -476,7 +481,7 @@ def _direct_verdict(c: Claim, margin: float | None) -> Verdict:
     else:
         verdict = SUPPORTED if (mean > 0) == (c.expect in ("greater", "at_least")) else CONTRADICTED
     iv = (mean, mean) if (c.exact or n > 1) else (math.nan, math.nan)
-    return _verdict(c, mean, iv, iv, None, None, c.tol if c.kind == "value" else margin,
+    return _verdict(c, mean, iv, iv, None, None, margin,
                     None if n > 1 or c.exact else math.nan, verdict, zero_variance=not c.exact and n > 1)
 
 
@@ -489,7 +494,7 @@ def _verdict(c: Claim, mean: float, iv: tuple[float, float], iv_adj: tuple[float
         difference=mean, interval=iv, interval_adjusted=iv_adj, n=len(c.values), p=p, p_adjusted=p_adj,
         p_equivalence=p_eq, margin=margin, mde=mde_ if verdict == NOT_SHOWN else None, verdict=verdict, unit=c.unit,
         question=c.question, primary=c.primary, exact=c.exact, zero_variance=zero_variance, tol=c.tol,
-        values=c.values, baselines=c.baseline)
+        values=c.values, baselines=c.baseline, claim_margin=c.margin)
 
 
 def _floats(values: Sequence[float]) -> tuple[float, ...]:

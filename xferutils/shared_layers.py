@@ -1102,7 +1102,7 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
                      expect="at_most", unit="%")
     family.direction("000-frozen-no-alignment", seed, "frozen bases prevent feature alignment (the alignment "
                      "term leaves the projections no closer than without it)", m["alignment"]["align"],
-                     m["none"]["align"], expect="greater")
+                     m["none"]["align"], expect="greater", margin=0.05)
     for name, r in results.items():
         for a in APPROACHES:
             v = r.metrics[a]
@@ -1145,7 +1145,7 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
                      "more than plain shared layers)", pct(m["memory"]["transfer"]), pct(m["none"]["transfer"]),
                      unit="points")
     family.direction("ch4-alignment-aligns", book, "the alignment term brings the projections of the same "
-                     "image closer", m["alignment"]["align"], m["none"]["align"], expect="less")
+                     "image closer", m["alignment"]["align"], m["none"]["align"], expect="less", margin=0.05)
     if sweep is not None and (first.n_bridge, True) in sweep:
         family.direction("ch4-donor-helps", book, f"the donor helps bridging ({first.n_bridge} images)",
                          pct(sweep[(first.n_bridge, True)]["transfer"]),
