@@ -749,10 +749,12 @@ def merge(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 SCALE_DIR = Path(__file__).resolve().parent.parent / "scale"
 
 
-def keep(results_path: str | Path, root: str | Path = SCALE_DIR) -> Path:
+def keep(results_path: str | Path, root: str | Path = SCALE_DIR, name: str | None = None) -> Path:
     """Copy the questions, claims, parameters and environment line of a results file
-    (``results/<chapter>/<preset>.json``) to ``scale/<chapter>/<preset>.json``, which is committed:
-    the chapter then shows which of its verdicts differ at that preset (:func:`scale_note`)."""
+    (``results/<chapter>/<preset>.json``) to ``scale/<chapter>/<name or preset>.json``, which is
+    committed: the chapter then shows which of its verdicts differ in that run
+    (:func:`scale_note`). ``name`` tells apart a run at the page's own preset with other seeds
+    (``book-20-seeds``)."""
     path = Path(results_path)
     data = json.loads(path.read_text())
     if not data.get("claims") or "chapter" not in data or "preset" not in data:
@@ -760,7 +762,9 @@ def keep(results_path: str | Path, root: str | Path = SCALE_DIR) -> Path:
                              "results file written by Run.save(..., claims=family)")
     if data.get("questions") and all("values" in c for c in data["claims"]):  # decided again, current rules
         data.update(Family.from_results(data).as_dict())
-    out = Path(root) / data["chapter"] / f"{data['preset']}.json"
+    if name is not None and (not name or "/" in name or name.startswith(".")):
+        raise ParameterError(f"name={name!r} is not allowed; give a file stem such as 'book-20-seeds'")
+    out = Path(root) / data["chapter"] / f"{name or data['preset']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = {k: data.get(k) for k in ("chapter", "preset", "params", "environment", "questions",
                                      "claims", "merged_from") if k in data}
@@ -818,6 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp_.add_argument("b")
     keep_ = sub.add_parser("keep", help="copy a results file's verdicts to scale/<chapter>/<preset>.json")
     keep_.add_argument("results")
+    keep_.add_argument("--name", help="file stem under scale/<chapter>/ (default: the run's preset)")
     merge_ = sub.add_parser("merge", help="pool the seeds of runs of one chapter and preset, decide again")
     merge_.add_argument("runs", nargs="+")
     merge_.add_argument("-o", "--output", required=True)
@@ -830,7 +835,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         if args.cmd == "keep":
-            print("kept", keep(args.results).relative_to(SCALE_DIR.parent))
+            print("kept", keep(args.results, name=args.name).relative_to(SCALE_DIR.parent))
             return 0
         if args.cmd == "merge":
             from .results import atomic_write_text
