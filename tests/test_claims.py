@@ -329,3 +329,16 @@ def test_every_chapter_decides_its_claims_in_declared_questions(chapter):
             assert c["mde"] is not None and c["interval_adjusted"][0] is not None, c["id"]
     again = {v.id: v.verdict for v in fam.evaluate()}  # the stored verdicts are the module's
     assert again == {c["id"]: c["verdict"] for c in data["claims"]}
+
+
+def test_a_run_with_more_seeds_at_the_same_preset_is_kept_under_its_name(tmp_path):
+    fam = Fam("more")
+    fam.direction("x", "book", "a beats b", noisy(0.9, n=20), noisy(0.5, n=20, seed=1))
+    res = tmp_path / "book.json"
+    res.write_text(json.dumps({"chapter": "99_x", "preset": "book", **fam.as_dict()}))
+    kept = claims.keep(res, tmp_path / "scale", name="book-20-seeds")
+    assert kept.name == "book-20-seeds.json"
+    note = claims.scale_note("99_x", "book", fam.evaluate(), tmp_path / "scale")
+    assert note.startswith("At `book-20-seeds` (20 seeds at most")
+    with pytest.raises(ParameterError, match="name"):
+        claims.keep(res, tmp_path / "scale", name="../up")
