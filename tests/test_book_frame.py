@@ -49,8 +49,8 @@ def test_figures_and_exercises_numbered_per_chapter():
 
 class _Config:
     def __init__(self, url):
-        self.html_theme_options = {"repository_url": url, "use_repository_button": True,
-                                   "use_issues_button": True, "launch_buttons": {"colab_url": "https://colab"}}
+        self.html_theme_options = {"repository_url": url, "use_repository_button": False,
+                                   "use_issues_button": False, "launch_buttons": {"colab_url": "https://colab"}}
 
 
 def test_buttons_off_while_the_repository_address_is_unset():

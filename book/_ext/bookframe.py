@@ -83,9 +83,11 @@ def repository_url(config) -> str:
 
 
 def _buttons_follow_the_repository(app, config) -> None:
-    """Repository, issue and launch buttons only where the repository address is set."""
+    """Repository, issue and launch buttons only where the repository address is set (then on)."""
     options = config.html_theme_options
-    if not repository_url(config):
+    if repository_url(config):
+        options["use_repository_button"] = options["use_issues_button"] = True
+    else:
         options["repository_url"] = ""
         options["use_repository_button"] = False
         options["use_issues_button"] = False
