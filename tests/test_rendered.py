@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not PAGES, reason="the book is not built (python
 
 class Page(HTMLParser):
     """Prose text (outside code, scripts and maths), images and script bodies of one page; also
-    its paragraphs, headings, printed outputs, stylesheets and caption numbers."""
+    its paragraphs, headings, printed (stdout) outputs, stylesheets and caption numbers."""
 
     SKIP = {"script", "style", "pre", "code", "math", "svg"}
     HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -56,7 +56,7 @@ class Page(HTMLParser):
             self._h = []
         if tag == "div":
             self._div_depth += 1
-            if "cell_output" in cls.split() and not self._out_depth:
+            if "stream" in cls.split() and "output" in cls.split() and not self._out_depth:  # printed
                 self._out_depth = self._div_depth
         if tag == "pre" and self._out_depth:
             self._out = []
@@ -202,7 +202,7 @@ def test_figures_and_exercises_numbered_per_chapter(path):
     exercises = re.findall(r"Exercise (\d+(?:\.\d+)?)", html)
     assert numbers or exercises, f"{path.name}: no numbered figure or exercise"
     for label in numbers:
-        assert re.match(rf"(Fig\.|Table) {chapter}\.\d+\b", label), f"{path.name}: {label!r} is not numbered in chapter {chapter}"
+        assert re.match(rf"(Fig\.|Table|Exercise) {chapter}\.\d+\b", label), f"{path.name}: {label!r} is not numbered in chapter {chapter}"
     assert all(e.startswith(f"{chapter}.") for e in exercises), f"{path.name}: exercises {sorted(set(exercises))}"
 
 

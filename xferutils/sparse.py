@@ -1,4 +1,4 @@
-"""Seed 002's sparse activation done right, its sparse network, and what sparsity costs (chapter 6).
+"""Document 002's sparse activation done right, its sparse network, and what sparsity costs (chapter 6).
 
 The activation is a softmax over the hidden units whose entries at or below ``1/K`` are set to
 zero: at most ``K − 1`` units can hold more than ``1/K`` of a distribution, so at most ``K − 1``
@@ -70,7 +70,7 @@ def apply_linear(code: SparseCode, layer: nn.Linear) -> torch.Tensor:
 
 
 class SparseActivation(nn.Module):
-    """The activation as a layer: ``softmax`` (seed 002, threshold 1/K) or ``kwta`` (top K − 1)."""
+    """The activation as a layer: ``softmax`` (document 002, threshold 1/K) or ``kwta`` (top K − 1)."""
 
     def __init__(self, K: int, kind: str = "softmax") -> None:
         super().__init__()
@@ -84,7 +84,7 @@ class SparseActivation(nn.Module):
 
 
 class SparseMLP(nn.Module):
-    """Seed 002's SparseNet, fixed: the dense net's layers with a sparse activation between them.
+    """Document 002's SparseNet, fixed: the dense net's layers with a sparse activation between them.
 
     Parameter names equal :class:`xferutils.models.MLP`'s, so a dense net's weights load as is.
     """
@@ -115,7 +115,7 @@ class SparseMLP(nn.Module):
 
 
 def sparse_net(K: int = 10, kind: str = "softmax", n_classes: int = 10) -> SparseMLP:
-    """The 784-512-256-128-10 network of seed 002 with sparse activations."""
+    """The 784-512-256-128-10 network of document 002 with sparse activations."""
     return SparseMLP([784, 512, 256, 128], n_classes, K, kind)
 
 

@@ -6,7 +6,7 @@ probability ``q``), plus a retention term:
 
 - ``none``: nothing;
 - ``trust``: λ·KL(previous step's mixture ‖ this mixture), a trust region around the last step
-  (seed 002's "optimal infinitesimal step" made concrete);
+  (document 002's "optimal infinitesimal step" made concrete);
 - ``dense``: λ·KL(original dense net ‖ mixture), distillation toward where the path started;
 - ``anchor``: λ/2·‖θ − θ_dense‖², L2-SP toward the dense weights.
 
