@@ -62,6 +62,14 @@ def test_buttons_off_while_the_repository_address_is_unset():
     assert real.html_theme_options["use_repository_button"] and real.html_theme_options["launch_buttons"]
 
 
+def test_first_visit_has_a_colour_mode():
+    class Config:
+        html_context = {"other": 1}
+    config = Config()
+    bookframe._default_mode(None, config)
+    assert config.html_context == {"other": 1, "default_mode": "auto"}
+
+
 def test_no_invented_repository_address():
     """The address is one setting (_config.yml), empty until the book has a public one; no chapter
     carries an address of its own."""

@@ -222,3 +222,5 @@ def test_no_invented_addresses_and_a_favicon(path):
     for address in ("github.com/xferbook", "mybinder.org", "colab.research.google.com", "git+https://"):
         assert address not in html, f"{path.name}: {address} (the repository address is not set)"
     assert parse(path).icons, f"{path.name}: no favicon link (the browser asks for /favicon.ico)"
+    # the theme logs "Got invalid theme mode" as a console error where no default mode is set
+    assert 'localStorage.getItem("mode") || "auto"' in html, f"{path.name}: no default colour mode"
