@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import check_choice, check_int
 from .timing import timed
+from .results import tidy
 
 KINDS = ("softmax", "kwta")
 
@@ -158,7 +159,7 @@ def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequ
             active = " / ".join(f"{100 * a:.2f}" for a in active_fraction(net, x))
             acc = 100 * (logits.argmax(1) == y).float().mean().item()
             grad = net.linears()[0].weight.grad.norm().item()
-            rows.append([kind, K, active, f"{acc:.1f}", f"{grad:.2g}"])
+            rows.append([kind, K, active, f"{acc:.1f}", tidy(f"{grad:.2g}")])  # 7 × 10⁻⁷, not 7e-07
     return markdown_table(["activation", "K", "active units per layer (%)", "accuracy (%)",
                            "gradient norm, first layer"], rows, "lrrrr")
 
