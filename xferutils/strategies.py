@@ -151,7 +151,7 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def discriminative_multipliers(model: nn.Module, gamma: float) -> dict[str, float]:
-    """γ^(L−l) for the weight and bias of linear layer l (document 004's layer-wise decay)."""
+    """γ^(L−l) for the weight and bias of linear layer l (seed 004's layer-wise decay)."""
     layers = layer_names(model)
     big_l = len(layers)
     return {f"{name}.{kind}": gamma ** (big_l - l)
