@@ -11,7 +11,7 @@ def test_bench_quick_runs_and_writes_every_row(tmp_path):
     out = tmp_path / "bench.json"
     res = bench.main(["--quick", "--engines", "auto,fused", "--json", str(out)])
     data = json.loads(out.read_text())
-    assert data["rows"][0]["method"].startswith("seed 002 loop")
+    assert data["rows"][0]["method"].startswith("document 002 loop")
     methods = [r["method"] for r in data["rows"]]
     assert any(m.startswith("xferutils fit (") for m in methods)
     assert sum(m.startswith("xferutils fit_replicas K=1") for m in methods) == 2  # one per engine

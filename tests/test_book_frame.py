@@ -49,8 +49,8 @@ def test_figures_and_exercises_numbered_per_chapter():
 
 class _Config:
     def __init__(self, url):
-        self.html_theme_options = {"repository_url": url, "use_repository_button": True,
-                                   "use_issues_button": True, "launch_buttons": {"colab_url": "https://colab"}}
+        self.html_theme_options = {"repository_url": url, "use_repository_button": False,
+                                   "use_issues_button": False, "launch_buttons": {"colab_url": "https://colab"}}
 
 
 def test_buttons_off_while_the_repository_address_is_unset():
@@ -60,6 +60,14 @@ def test_buttons_off_while_the_repository_address_is_unset():
     real = _Config("https://example.org/group/book")
     bookframe._buttons_follow_the_repository(None, real)
     assert real.html_theme_options["use_repository_button"] and real.html_theme_options["launch_buttons"]
+
+
+def test_first_visit_has_a_colour_mode():
+    class Config:
+        html_context = {"other": 1}
+    config = Config()
+    bookframe._default_mode(None, config)
+    assert config.html_context == {"other": 1, "default_mode": "auto"}
 
 
 def test_no_invented_repository_address():

@@ -54,7 +54,11 @@ def test_long_listing_shows_its_outline_and_folds_the_full_source():
     assert n > xu.plotting.SHOW_LINES
     assert outline.startswith("```python\ndef fit_replicas(") and outline.rstrip().endswith("...\n```")
     assert len(outline.splitlines()) < 15
-    assert f"Full source of `fit_replicas` ({n} lines)" in folded and ":class: dropdown" in folded
+    assert folded.startswith(f" Full source of fit_replicas ({n} lines)\n:class: dropdown\n")
+    from markdown_it import MarkdownIt  # the fences parse: two code blocks, one inside the other
+
+    tokens = MarkdownIt("commonmark").parse(md)
+    assert [t.info.split()[0] for t in tokens if t.type == "fence"] == ["python", "{admonition}"]
     assert inspect.getsource(xu.ensemble.fit_replicas).rstrip() in folded
     cls = xu.plotting.outline(inspect.getsource(xu.shared_layers.SharedNet))
     assert "def forward(" in cls and "        ..." in cls and "nn.Linear(" not in cls

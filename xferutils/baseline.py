@@ -70,11 +70,11 @@ def per_class(rep: Replicas, test: Split, n_classes: int = 10) -> np.ndarray:
 
 
 def accuracy_table(acc: Spread, anchor: float = ANCHOR) -> str:
-    """Markdown: the measured accuracy beside seed 002 (which lost its number) and a published run."""
+    """Markdown: the measured accuracy beside document 002 (which lost its number) and a published run."""
     from .plotting import markdown_table
 
     rows = [["measured here (test set)", f"{acc.fmt(digits=2)} %", f"{acc.n} seed{'s' if acc.n != 1 else ''}"],
-            ["seed 002", "not reported", "its output cell was cut off"],
+            ["document 002", "not reported", "its output cell was cut off"],
             ["published run, same network, 5 epochs, Adam", f"{anchor:.2f} %", "1 run (LITERATURE.md)"]]
     return markdown_table(["source", "test accuracy", "runs"], rows, "lrl")
 
@@ -117,7 +117,7 @@ SPEED_IMAGES = {"smoke": 2048, "book": 12800, "full": None}  # images timed (Non
 
 
 def measure_speed(mnist: MNIST, run: Run, batch_size: int, lr: float, amp: bool) -> dict[str, float]:
-    """Seconds per 60,000-image epoch of seed 002's loop (DataLoader, batch 64) and of the book's
+    """Seconds per 60,000-image epoch of document 002's loop (DataLoader, batch 64) and of the book's
     single-model trainer in fp32 (and bf16 when ``amp``), each timed once on ``run.device`` on the
     first ``SPEED_IMAGES[preset]`` training images and scaled to the whole epoch (per-image cost
     is flat after the first batches; ``full`` times whole epochs)."""
@@ -137,7 +137,7 @@ def measure_speed(mnist: MNIST, run: Run, batch_size: int, lr: float, amp: bool)
 
 
 def speed_table(speed: Mapping[str, float]) -> str:
-    """Markdown: seconds per epoch of each loop and its speed-up over the first (the seed's)."""
+    """Markdown: seconds per epoch of each loop and its speed-up over the first (the document's)."""
     from .plotting import markdown_table
 
     base = next(iter(speed.values()))

@@ -1,8 +1,8 @@
-"""``python -m xferutils.bench``: the package's trainers against seed 002's own loop (chapter 1).
+"""``python -m xferutils.bench``: the package's trainers against document 002's own loop (chapter 1).
 
 Measured in one process on the same network (784-512-256-128-10, Adam):
 
-1. seed 002's loop as written: torchvision ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
+1. document 002's loop as written: torchvision ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
    (batch 64, Adam 1e-3, 5 epochs), against :func:`xferutils.train.fit` (the single-model
    reference; fp32, and bf16 autocast where the CPU/GPU has it) and
    :func:`xferutils.ensemble.fit_replicas` with one replica (its ``auto`` engine: a CUDA graph
@@ -65,7 +65,7 @@ def torchvision_root(dest: Path) -> Path:
 
 def seed_loop(root: Path, epochs: int, device: torch.device, limit: int | None = None,
               seed: int = 0, timer: timing.Timer | None = None) -> tuple[nn.Module, float]:
-    """Seed 002's training loop as written (DataLoader, batch 64, Adam 1e-3); returns model, seconds.
+    """Document 002's training loop as written (DataLoader, batch 64, Adam 1e-3); returns model, seconds.
 
     ``timer``, if given, receives the wall and CPU seconds of the training loop.
     """
@@ -89,7 +89,7 @@ def seed_loop(root: Path, epochs: int, device: torch.device, limit: int | None =
                 loss.backward()
                 opt.step()
                 if i % 100 == 0:
-                    loss.item()  # the seed prints the loss every 100 steps: a host sync
+                    loss.item()  # the document prints the loss every 100 steps: a host sync
 
     _, t = clocked(run, device)
     if timer is not None:
@@ -181,7 +181,7 @@ def run_bench(device: str = "auto", seed_epochs: int = 5, epochs: int = 3, batch
         secs = timing.Timer()
         model, _ = seed_loop(torchvision_root(Path(tmp)), seed_epochs, dev, limit, timer=secs)
     seed_acc = train.evaluate(model, mnist.test)
-    out["rows"].append({"method": f"seed 002 loop ({seed_epochs} ep, DataLoader, batch 64, fp32)",
+    out["rows"].append({"method": f"document 002 loop ({seed_epochs} ep, DataLoader, batch 64, fp32)",
                         "seconds": secs.wall, "cpu_seconds": secs.cpu, "test_acc": seed_acc,
                         "speedup": 1.0, "cpu_speedup": 1.0})
 
@@ -242,7 +242,7 @@ QUICK = {"seed_epochs": 1, "epochs": 1, "ks": [1, 2], "replica_epochs": 1, "limi
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m xferutils.bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", choices=config.DEVICES)
-    p.add_argument("--seed-epochs", type=int, default=5, help="epochs of the seed's loop (the seed: 5)")
+    p.add_argument("--seed-epochs", type=int, default=5, help="epochs of the document's loop (the document: 5)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the package's trainers")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=5e-3, help="peak of the one-cycle schedule")

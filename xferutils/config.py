@@ -169,7 +169,7 @@ def precision(device: torch.device | str) -> tuple[bool, str]:
     """What ``amp="auto"`` picks on ``device`` (True: bf16 autocast) and why, in words.
 
     Measured for the book's small MLPs (issue 10 of the project): bf16 autocast pays on CPUs with
-    AVX512-BF16 or AMX (``python -m xferutils.bench`` recorded 12.5x over seed 002's loop with
+    AVX512-BF16 or AMX (``python -m xferutils.bench`` recorded 12.5x over document 002's loop with
     bf16 against 5.6x with fp32, same accuracy); on an H100 it was slower than fp32 (1.11 s
     against 0.79 s): these matmuls are too small to be bound by arithmetic, so there fp32 with
     TF32 matmuls (:func:`use_tf32`) is the choice. CPUs without those instructions emulate bf16.

@@ -1,4 +1,4 @@
-"""Knowledge distillation (chapter 5, Hinton et al. 2015; seed 000's recommended solution 4).
+"""Knowledge distillation (chapter 5, Hinton et al. 2015; document 000's recommended solution 4).
 
 A teacher's logits ``z`` at temperature ``T`` give soft targets ``q = softmax(z / T)``; a student
 with logits ``s`` is trained on ``T² · CE(q, softmax(s / T))`` (the ``T²`` keeps gradients of
@@ -191,7 +191,7 @@ def omitted_table(o: Omitted, scale: float = 100.0) -> str:
                            "others after shift, %", "bias shift"], rows, "lrrrrr")
 
 
-# --- seed 000's setting: Network 1 learns the transfer digit from Network 2 -------------------
+# --- document 000's setting: Network 1 learns the transfer digit from Network 2 -------------------
 
 def merge_teachers(p1: torch.Tensor, p2_transfer: torch.Tensor) -> torch.Tensor:
     """Targets over Network 1's digits plus the transfer digit: the donor says how likely the

@@ -1,4 +1,4 @@
-"""Few-shot learning (chapter 5: seed 000's recommended solutions 2 and 3).
+"""Few-shot learning (chapter 5: document 000's recommended solutions 2 and 3).
 
 - N-way k-shot *tasks* over held-out digits: sampled as index tensors, all tasks at once;
 - the *prototype classifier* (Snell et al. 2017): each class is the mean of its support
@@ -342,7 +342,7 @@ def curve_figure(ns: Sequence[int], curves: dict[str, dict[int, list[float]]], t
     return log_count_axes(fig, ax, "labelled transfer-digit images", "transfer digit, test (%)")
 
 
-# --- few-shot acceleration: transfer accuracy against labels (seed 000, solution 2) ------------
+# --- few-shot acceleration: transfer accuracy against labels (document 000, solution 2) ------------
 
 CURVE_METHODS = ("scratch", "fine-tune Network 1", "feature bridging", "distillation + labels")
 

@@ -1,4 +1,4 @@
-"""The formal framework of transfer learning made computable (chapter 2, seeds 003 and 004).
+"""The formal framework of transfer learning made computable (chapter 2, documents 003 and 004).
 
 - Shifts between a source and a target: covariate shift (:func:`covariate_shift`), label shift
   (:func:`label_shift`, :func:`prior_accuracy`) and a change of task (:func:`permute_labels`).

@@ -140,7 +140,7 @@ def train_top(model: nn.Module, k: int) -> nn.Module:
     return model
 
 
-# --- partial base adaptation (seed 000, recommended solution 1) -------------------------------
+# --- partial base adaptation (document 000, recommended solution 1) -------------------------------
 
 @dataclass
 class Partial:

@@ -54,7 +54,7 @@ def sampled_logits(logits1: torch.Tensor, logits2: torch.Tensor, chosen: torch.T
 
 
 class Mixture(nn.Module):
-    """Seed 002's ``MixtureModel``, fixed: a module with outputs of shape (n, classes).
+    """Document 002's ``MixtureModel``, fixed: a module with outputs of shape (n, classes).
 
     ``forward`` samples the route per input and runs each model only on its own inputs;
     ``expected`` returns the log-probabilities of the mixture in expectation.

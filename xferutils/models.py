@@ -1,8 +1,8 @@
 """The book's networks, each split into a feature extractor φ and a head g (f = g∘φ).
 
-- :func:`dense_net`: 784-512-256-128-10, the dense network of seed 002 (chapters 1, 4, 5).
-- :func:`wide_nn` and :func:`deep_nn`: WideNN and DeepNN of seed 000 (chapters 3, 5).
-- :func:`create_transfer_model`: seed 003's torchvision-backbone helper, corrected (chapter 3);
+- :func:`dense_net`: 784-512-256-128-10, the dense network of document 002 (chapters 1, 4, 5).
+- :func:`wide_nn` and :func:`deep_nn`: WideNN and DeepNN of document 000 (chapters 3, 5).
+- :func:`create_transfer_model`: document 003's torchvision-backbone helper, corrected (chapter 3);
   :func:`check_weights` refuses missing pretrained weights offline, before any work.
 """
 from __future__ import annotations
@@ -43,17 +43,17 @@ class MLP(nn.Module):
 
 
 def dense_net(n_classes: int = 10) -> MLP:
-    """Seed 002's DenseNet: 784-512-256-128 features and a 128→classes head."""
+    """Document 002's DenseNet: 784-512-256-128 features and a 128→classes head."""
     return MLP([784, 512, 256, 128], n_classes)
 
 
 def wide_nn(n_classes: int = 10) -> MLP:
-    """Seed 000's WideNN: 6 linear layers, widest 256, 64-d penultimate features."""
+    """Document 000's WideNN: 6 linear layers, widest 256, 64-d penultimate features."""
     return MLP([784, 256, 256, 128, 128, 64], n_classes)
 
 
 def deep_nn(n_classes: int = 10) -> MLP:
-    """Seed 000's DeepNN: 8 linear layers, widest 128, 32-d penultimate features."""
+    """Document 000's DeepNN: 8 linear layers, widest 128, 32-d penultimate features."""
     return MLP([784, 128, 128, 128, 64, 64, 32, 32], n_classes)
 
 
@@ -80,7 +80,7 @@ def embed(model: MLP, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     return out
 
 
-# --- torchvision backbones (seed 003, corrected) --------------------------------------------------
+# --- torchvision backbones (document 003, corrected) --------------------------------------------------
 
 BACKBONES = ("resnet18", "resnet50", "vit_b_16")
 TV_STRATEGIES = ("feature_extraction", "fine_tuning")
@@ -120,7 +120,7 @@ def create_transfer_model(name: str, num_classes: int, strategy: str = "feature_
     """A torchvision backbone with a new ``head``; ``weights=None`` builds it randomly initialised.
 
     ``feature_extraction`` freezes the whole backbone; ``fine_tuning`` also trains its last
-    stage (ResNet ``layer4``; ViT's last encoder block and final norm). Seed 003 matched ViT's
+    stage (ResNet ``layer4``; ViT's last encoder block and final norm). Document 003 matched ViT's
     last block as ``'encoder.layers.11'``, a name torchvision does not use
     (``encoder.layers.encoder_layer_11``), so its ViT "fine-tuning" trained only the head; it
     also used the removed ``pretrained=True`` argument. ``weights`` is a torchvision weights

@@ -1,6 +1,6 @@
 """Negative results, reproduced and diagnosed (chapter 7).
 
-- :func:`seed001_data`: seed 001's synthetic transfer task built the way the seed ran it
+- :func:`seed001_data`: document 001's synthetic transfer task built the way the document ran it
   (``"as_run"``: every call of 004's generator draws *fresh* class centres, so the target test
   set has other classes than the target training set) or fixed (``"fixed"``: centres drawn once;
   source, target training, validation and test sets share them).
@@ -43,15 +43,15 @@ def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_ta
                  n_val: int = 200, n_test: int = 1000, n_source: int = 1000, n_classes: int = 5,
                  n_features: int = 10, noise: float = 0.5, spread: float = 2.0,
                  test_draws: int = 1) -> Task:
-    """Seed 004's blobs (centres N(0, spread²), samples N(centre, noise²)), target seen through
+    """Document 004's blobs (centres N(0, spread²), samples N(centre, noise²)), target seen through
     ``I + shift·N(0, 1)``.
 
-    ``"as_run"`` calls the generator once per data set, as seed 001's experiments did with 004's
+    ``"as_run"`` calls the generator once per data set, as document 001's experiments did with 004's
     ``generate_classification_data``: each call draws new class centres, so class ``c`` of the
     test set has nothing to do with class ``c`` of the training set. ``"fixed"`` draws the
     centres once. ``test_draws`` > 1 makes the test set that many calls of ``n_test`` points
     (under ``"as_run"`` each with its own centres), so that its accuracy is the mean over
-    repetitions of the seed's procedure rather than the luck of one draw."""
+    repetitions of the document's procedure rather than the luck of one draw."""
     check_choice("protocol", protocol, PROTOCOLS)
     check_float("shift", shift, 0.0)
     check_float("noise", noise, 0.0)
@@ -95,7 +95,7 @@ def fit(net: NumpyNet, data: Data, val: Data, *, lr: float, rng: np.random.Gener
 
 
 def pretrain(task: Task, seed: int, hidden: Sequence[int] = (32, 16), epochs: int = 100) -> NumpyNet:
-    """Seed 004's source network: lr 0.1, batch 64, ``epochs`` epochs on the source data."""
+    """Document 004's source network: lr 0.1, batch 64, ``epochs`` epochs on the source data."""
     rng = np.random.default_rng(check_int("seed", seed, 0))
     xs, ys = task.source
     net = NumpyNet([xs.shape[1], *hidden, int(ys.max()) + 1], rng)
@@ -142,9 +142,9 @@ def pretrain_all(seeds: Sequence[int], protocol: str, noise: float, epochs: int 
 def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[float], *, noise: float,
                 shift: float = 0.1, epochs: int | None = None, max_epochs: int = 300, test_draws: int = 1
                 ) -> dict[float, list[dict[str, float]]]:
-    """Seed 001's experiment 2: fine-tune with φ at ``mult`` × the rate, per seed; ``{mult: runs}``.
+    """Document 001's experiment 2: fine-tune with φ at ``mult`` × the rate, per seed; ``{mult: runs}``.
 
-    ``epochs`` fixes the budget (as the seed did); ``None`` stops early on validation."""
+    ``epochs`` fixes the budget (as the document did); ``None`` stops early on validation."""
     out: dict[float, list[dict[str, float]]] = {float(m): [] for m in mults}
     for s, src in sources.items():
         task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws)
@@ -156,7 +156,7 @@ def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[
 def experiment3(sources: Mapping[int, NumpyNet], protocol: str, shifts: Sequence[float], *, noise: float,
                 mult: float = 0.1, lrs: Sequence[float] = (0.1,), epochs: int | None = None,
                 max_epochs: int = 300, test_draws: int = 1) -> dict[str, dict[float, list[dict[str, float]]]]:
-    """Seed 001's experiment 3: transfer (fine-tuning, φ at ``mult``) and scratch at each shift.
+    """Document 001's experiment 3: transfer (fine-tuning, φ at ``mult``) and scratch at each shift.
 
     With several ``lrs`` each method's rate is chosen per seed and shift on validation accuracy
     (the chosen rate is stored as ``"lr"``). Returns ``{"transfer"|"scratch": {shift: runs}}``."""
@@ -234,9 +234,9 @@ def zero_shot(seed: int, *, seen: Sequence[int] = (0, 1, 2), unseen: int = 3, n_
 
 
 def pipeline_diagram() -> plt.Figure:
-    """Seed 001's data pipeline as run (centres drawn per data set) beside the fixed one."""
+    """Document 001's data pipeline as run (centres drawn per data set) beside the fixed one."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
-    rows = {"as seed 001 ran it": [("centres A", "train"), ("centres B", "test")],
+    rows = {"as document 001 ran it": [("centres A", "train"), ("centres B", "test")],
             "fixed": [("centres A", "train"), ("centres A", "val / test")]}
     for ax, (title, pairs) in zip(axes, rows.items()):
         ax.set_xlim(0, 10)

@@ -1,8 +1,8 @@
-"""The framework in NumPy: seed 004's network with hand-written backprop and its experiment (chapter 2).
+"""The framework in NumPy: document 004's network with hand-written backprop and its experiment (chapter 2).
 
 - :class:`NumpyNet`: ReLU layers φ and a softmax head g, forward and backward written out;
   :func:`gradient_check` compares the backward pass with finite differences.
-- :func:`make_transfer_data`: seed 004's synthetic source/target blobs, under 004's protocol
+- :func:`make_transfer_data`: document 004's synthetic source/target blobs, under 004's protocol
   (``"seed004"``: target class centres drawn afresh) or the corrected one (``"shifted"``: the
   target task is the source task seen through a linear distortion).
 - :func:`compare_strategies`: 004's four strategies (scratch, feature extraction, full
@@ -197,7 +197,7 @@ def train(net: NumpyNet, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float
     return hist
 
 
-# --- seed 004's synthetic source and target -----------------------------------------------------
+# --- document 004's synthetic source and target -----------------------------------------------------
 
 
 @dataclass
@@ -231,7 +231,7 @@ def blobs(centers: np.ndarray, n: int, noise: float, rng: np.random.Generator,
 def make_transfer_data(seed: int, protocol: str = "seed004", *, n_features: int = 10, n_classes: int = 5,
                        n_source: int = 1000, n_target: int = 100, n_val: int = 100, n_test: int = 1000,
                        noise: float = 0.5, shift: float = 0.1, spread: float = 2.0) -> TransferData:
-    """Seed 004's data: class centres N(0, spread²), samples N(centre, noise²), target distorted by I + shift·N(0,1).
+    """Document 004's data: class centres N(0, spread²), samples N(centre, noise²), target distorted by I + shift·N(0,1).
 
     ``protocol="seed004"`` draws the target's class centres afresh, as 004 does (the target task
     then shares nothing with the source); ``"shifted"`` keeps the source centres, so the target
@@ -486,7 +486,7 @@ def protocol_figure(seed: int, settings: Mapping[str, dict]):
 
 
 def strategy_figure(settings: Mapping[str, Sequence[dict]]):
-    """Seed 004's figure, redrawn two panels per row: per setting, accuracy per epoch (held-out
+    """Document 004's figure, redrawn two panels per row: per setting, accuracy per epoch (held-out
     solid, training dashed, until each run's kept epoch) and the final accuracies (held-out bars,
     training hatched) beside the two references (source as is, oracle). Accuracies in %."""
     import matplotlib.pyplot as plt

@@ -157,7 +157,8 @@ def show_source(obj: object, max_lines: int = SHOW_LINES) -> object:
     """Display the source code of a package function or class in a notebook (the key code).
 
     Up to ``max_lines`` lines it is shown whole; a longer one shows its :func:`outline` (signature
-    and docstring), with the full source in a folded block under it.
+    and docstring), with the full source in a folded block under it (no backticks in the
+    block's title: a fence's info string may not hold any).
     """
     import inspect
 
@@ -169,5 +170,5 @@ def show_source(obj: object, max_lines: int = SHOW_LINES) -> object:
         return Markdown(f"```python\n{source}\n```")
     name = getattr(obj, "__qualname__", getattr(obj, "__name__", "it"))
     return Markdown(f"```python\n{outline(source)}\n```\n\n"
-                    f"````{{admonition}} Full source of `{name}` ({n} lines)\n:class: dropdown\n\n"
+                    f"````{{admonition}} Full source of {name} ({n} lines)\n:class: dropdown\n\n"
                     f"```python\n{source}\n```\n````")

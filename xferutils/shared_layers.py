@@ -1,4 +1,4 @@
-"""Shared-layer transfer between two frozen networks (chapter 4, seed 000).
+"""Shared-layer transfer between two frozen networks (chapter 4, document 000).
 
 Network 1 (a WideNN, the test subject) knows ``digits1``; Network 2 (a DeepNN, the donor) knows
 ``digits2``. Both bases stay frozen, so their penultimate features are computed once and cached.
@@ -47,8 +47,8 @@ TEST_CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {
 }
 APPROACHES = ("none", "bridging", "alignment", "adversarial", "contrastive", "prototypes", "memory")
 ZERO_SHOT = ("alignment", "adversarial", "contrastive", "prototypes", "memory")
-CRITERIA = {"transfer": 0.80, "retention": 0.90, "isolation": 0.10}  # seed 000's success criteria
-BRIDGING_CLAIM = 0.94  # seed 000: feature bridging reaches 94 % on the transfer digit
+CRITERIA = {"transfer": 0.80, "retention": 0.90, "isolation": 0.10}  # document 000's success criteria
+BRIDGING_CLAIM = 0.94  # document 000: feature bridging reaches 94 % on the transfer digit
 
 
 # --- test cases -------------------------------------------------------------------------------
@@ -619,7 +619,7 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
 # --- metrics ----------------------------------------------------------------------------------
 
 def transfer_metrics(pred: torch.Tensor, y: torch.Tensor, case: Case) -> dict[str, list[float]]:
-    """Seed 000's metrics from Network 1's predicted digits ``pred`` (K, n) on test digits ``y`` (n,).
+    """Document 000's metrics from Network 1's predicted digits ``pred`` (K, n) on test digits ``y`` (n,).
 
     - ``transfer``: share of transfer-digit images predicted as the transfer digit;
     - ``retention``: share of images of Network 1's own digits predicted as their digit;
@@ -1016,7 +1016,7 @@ def operating_point(result: CaseResult, offsets: Sequence[float], target: float 
 
 
 def criteria(metrics: dict[str, object], scratch_cpu_seconds: float) -> dict[str, bool]:
-    """Seed 000's success criteria on the seed-mean of each metric (True = pass): a quick check.
+    """Document 000's success criteria on the seed-mean of each metric (True = pass): a quick check.
 
     The chapter decides them through :func:`register_claims` instead (seeds, intervals, Holm).
     "Faster than scratch" compares CPU time (features included) with the scratch network's.
@@ -1224,7 +1224,7 @@ def align_table(results: dict[str, CaseResult]) -> str:
 
 
 def criteria_table(results: dict[str, CaseResult], verdicts: dict[str, Verdict]) -> str:
-    """Seed 000's success criteria per case and approach, decided by the claims: ✓ supported,
+    """Document 000's success criteria per case and approach, decided by the claims: ✓ supported,
     ✗ contradicted, ? not shown; the number is the seed mean."""
     rows = []
     for n, r in results.items():
@@ -1336,7 +1336,7 @@ def bridge_figure(result: CaseResult, sweep: dict) -> plt.Figure:
     ax.axhline(np.mean(pct(result.probe[f"d{result.case.transfer}"])), color="k", ls="--", lw=1,
                label="linear probe, all labels")
     ax.axhline(100 * BRIDGING_CLAIM, color="gray", ls=":", lw=1,
-               label=f"seed 000 reports {100 * BRIDGING_CLAIM:.0f} %")
+               label=f"document 000 reports {100 * BRIDGING_CLAIM:.0f} %")
     return log_count_axes(fig, ax, "labelled transfer-digit images shown to Network 1",
                           "transfer accuracy (%)", top=105)
 

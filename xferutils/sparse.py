@@ -1,4 +1,4 @@
-"""Seed 002's sparse activation done right, its sparse network, and what sparsity costs (chapter 6).
+"""Document 002's sparse activation done right, its sparse network, and what sparsity costs (chapter 6).
 
 The activation is a softmax over the hidden units whose entries at or below ``1/K`` are set to
 zero: at most ``K − 1`` units can hold more than ``1/K`` of a distribution, so at most ``K − 1``
@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import check_choice, check_int
 from .timing import timed
+from .results import tidy
 
 KINDS = ("softmax", "kwta")
 
@@ -70,7 +71,7 @@ def apply_linear(code: SparseCode, layer: nn.Linear) -> torch.Tensor:
 
 
 class SparseActivation(nn.Module):
-    """The activation as a layer: ``softmax`` (seed 002, threshold 1/K) or ``kwta`` (top K − 1)."""
+    """The activation as a layer: ``softmax`` (document 002, threshold 1/K) or ``kwta`` (top K − 1)."""
 
     def __init__(self, K: int, kind: str = "softmax") -> None:
         super().__init__()
@@ -84,7 +85,7 @@ class SparseActivation(nn.Module):
 
 
 class SparseMLP(nn.Module):
-    """Seed 002's SparseNet, fixed: the dense net's layers with a sparse activation between them.
+    """Document 002's SparseNet, fixed: the dense net's layers with a sparse activation between them.
 
     Parameter names equal :class:`xferutils.models.MLP`'s, so a dense net's weights load as is.
     """
@@ -115,7 +116,7 @@ class SparseMLP(nn.Module):
 
 
 def sparse_net(K: int = 10, kind: str = "softmax", n_classes: int = 10) -> SparseMLP:
-    """The 784-512-256-128-10 network of seed 002 with sparse activations."""
+    """The 784-512-256-128-10 network of document 002 with sparse activations."""
     return SparseMLP([784, 512, 256, 128], n_classes, K, kind)
 
 
@@ -158,7 +159,7 @@ def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequ
             active = " / ".join(f"{100 * a:.2f}" for a in active_fraction(net, x))
             acc = 100 * (logits.argmax(1) == y).float().mean().item()
             grad = net.linears()[0].weight.grad.norm().item()
-            rows.append([kind, K, active, f"{acc:.1f}", f"{grad:.2g}"])
+            rows.append([kind, K, active, f"{acc:.1f}", tidy(f"{grad:.2g}")])  # 7 × 10⁻⁷, not 7e-07
     return markdown_table(["activation", "K", "active units per layer (%)", "accuracy (%)",
                            "gradient norm, first layer"], rows, "lrrrr")
 

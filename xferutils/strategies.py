@@ -9,7 +9,7 @@ penalty (:func:`weight_penalty`) serves every replica and all same-shaped strate
 together. :func:`run_jobs` trains many (strategy, seed, data) jobs as vectorized replicas with
 early stopping on each job's validation split and reports the budget each one used.
 
-The strategies (seeds 003 and 004, Li et al. 2018): ``scratch``, ``feature_extraction``,
+The strategies (documents 003 and 004, Li et al. 2018): ``scratch``, ``feature_extraction``,
 ``full_ft`` (pretrained layers at ``feature_mult`` × the rate), ``discriminative``
 (η_l = η·γ^(L−l) with γ ≤ 1: lower layers get smaller rates), ``gradual`` (top layer first, one more every ``unfreeze_every`` epochs),
 ``l2`` ((α/2)‖θ‖²), ``l2sp`` ((α/2)‖θ−θ_pre‖²), ``lora`` and ``adapters`` (:mod:`xferutils.peft`).
@@ -380,7 +380,7 @@ def merge_multipliers(preps: Sequence[Prepared]) -> Callable[[int], dict[str, fl
 
 
 def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.9) -> int:
-    """First epoch (1-based) at which ``curve`` reaches ``fraction`` of its final value (seed 004)."""
+    """First epoch (1-based) at which ``curve`` reaches ``fraction`` of its final value (document 004)."""
     target = check_float("fraction", fraction, 0.0, 1.0) * curve[-1]
     return next(i + 1 for i, v in enumerate(curve) if v >= target)
 
@@ -728,7 +728,7 @@ def shift_table(m: Measurements, angles: Sequence[int], n: int, names: Sequence[
 
 def seed001_exp1_table(m: Measurements, claimed: dict[int, tuple[float, float, float]],
                        sizes: Sequence[int]) -> str:
-    """Seed 001's experiment 1 (fractions) beside the measurement (%), the sizes both have."""
+    """Document 001's experiment 1 (fractions) beside the measurement (%), the sizes both have."""
     trio = ("feature_extraction", "full_ft", "scratch")
     rows = [[n, *[f"{c:.2f} / {m.fmt(('exp1', k, n))}" for k, c in zip(trio, claims)]]
             for n, claims in claimed.items() if n in sizes]
@@ -736,15 +736,15 @@ def seed001_exp1_table(m: Measurements, claimed: dict[int, tuple[float, float, f
 
 
 def seed001_exp2_table(m: Measurements, claimed: dict[float, float]) -> str:
-    """Seed 001's experiment 2 (accuracy per multiplier m, fractions) beside the measurement (%)."""
+    """Document 001's experiment 2 (accuracy per multiplier m, fractions) beside the measurement (%)."""
     rows = [[f"{mult:g}", f"{c:.2f}", m.fmt(("tune", "full_ft", mult))] for mult, c in claimed.items()]
-    return markdown_table(["multiplier m", "seed 001 (claimed)", "measured (%)"], rows, "rrr")
+    return markdown_table(["multiplier m", "document 001 (claimed)", "measured (%)"], rows, "rrr")
 
 
 def seed001_exp3_table(claimed: dict[float, tuple[float, float, float]]) -> str:
-    """Seed 001's experiment 3 as printed (fractions; its shift strength has no stated unit)."""
+    """Document 001's experiment 3 as printed (fractions; its shift strength has no stated unit)."""
     rows = [[f"{s:g}", f"{t:.2f}", f"{c:.2f}", f"{g:+.2f}"] for s, (t, c, g) in claimed.items()]
-    return markdown_table(["shift (seed 001's unit)", "transfer", "scratch", "gain"], rows, "rrrr")
+    return markdown_table(["shift (document 001's unit)", "transfer", "scratch", "gain"], rows, "rrrr")
 
 
 def forgetting_table(m: Measurements, sizes: Sequence[int], before: Spread) -> str:

@@ -6,7 +6,7 @@ probability ``q``), plus a retention term:
 
 - ``none``: nothing;
 - ``trust``: λ·KL(previous step's mixture ‖ this mixture), a trust region around the last step
-  (seed 002's "optimal infinitesimal step" made concrete);
+  (document 002's "optimal infinitesimal step" made concrete);
 - ``dense``: λ·KL(original dense net ‖ mixture), distillation toward where the path started;
 - ``anchor``: λ/2·‖θ − θ_dense‖², L2-SP toward the dense weights.
 
@@ -37,6 +37,7 @@ from .data import Split
 from .ensemble import Replicas, adam_by_rate, replicate
 from .mixture import mixed_log_probs, sampled_logits
 from .sparse import KINDS, check_k, sparse_net
+from .results import tidy
 
 RETENTION = ("none", "trust", "dense", "anchor")
 LABELS = {"none": "traversal, no retention", "trust": "traversal + trust region (KL to last step)",
@@ -513,9 +514,9 @@ def tuning_table(tuning: Traversal, chosen: dict[str, Method],
 
     val, rows = _val_accuracy(tuning), []
     for r, lams in grid.items():
-        cells = [f"{lam:g}: {val[f'{r} {lam:g}']:.1f}" for lam in lams]
+        cells = [f"{tidy(f'{lam:g}')}: {val[f'{r} {lam:g}']:.1f}" for lam in lams]  # 10⁻⁵, not 1e-05
         cells = [f"**{c}**" if lam == chosen[r].lam else c for c, lam in zip(cells, lams)]
-        rows.append([LABELS[r], ", ".join(cells), f"{chosen[r].lam:g}"])
+        rows.append([LABELS[r], ", ".join(cells), tidy(f"{chosen[r].lam:g}")])
     rows.append([LABELS["none"], f"{val['none']:.1f}", "–"])
     return markdown_table(["method", "λ: validation accuracy (%)", "chosen λ"], rows, "lll")
 
@@ -602,7 +603,7 @@ def final_table(tr: Traversal, dense_test: Sequence[float]) -> str:
     rows = [["dense net (reference, start of the path)", "–", spread(dense_test).fmt(), "–"]]
     for i, m in enumerate(tr.methods):
         on_path = spread(worst[i].tolist()).fmt() if 0 < tr.q[i, 0] < 1 else "–"
-        lam = f"{m.lam:g}" if m.retention != "none" else "–"
+        lam = tidy(f"{m.lam:g}") if m.retention != "none" else "–"
         rows.append([LABELS.get(m.name, m.name), lam,
                      spread(tr.final["test"][i].tolist()).fmt(), on_path])
     return markdown_table(["method", "λ", "final test accuracy (%)", "worst mixture accuracy on the path (%)"],

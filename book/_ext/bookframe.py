@@ -83,14 +83,22 @@ def repository_url(config) -> str:
 
 
 def _buttons_follow_the_repository(app, config) -> None:
-    """Repository, issue and launch buttons only where the repository address is set."""
+    """Repository, issue and launch buttons only where the repository address is set (then on)."""
     options = config.html_theme_options
-    if not repository_url(config):
+    if repository_url(config):
+        options["use_repository_button"] = options["use_issues_button"] = True
+    else:
         options["repository_url"] = ""
         options["use_repository_button"] = False
         options["use_issues_button"] = False
         options["use_edit_page_button"] = False
         options["launch_buttons"] = {}
+
+
+def _default_mode(app, config) -> None:
+    """A first visit has no stored colour mode; without a default the theme logs "Got invalid
+    theme mode" as an error in the console. "auto" follows the reader's system setting."""
+    config.html_context = {**(config.html_context or {}), "default_mode": "auto"}
 
 
 def _drop_install_cells(app, doctree) -> None:
@@ -157,6 +165,7 @@ def setup(app):
     tidy_glued_text()
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("config-inited", _buttons_follow_the_repository, priority=900)
+    app.connect("config-inited", _default_mode, priority=900)
     app.connect("doctree-read", _drop_install_cells)
     app.connect("env-get-updated", _number_per_chapter, priority=900)  # after Sphinx's numbering
     app.add_css_file("book.css")
