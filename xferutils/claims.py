@@ -272,10 +272,10 @@ class Verdict:
         if self.verdict == NOT_SHOWN:
             lo, hi = self.interval_adjusted
             return (f"undecided at {plural(self.n, 'seed')}: {diff}{u}, adjusted interval "
-                    f"[{signed(lo, self.unit)}, {signed(hi, self.unit)}]; it could have detected "
+                    f"[{signed(lo, self.unit)},\u00a0{signed(hi, self.unit)}]; it could have detected "
                     f"±{number(self.mde, self.unit)}{u}")
         lo, hi = self.interval
-        text = f"{diff}{u} [{signed(lo, self.unit)}, {signed(hi, self.unit)}]"
+        text = f"{diff}{u} [{signed(lo, self.unit)},\u00a0{signed(hi, self.unit)}]"
         if self.verdict == EQUIVALENT:
             text += f", within ±{number(self.margin, self.unit)}"
         return text
@@ -588,10 +588,10 @@ def table(verdicts: Iterable[Verdict | Mapping[str, Any]], *, prefix: str = "",
         u = "" if v.unit in ("", "points", "%") else f" {v.unit}"
         lo, hi = v.interval
         diff = signed(v.difference, v.unit) + u + ("" if math.isnan(lo) or v.exact or v.zero_variance
-                                                   else f" [{signed(lo, v.unit)}, {signed(hi, v.unit)}]")
+                                                   else f" [{signed(lo, v.unit)},\u00a0{signed(hi, v.unit)}]")
         if v.verdict == NOT_SHOWN and v.n > 1 and not v.zero_variance:
             a_lo, a_hi = v.interval_adjusted
-            adj = f"[{signed(a_lo, v.unit)}, {signed(a_hi, v.unit)}]; ±{number(v.mde, v.unit)}"
+            adj = f"[{signed(a_lo, v.unit)},\u00a0{signed(a_hi, v.unit)}]; ±{number(v.mde, v.unit)}"
         elif v.zero_variance:
             adj = "every seed identical"
         elif v.exact:

@@ -319,7 +319,7 @@ class LabelShiftDistance:
     def add_claims(self, family) -> None:
         """``003-label-shift-keeps-px``: the label-shifted half is no farther (±0.1) from the
         other half than two unchanged halves are."""
-        family.value("003-label-shift-keeps-px", "seed 003",
+        family.value("003-label-shift-keeps-px", "document 003",
                      "under label shift P_S(X) = P_T(X) (distance to the shifted sample minus distance "
                      "between unchanged halves is 0 ± 0.1)", self.shifted - self.same, 0.0, tol=0.1)
 
@@ -538,10 +538,10 @@ def add_efficiency_claims(family, rows: Sequence[dict], arch: str) -> dict[str, 
     """Seed 003's efficiency table as exact claims on ``arch``: LoRA r=16 trains ~0.1 % (±0.05),
     adapters 1–5 % (3 ± 2). Returns the percentages used (for the prose)."""
     pct = {r["method"]: r["percent"] for r in rows if r["architecture"] == arch}
-    family.value("003-lora-r16-0.1pct", "seed 003", "LoRA with r = 16 trains ~0.1 % of the parameters",
+    family.value("003-lora-r16-0.1pct", "document 003", "LoRA with r = 16 trains ~0.1 % of the parameters",
                  [pct["LoRA r=16"]], 0.1, tol=0.05, exact=True, unit="%")
     for b in (8, 32):
-        family.value(f"003-adapters-1-5pct-b{b}", "seed 003", f"adapters (bottleneck {b}) train 1–5 % "
+        family.value(f"003-adapters-1-5pct-b{b}", "document 003", f"adapters (bottleneck {b}) train 1–5 % "
                      "of the parameters", [pct[f"adapters b={b}"]], 3.0, tol=2.0, exact=True, unit="%")
     return pct
 
@@ -595,7 +595,7 @@ class BoundStudy:
             shifted = np.asarray(c["strength"], dtype=float) != 0
             rows = shifted if shifted.any() else np.ones_like(shifted)
             margin = (self.source_error[None, :] + c["d_A"] / 2 - c["target_error"])[rows].min(0)
-            family.threshold(f"003-ben-david-{kind}", "seed 003 (Ben-David et al. 2010)",
+            family.threshold(f"003-ben-david-{kind}", "document 003 (Ben-David et al. 2010)",
                              f"the computable part of the bound stays above the target error at every {kind} strength",
                              _pct(margin), 0.0, unit="points")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, ParameterError, check_choice
+from .claims import plural
 from .plotting import markdown_table
 
 SOURCES = {"000": "000_9765192e53f531b1.txt", "001": "001_f47c1390b8f5a6a9.txt",
@@ -226,9 +227,11 @@ def unregistered(claims: Mapping[str, Mapping[str, Any]], registry: Iterable[Ent
 
 
 def _num(x: Any, unit: str = "") -> str:
+    from .claims import number
+
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    return f"{x:.3g}{unit}" if isinstance(x, float) else f"{x}{unit}"
+    return (("−" if x < 0 else "") + number(x, unit.strip()) + unit) if isinstance(x, float) else f"{x}{unit}"
 
 
 def measured_text(v: Mapping[str, Any]) -> str:
@@ -254,7 +257,7 @@ def interval_text(v: Mapping[str, Any]) -> str:
         return "–"
     if v.get("zero_variance"):
         return "every seed identical"
-    text = f"[{signed(ci[0], unit)}, {signed(ci[1], unit)}]"
+    text = f"[{signed(ci[0], unit)},\u00a0{signed(ci[1], unit)}]"
     if v.get("verdict") == NOT_SHOWN and v.get("mde") is not None:
         text += f"; detectable ±{number(v['mde'], unit)}"
     return text
@@ -285,8 +288,8 @@ def row_cells(row: Row) -> list[str]:
     if v is None:
         return [NOT_MEASURED, claim, "–", "–", where]
     if row.parts:
-        return [row.status, claim, f"{len(row.parts)} parts ({v.get('n', '–')} seeds)", "–", where]
-    return [row.status, claim, f"{measured_text(v)} ({v.get('n', '–')} seeds)", interval_text(v), where]
+        return [row.status, claim, f"{len(row.parts)} parts ({plural(int(v.get('n', 0)), 'seed')})", "–", where]
+    return [row.status, claim, f"{measured_text(v)} ({plural(int(v.get('n', 0)), 'seed')})", interval_text(v), where]
 
 
 HEADER = ["verdict", "claim (in short)", "measured (seeds)", "95 % interval (unadjusted)", "tested in"]

@@ -363,7 +363,7 @@ def add_claims(family, row: dict) -> list[str]:
     def ep(k: str) -> list[float]:
         return row[k]["values"]["epochs90"]
 
-    src, ids = "seed 004", []
+    src, ids = "document 004", []
     pairs: dict[tuple[str, str], str] = {}
 
     def direction(cid, text, a, b, pair=None, **kw):

@@ -1086,7 +1086,7 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
     first = next(iter(results.values()))
     t = first.case.transfer
     m = first.metrics
-    seed, book = "seed 000", "book"
+    seed, book = "document 000", "book"
     family.value("000-bridging-94", seed, f"feature bridging reaches 94 % on the transfer digit ({first.case.name})",
                  pct(m["bridging"]["transfer"]), 100 * BRIDGING_CLAIM, tol=3.0, unit="%")
     family.value("000-bridging-isolation-0", seed, "feature bridging: 0 % on untransferred classes",

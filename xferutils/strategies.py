@@ -1006,37 +1006,37 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
     e1 = lambda k, n: ("exp1", k, n)  # noqa: E731
     e3 = lambda k, a, n: ("exp3", k, a, n)  # noqa: E731
     cmp.claim(("tune", "full_ft", 0.1), ("tune", "full_ft", 1.0), "001-exp2-smaller-rate",
-              "on MNIST, a much smaller rate for the pretrained layers (m = 0.1) beats m = 1", "seed 001")
+              "on MNIST, a much smaller rate for the pretrained layers (m = 0.1) beats m = 1", "document 001")
     a0, a1, mid = angles[0], angles[1], angles[len(angles) // 2]
     gain = lambda a: np.subtract(m.test[e3("full_ft", a, n3)], m.test[e3("scratch", a, n3)])  # noqa: E731
-    family.direction("001-exp3-small-shift", "seed 001", f"on MNIST, transfer gains more at a small shift "
+    family.direction("001-exp3-small-shift", "document 001", f"on MNIST, transfer gains more at a small shift "
                      f"({a1}°) than at none", gain(a1), gain(a0), unit="points")
     cmp.claim(e3("feature_extraction", a0, n3), e3("full_ft", a0, n3), "001-decision-fe-similar",
-              "little data, similar domains: feature extraction beats fine-tuning", "seed 001")
+              "little data, similar domains: feature extraction beats fine-tuning", "document 001")
     cmp.claim(e3("dann", mid, 0), e3("source_only", mid, 0), "001-decision-da-shift",
-              f"different domains: domain adaptation beats the source model ({mid}°)", "seed 001")
+              f"different domains: domain adaptation beats the source model ({mid}°)", "document 001")
     moderate = moderate_size(sizes)
     cmp.claim(e1("gradual", moderate), e1("full_ft", moderate), "001-decision-gradual-moderate",
-              f"moderate data ({moderate} labels): gradual unfreezing beats full fine-tuning", "seed 001")
+              f"moderate data ({moderate} labels): gradual unfreezing beats full fine-tuning", "document 001")
     cmp.claim(e1("full_ft", sizes[-1]), e1("feature_extraction", sizes[-1]),
               "001-decision-ft-lots-vs-featureextraction", f"more data ({sizes[-1]} labels; the document "
-              "says 1000+): full fine-tuning beats feature extraction", "seed 001")
+              "says 1000+): full fine-tuning beats feature extraction", "document 001")
     last = angles[-1]
-    family.value("001-large-shift-no-gain", "seed 001", f"the largest shift ({last}°): full fine-tuning's gain "
+    family.value("001-large-shift-no-gain", "document 001", f"the largest shift ({last}°): full fine-tuning's gain "
                  "over scratch disappears (within ±2 points)", gain(last), 0.0, tol=2.0, unit="points")
     cmp.claim(e3("scratch", last, n3), e3("feature_extraction", last, n3), "001-negative-transfer",
               f"very different domains ({last}°): training from scratch beats feature extraction "
-              "(negative transfer)", "seed 001")
+              "(negative transfer)", "document 001")
     cmp.claim(e1("feature_extraction", sizes[0]), e1("full_ft", sizes[0]), "004-small-data-freeze",
-              f"small target data ({sizes[0]} labels): freezing the features beats fine-tuning them", "seed 004")
+              f"small target data ({sizes[0]} labels): freezing the features beats fine-tuning them", "document 004")
     if len(sizes) > 1:
-        family.direction("003-fewer-data", "seed 003", f"transfer reduces the data needed: fine-tuning with "
+        family.direction("003-fewer-data", "document 003", f"transfer reduces the data needed: fine-tuning with "
                          f"{sizes[0]} labels beats scratch with {sizes[1]}", m.test[e1("full_ft", sizes[0])],
                          m.test[e1("scratch", sizes[1])], unit="points")
     alphas = sorted(key[2] for key in m.source if key[:2] == ("tune", "l2sp") and key[2] > 0)
     if alphas and ("tune", "full_ft", 1.0) in m.source:  # the strongest pull toward the source weights
         a = alphas[-1]
-        family.direction("004-l2sp-forgetting", "seed 004", f"L2-SP (α = {a:g}) keeps more of the source task "
+        family.direction("004-l2sp-forgetting", "document 004", f"L2-SP (α = {a:g}) keeps more of the source task "
                          "than full fine-tuning (tuning runs)", m.source[("tune", "l2sp", a)],
                          m.source[("tune", "full_ft", 1.0)], unit="points")
         if ("tune", "l2", a) in m.source:
@@ -1046,21 +1046,21 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
     cells: list[tuple[str, int, Any, Any, list[Any]]] = []
     for n in sizes:  # new classes: every strategy against full fine-tuning
         cmp.claim(e1("full_ft", n), e1("scratch", n), f"001-exp1-scratch-needs-more-{n}",
-                  f"new classes, {n} labels: full fine-tuning beats scratch (scratch needs more data)", "seed 001")
+                  f"new classes, {n} labels: full fine-tuning beats scratch (scratch needs more data)", "document 001")
         cells.append(_cell(cmp, f"new classes ({target})", n, [e1(k, n) for k in STRATEGIES],
                            e1("full_ft", n), f"new-{n}"))
     for a in angles:  # rotations: every strategy against scratch, DANN against the source model
         for k in shift_names:
             if k == "full_ft":  # seed 001's advice: try transfer first, it often beats scratch
                 cmp.claim(e3(k, a, n3), e3("scratch", a, n3), f"001-transfer-first-rot{a}",
-                          f"rotated {a}°, {n3} labels: full fine-tuning beats scratch", "seed 001")
+                          f"rotated {a}°, {n3} labels: full fine-tuning beats scratch", "document 001")
             elif k != "scratch":
                 cmp.claim(e3(k, a, n3), e3("scratch", a, n3), f"ch3-shift-{_slug(k)}-vs-scratch-{a}",
                           f"rotated {a}°, {n3} labels: {LABELS[k]} beats scratch")
         cells.append(_cell(cmp, f"rotated {a}°", n3, [e3(k, a, n3) for k in shift_names],
                            e3("scratch", a, n3), f"rot{a}-{n3}"))
         cmp.claim(e3("dann", a, 0), e3("source_only", a, 0), f"003-dann-invariant-{a}",
-                  f"rotated {a}°, no labels: DANN beats the source model", "seed 003")
+                  f"rotated {a}°, no labels: DANN beats the source model", "document 003")
         cells.append((f"rotated {a}°", 0, e3("dann", a, 0), e3("source_only", a, 0), [e3("dann", a, 0)]))
     big = sizes[-1]  # "lots of data: fine-tuning performs best" is fine-tuning against every alternative
     for k in STRATEGIES:
@@ -1068,7 +1068,7 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
         if k in ("full_ft", "feature_extraction") or key not in m.test:
             continue
         of, same = (cmp.pairs[(ft, key)], True) if (ft, key) in cmp.pairs else (cmp.pairs[(key, ft)], False)
-        family.mirror(f"001-decision-ft-lots-vs-{_slug(k)}", of, "seed 001", f"more data ({big} labels; the "
+        family.mirror(f"001-decision-ft-lots-vs-{_slug(k)}", of, "document 001", f"more data ({big} labels; the "
                       f"document says 1000+): full fine-tuning beats {LABELS[k]}", flip=not same)
     for n in sizes:  # the baselines, on the same labelled images as the strategies
         for b in ("pixels", "random"):

@@ -566,19 +566,19 @@ def register_claims(family, tr: Traversal, dense_test: Sequence[float], tol: flo
     dense = torch.tensor(list(dense_test))
     fin = {m.name: tr.final["test"][i] for i, m in enumerate(tr.methods)}
     worst = worst_along_path(tr)[tr.index(main)]
-    family.threshold("002-accuracy-sustained", "seed 002", f"along the {main} traversal, the "
+    family.threshold("002-accuracy-sustained", "document 002", f"along the {main} traversal, the "
                      "mixture's test accuracy never falls more than 1 point below the dense net's",
                      (worst - dense) * 100, -100 * tol, unit="points")
-    family.threshold("002-sparse-useful", "seed 002", f"the sparse net at the end of the {main} "
+    family.threshold("002-sparse-useful", "document 002", f"the sparse net at the end of the {main} "
                      "traversal is within 1 point of the dense net", (fin[main] - dense) * 100,
                      -100 * tol, unit="points")
     same = " (same images, same batches)"
     if main != "none":
-        family.direction("002-beats-other-traversals", "seed 002", f"optimal retention ({main}) "
+        family.direction("002-beats-other-traversals", "document 002", f"optimal retention ({main}) "
                          "beats other traversal strategies: it ends with a more accurate sparse "
                          "net than the same traversal without retention (none)" + same,
                          fin[main] * 100, fin["none"] * 100, unit="points")
-    family.direction("002-sparse-from-prefit", "seed 002", "transfer from a prefit model, as "
+    family.direction("002-sparse-from-prefit", "document 002", "transfer from a prefit model, as "
                      "recommended: the abrupt switch from the dense weights ends with a more "
                      "accurate sparse net than the same training from scratch" + same,
                      fin["abrupt"] * 100, fin["scratch"] * 100, unit="points")
