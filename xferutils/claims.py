@@ -44,6 +44,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from .config import ParameterError, check_choice, check_float
+from .results import plural, tidy
 
 SUPPORTED, CONTRADICTED, EQUIVALENT, NOT_SHOWN = "supported", "contradicted", "equivalent", "not shown"
 VERDICTS = (SUPPORTED, CONTRADICTED, EQUIVALENT, NOT_SHOWN)
@@ -505,16 +506,8 @@ def _floats(values: Sequence[float]) -> tuple[float, ...]:
 
 # --- words and tables: the only place a verdict becomes prose -----------------------------------
 
-def plural(n: int, word: str) -> str:
-    """``1 seed``, ``5 seeds``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _digits(unit: str) -> int | None:
     return 1 if unit in ("points", "%", "pts", "epochs", "steps", "labels") else None
-
-
-SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def number(x: float | None, unit: str = "") -> str:
@@ -527,11 +520,7 @@ def number(x: float | None, unit: str = "") -> str:
         return f"{abs(x):.{d}f}" if round(abs(x), d) != 0 else f"{0:.{d}f}"
     if x == 0 or 1e-3 <= abs(x) < 1e5:
         return f"{abs(x):.3g}"
-    text = f"{abs(x):.2g}"
-    if "e" not in text:
-        return text
-    mant, exp = text.split("e")
-    return f"{mant} × 10{str(int(exp)).translate(SUPERSCRIPT)}"
+    return tidy(f"{abs(x):.2g}")  # "9.5 × 10⁻⁷" rather than "9.5e-07"
 
 
 def signed(x: float | None, unit: str = "") -> str:
