@@ -4,7 +4,8 @@ One module per idea of the book.
 
 - Core: ``config`` (presets, validation, device), ``data`` (MNIST, subsets, shifts), ``models``
   (the seeds' networks), ``train`` (one network, the readable reference trainer), ``ensemble``
-  (vectorized replicas) and ``step`` (its fused / CUDA-graph step), ``metrics``, ``claims``
+  (vectorized replicas), ``store`` (trained networks kept by configuration and seed),
+  ``references`` (networks several chapters start from) and ``step`` (its fused / CUDA-graph step), ``metrics``, ``claims``
   (verdicts on claims), ``plotting``, ``results``, ``timing``;
   long loops show their progress with ``tqdm.auto``.
 - Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN and its λ schedule).
@@ -20,12 +21,12 @@ __version__ = "0.1.0"
 
 from . import (baseline, baselines, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
                framework, layers, ledger, metrics, mixture, models, negative, numpynet, peft,
-               plotting, results, shared_layers, sparse, strategies, timing, train,
-               traversal)
+               plotting, references, results, shared_layers, sparse, store, strategies, timing,
+               train, traversal)
 
 show = plotting.show_source
 
 __all__ = ["baseline", "baselines", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
            "framework", "layers", "ledger", "metrics", "mixture", "models", "negative", "numpynet",
-           "peft", "plotting", "results", "shared_layers", "show", "sparse",
-           "strategies", "timing", "train", "traversal"]
+           "peft", "plotting", "references", "results", "shared_layers", "show", "sparse",
+           "store", "strategies", "timing", "train", "traversal"]

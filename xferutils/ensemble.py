@@ -20,6 +20,7 @@ graph (the CUDA default).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -190,6 +191,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     seeds = check_seeds("seeds", seeds)
     _check_patience(patience, val)
     check_choice("schedule", schedule, SCHEDULES)
+    start = time.perf_counter()
     k = len(seeds)
     if len(models) != k:
         raise ParameterError(f"models has {len(models)} entries but seeds has {k}; give one seed per model")
@@ -327,7 +329,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         final = best if patience is not None else params
         params = {nm: t.detach().clone() if patience is None else t for nm, t in final.items()}
     ends = best_epoch.tolist() if patience is not None else [len(losses_of[j]) for j in range(k)]
-    history = [History(loss=losses_of[j], val_acc=vals_of[j], best_epoch=ends[j]) for j in range(k)]
+    seconds = time.perf_counter() - start
+    history = [History(loss=losses_of[j], val_acc=vals_of[j], best_epoch=ends[j], seconds=seconds)
+               for j in range(k)]
     return Replicas(base, params, all_buffers, seeds, history)
 
 

@@ -28,12 +28,15 @@ class History:
     """Per-epoch training loss and (when a validation split is given) validation accuracy.
 
     With early stopping, ``best_epoch`` is the epoch (1-based) whose weights were kept: the
-    budget the run used. Without it, ``best_epoch`` is the last epoch.
+    budget the run used. Without it, ``best_epoch`` is the last epoch. ``seconds`` is the wall
+    time of the training call (shared by replicas trained together; kept by the model store, so
+    a chapter that reads stored weights still reports what training them cost).
     """
 
     loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    seconds: float = 0.0
 
     @property
     def epochs(self) -> int:
