@@ -245,43 +245,6 @@ def test_only_graph_safe_objectives_are_recorded():
         xu.step.choose_engine("graph", cuda, lambda f, x, y: f(x).sum())
 
 
-def test_foreach_adam_equals_torch_adam():
-    torch.manual_seed(0)
-    p = torch.randn(2, 5, 3)
-    ref = [torch.nn.Parameter(p[k].clone()) for k in range(2)]
-    opts = [torch.optim.Adam([r], lr=lr) for r, lr in zip(ref, (1e-2, 1e-3))]
-    m, v, count = torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())
-    for _ in range(3):
-        g = torch.randn(2, 5, 3)
-        for k in range(2):
-            ref[k].grad = g[k].clone()
-            opts[k].step()
-        xu.step.foreach_adam([p], [g], [m], [v], [count], [torch.tensor([1e-2, 1e-3])])
-    assert count.item() == 3
-    assert torch.allclose(p, torch.stack([r.detach() for r in ref]), atol=1e-6)
-
-
-@pytest.mark.parametrize("rates", [[1e-2, 1e-2], [1e-2, 0.0]])
-def test_fused_adam_by_rate_equals_the_reference_step(rates):
-    """The CPU's fused path: shared and per-replica rates (0 keeps a replica), a transposed
-    gradient read correctly, and moments that run as the reference's."""
-    torch.manual_seed(0)
-    w, b = torch.randn(2, 4, 6), torch.randn(2, 4)
-    ref = [(t.clone(), torch.zeros_like(t), torch.zeros_like(t)) for t in (w, b)]
-    new = [(t.clone(), torch.zeros_like(t), torch.zeros_like(t)) for t in (w, b)]
-    for step in (1, 2, 3):
-        gw = torch.randn(2, 6, 4).transpose(1, 2)  # non-contiguous, as a vmapped matmul's gradient
-        gb = torch.randn(2, 4)
-        for (p, m, v), g in zip(ref, (gw, gb)):
-            xu.ensemble._adam_step(p, g, m, v, step, torch.tensor(rates) * 0.5)
-        xu.ensemble.adam_by_rate([(p, g, m, v, step, rates) for (p, m, v), g in zip(new, (gw, gb))], 0.5)
-    for a, c in zip(ref, new):
-        for x, y in zip(a, c):
-            assert torch.allclose(x, y, atol=1e-6)
-    if rates[1] == 0.0:
-        assert torch.equal(new[0][0][1], w[1]) and not torch.equal(new[0][0][0], w[0])
-
-
 # --- device robustness --------------------------------------------------------------------------
 
 def test_models_go_to_the_data_and_placeholders_are_refused(small):

@@ -31,7 +31,8 @@ from torch.nn import functional as F
 
 from .config import ParameterError, check_choice, check_float, check_int, check_seeds
 from .data import Split
-from .step import BETAS, ENGINES, EPS, ReplicaStep, choose_engine, resolve_engine
+from .optim import adam_
+from .step import ENGINES, ReplicaStep, choose_engine, resolve_engine
 from .train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
 
 Params = dict[str, torch.Tensor]
@@ -220,7 +221,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     frozen = {nm for nm, t in trains.items() if not t.any()}
     lr_t = torch.tensor(lrs, device=device)
     state = {nm: (torch.zeros_like(t), torch.zeros_like(t)) for nm, t in params.items()}
-    steps = dict.fromkeys(names, 0)
+    count_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    steps = {nm: torch.zeros((), dtype=count_dtype, device=device) for nm in names}  # Adam's counts
 
     def loss_one(p: Params, b: Params, p0: Params, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         loss = objective(lambda inp: functional_call(base, (p, b), (inp,)), xb, yb)
@@ -233,7 +235,6 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     factors = [lr_factor(schedule, t, epochs * per_epoch) for t in range(epochs * per_epoch)]
     fused = None if engine == "eager" else ReplicaStep(
         batched_loss, params, buffers, init, x, y, bs, factors, amp=amp, capture=engine == "graph")
-    fuse_adam = engine == "eager" and device.type == "cpu" and FUSED_CPU_ADAM
     shrink = fused is None and patience is not None  # stopped replicas leave the eager step
     all_buffers = buffers
     alive = list(range(k))  # the original index of each replica still training
@@ -259,7 +260,6 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             t.requires_grad_(nm in live)  # no gradients are computed for frozen parameters
         if fused is not None:
             fused.set_rates(rates)
-        host_rates = {nm: r.tolist() for nm, r in rates.items()} if fuse_adam else {}
         perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
         total = torch.zeros(len(alive), device=device)
         for i in range(per_epoch):
@@ -274,15 +274,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             factor = factors[epoch * per_epoch + i]
             with torch.no_grad():
                 used = [(nm, g) for nm, g in zip(live, grads) if g is not None]
-                for nm, _ in used:
-                    steps[nm] += 1
-                if fuse_adam:
-                    adam_by_rate([(params[nm], g, *state[nm], steps[nm], host_rates[nm]) for nm, g in used],
-                                 factor)
-                else:
-                    for nm, g in used:
-                        rate = rates[nm] if schedule == "constant" else rates[nm] * factor
-                        _adam_step(params[nm], g, *state[nm], steps[nm], rate)
+                adam_([params[nm] for nm, _ in used], [g for _, g in used], [state[nm][0] for nm, _ in used],
+                      [state[nm][1] for nm, _ in used], [steps[nm] for nm, _ in used],
+                      [rates[nm] if schedule == "constant" else rates[nm] * factor for nm, _ in used])
                 total += losses.detach().float()
         if fused is not None:
             total = fused.epoch_losses()
@@ -343,41 +337,13 @@ def _check_materialised(models: Sequence[nn.Module]) -> None:
                                  "build it on a real device or load its weights first")
 
 
-FUSED_CPU_ADAM = hasattr(torch, "_fused_adam_")
-
-
 def adam_by_rate(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int,
                                        Sequence[float]]], factor: float = 1.0) -> None:
-    """Adam updates of stacked parameters with PyTorch's fused kernel, one call per distinct rate.
-
-    ``items`` holds ``(p, g, m, v, step, rates)`` with ``rates`` one learning rate per replica
-    (host floats). A parameter whose replicas share a rate is updated whole; otherwise each
-    replica's slice joins the group of its own rate. The result equals :func:`_adam_step`
-    (``tests/test_ensemble.py``); on the CPU it reads and writes each tensor once instead of
-    about eight times, which is a third of a small MLP's training time.
-    """
-    groups: dict[tuple[float, int], list[tuple[torch.Tensor, ...]]] = {}
-    for p, g, m, v, step, rates in items:
-        g = g.contiguous()  # the kernel reads memory in order: a transposed gradient would be misread
-        if len(set(rates)) == 1:
-            groups.setdefault((rates[0] * factor, step), []).append((p, g, m, v))
-        else:
-            for j, r in enumerate(rates):
-                groups.setdefault((r * factor, step), []).append((p[j], g[j], m[j], v[j]))
-    for (rate, step), group in groups.items():
-        ps, gs, ms, vs = (list(t) for t in zip(*group))
-        count = torch.tensor(float(step))
-        torch._fused_adam_(ps, gs, ms, vs, [], [count] * len(ps), lr=rate, beta1=BETAS[0], beta2=BETAS[1],
-                           weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
-
-
-def _adam_step(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,
-               lr: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-    """One Adam update of stacked parameters ``p`` with a learning rate per replica (as torch.optim.Adam)."""
-    b1, b2 = betas
-    m.lerp_(g, 1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    shape = (-1,) + (1,) * (p.dim() - 1)
-    step_size = (lr / (1 - b1 ** step)).reshape(shape)
-    update = v.sqrt().div_((1 - b2 ** step) ** 0.5).add_(eps)  # the denominator, then the update
-    p.sub_(update.reciprocal_().mul_(m).mul_(step_size))
+    """Chapter 6's call of the one Adam (:func:`xferutils.optim.adam_`): ``(p, g, m, v, step,
+    rates)`` with ``step`` the count after this update and one host rate per replica."""
+    if not items:
+        return
+    ps, gs, ms, vs, steps, rates = zip(*items)
+    adam_(list(ps), list(gs), list(ms), list(vs),
+          [torch.tensor(float(s - 1), dtype=torch.float64) for s in steps],
+          [torch.tensor([r * factor for r in rs], device=p.device) for rs, p in zip(rates, ps)])

@@ -5,7 +5,7 @@
 * ``"eager"`` — the reference: a Python loop over the parameters, one Adam update each (the
   CPU default; its numbers are the book's).
 * ``"fused"`` / ``"graph"`` — :class:`ReplicaStep`: the forward pass, the backward pass and a
-  multi-tensor Adam (``torch._foreach_*``) of all replicas in one function whose inputs live
+  the book's one Adam (:func:`xferutils.optim.adam_`, all of its quantities on the device) of all replicas in one function whose inputs live
   in static buffers: the batch indices are copied into one index buffer, the learning rates
   (per replica, per parameter, times the schedule's factor) are tensors refilled in place, the
   Adam step counts and the epoch's loss sums are device tensors updated inside the step. No
@@ -29,10 +29,10 @@ from contextlib import nullcontext
 
 import torch
 
+from .optim import adam_
+
 Params = dict[str, torch.Tensor]
 ENGINES = ("auto", "eager", "fused", "graph")
-BETAS = (0.9, 0.999)
-EPS = 1e-8
 
 
 def resolve_engine(engine: str, device: torch.device) -> str:
@@ -96,7 +96,8 @@ class ReplicaStep:
         self.rates = {nm: torch.zeros(k, device=device) for nm in params}
         self.m = {nm: torch.zeros_like(p) for nm, p in params.items()}
         self.v = {nm: torch.zeros_like(p) for nm, p in params.items()}
-        self.count = {nm: torch.zeros((), dtype=torch.float64, device=device) for nm in params}
+        count_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.count = {nm: torch.zeros((), dtype=count_dtype, device=device) for nm in params}
         self.graphs: dict[tuple[str, ...], torch.cuda.CUDAGraph] = {}
 
     def set_rates(self, rates: Params) -> None:
@@ -137,10 +138,10 @@ class ReplicaStep:
             used = [(nm, g) for nm, g in zip(live, grads) if g is not None]
             if used:
                 factor = self.factors.index_select(0, self.t)
-                foreach_adam([self.params[nm] for nm, _ in used], [g for _, g in used],
-                             [self.m[nm] for nm, _ in used], [self.v[nm] for nm, _ in used],
-                             [self.count[nm] for nm, _ in used],
-                             [self.rates[nm] * factor for nm, _ in used])
+                adam_([self.params[nm] for nm, _ in used], [g for _, g in used],
+                      [self.m[nm] for nm, _ in used], [self.v[nm] for nm, _ in used],
+                      [self.count[nm] for nm, _ in used], [self.rates[nm] * factor for nm, _ in used],
+                      on_device=self.capture)
             self.t.add_(1)
             self.loss_sum.add_(losses.detach().float())
 
@@ -170,36 +171,3 @@ class ReplicaStep:
             for t, s in zip(self._state(), saved):
                 t.copy_(s)  # the warm-up (and a failed capture) leave no trace
         return graph
-
-
-def foreach_adam(ps: list[torch.Tensor], gs: list[torch.Tensor], ms: list[torch.Tensor],
-                 vs: list[torch.Tensor], counts: list[torch.Tensor], rates: list[torch.Tensor],
-                 betas: tuple[float, float] = BETAS, eps: float = EPS) -> None:
-    """Adam on lists of stacked parameters at once (``torch._foreach_*``), as ``torch.optim.Adam``.
-
-    ``rates[j]`` holds one learning rate per replica (shape (K,)); ``counts[j]`` is parameter
-    j's step count (a 0-d float64 tensor, incremented here: the bias corrections are then
-    computed as torch.optim.Adam computes them). Every quantity stays on the device, so the
-    update can be captured in a CUDA graph.
-    """
-    b1, b2 = betas
-    torch._foreach_add_(counts, 1.0)
-    torch._foreach_lerp_(ms, gs, 1 - b1)
-    torch._foreach_mul_(vs, b2)
-    torch._foreach_addcmul_(vs, gs, gs, value=1 - b2)
-    bc1 = torch._foreach_pow(b1, counts)           # b1^t
-    torch._foreach_neg_(bc1)
-    torch._foreach_add_(bc1, 1.0)                  # 1 - b1^t
-    bc2 = torch._foreach_pow(b2, counts)
-    torch._foreach_neg_(bc2)
-    torch._foreach_add_(bc2, 1.0)
-    torch._foreach_sqrt_(bc2)                      # sqrt(1 - b2^t)
-    sizes = torch._foreach_div(rates, bc1)         # lr_k / (1 - b1^t), per replica
-    sizes = [s.reshape((-1,) + (1,) * (p.dim() - 1)) for s, p in zip(sizes, ps)]
-    denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, bc2)
-    torch._foreach_add_(denom, eps)
-    torch._foreach_reciprocal_(denom)
-    torch._foreach_mul_(denom, ms)
-    torch._foreach_mul_(denom, sizes)
-    torch._foreach_sub_(ps, denom)
