@@ -35,14 +35,28 @@ def test_bench_refuses_bad_flags(tmp_path):
         bench.main(["--ks", "one,two"])
 
 
-def test_timed_and_timers_keep_their_chapter_1_form():
-    """Chapter 1 calls bench.timed / seed_loop / package_fit and reads plain seconds."""
+def test_clocked_times_the_call_it_runs():
+    """clocked returns the call's result, its wall seconds and its CPU seconds."""
     import torch
 
     from xferutils import timing
     import time
 
-    out, secs = bench.timed(lambda: time.sleep(0.05) or 42, torch.device("cpu"))
-    assert out == 42 and isinstance(secs, float) and 0.05 <= secs < 5  # it timed the call it ran
+    out, t = bench.clocked(lambda: time.sleep(0.05) or 42, torch.device("cpu"))
+    assert out == 42 and 0.05 <= t.wall < 5
     out, t = bench.clocked(lambda: time.sleep(0.05) or sum(range(200_000)), torch.device("cpu"))
     assert isinstance(t, timing.Timer) and t.wall >= 0.05 and 0 < t.cpu < t.wall + 1  # sleeping costs no CPU
+
+
+def test_defaults_are_sized_to_the_device(monkeypatch):
+    """A CPU gets K = 1, 8 on 12,000 images; a GPU the full scaling (run_bench is not run)."""
+    seen = {}
+    monkeypatch.setattr(bench, "run_bench", lambda *args: seen.setdefault("args", args) and {})
+    monkeypatch.setattr(bench, "format_table", lambda res: "")
+    monkeypatch.setattr(bench, "atomic_write_text", lambda path, text: None)
+    bench.main(["--device", "cpu"])
+    assert seen["args"][5] == (1, 8) and seen["args"][8] == 12000
+    seen.clear()
+    bench.main(["--device", "cpu", "--ks", "1,2,4", "--limit", "2000"])
+    assert seen["args"][5] == (1, 2, 4) and seen["args"][7] == 2000 and seen["args"][8] is None
+    assert bench.SIZED["gpu"]["ks"] == [1, 8, 32, 128] and bench.SIZED["gpu"]["scaling_limit"] is None
