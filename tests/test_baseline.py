@@ -63,7 +63,7 @@ def test_builders_for_the_page():
     assert f"{acc.fmt(digits=2)} %" in table and "2 seeds" in table and "97.09 %" in table
     fig = baseline.curves_figure(rep)
     assert len(fig.axes) == 2 and "%" in fig.axes[1].get_ylabel()
-    pc = baseline.per_class(rep, data)
+    pc = baseline.digit_accuracy(rep, data)
     assert pc.shape == (2, 10)
     assert len(baseline.per_class_figure(pc).axes) == 1
     speed = {"seed loop": 10.0, "fp32": 2.0, "bf16": 1.0}

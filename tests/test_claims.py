@@ -300,7 +300,7 @@ def test_results_carry_the_evidence_and_merge_is_exact():
 
 def test_numbers_on_the_page_never_read_minus_zero():
     assert claims.signed(-0.01, "points") == "0.0" and claims.signed(-1.26, "points") == "−1.3"
-    assert claims.signed(2.0, "points") == "+2.0" and claims.number(9.5e-07) == "9.5 × 10⁻⁷"
+    assert claims.signed(2.0, "points") == "+2.0" and claims.magnitude(9.5e-07) == "9.5 × 10⁻⁷"
     assert claims.plural(1, "seed") == "1 seed" and claims.plural(3, "seed") == "3 seeds"
 
 

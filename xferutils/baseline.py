@@ -64,7 +64,7 @@ def most_confused(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> t
     return i // n_classes, i % n_classes, int(m.flatten()[i])
 
 
-def per_class(rep: Replicas, test: Split, n_classes: int = 10) -> np.ndarray:
+def digit_accuracy(rep: Replicas, test: Split, n_classes: int = 10) -> np.ndarray:
     """Per-class test accuracy of every replica, shape (replicas, classes)."""
     return np.array([per_class_accuracy(p, test.y, n_classes) for p in rep.predict(test.x)])
 
@@ -182,6 +182,6 @@ def glue_values(acc: Spread, rep: Replicas, per_class_acc: np.ndarray, speed: Ma
             "seeds_needed": seeds_needed(100 * acc.std, delta)}
 
 
-__all__ = ["ANCHOR", "SPEED_IMAGES", "check_parameters", "seeds_needed", "confusion_matrix", "most_confused", "per_class",
+__all__ = ["ANCHOR", "SPEED_IMAGES", "check_parameters", "seeds_needed", "confusion_matrix", "most_confused", "digit_accuracy",
            "accuracy_table", "convergence_words", "curves_figure", "per_class_figure", "measure_speed", "speed_table",
            "glue_values"]

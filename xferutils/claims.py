@@ -241,7 +241,7 @@ class Verdict:
         if self.verdict == NOT_SHOWN:
             return f"{NOT_SHOWN} ({plural(self.n, 'seed')})"
         if self.verdict == EQUIVALENT:
-            return f"{EQUIVALENT} (±{number(self.margin, self.unit)} {self.unit})".replace(" )", ")")
+            return f"{EQUIVALENT} (±{magnitude(self.margin, self.unit)} {self.unit})".replace(" )", ")")
         return self.verdict
 
     @property
@@ -274,11 +274,11 @@ class Verdict:
             lo, hi = self.interval_adjusted
             return (f"undecided at {plural(self.n, 'seed')}: {diff}{u}, adjusted interval "
                     f"[{signed(lo, self.unit)},\u00a0{signed(hi, self.unit)}]; it could have detected "
-                    f"±{number(self.mde, self.unit)}{u}")
+                    f"±{magnitude(self.mde, self.unit)}{u}")
         lo, hi = self.interval
         text = f"{diff}{u} [{signed(lo, self.unit)},\u00a0{signed(hi, self.unit)}]"
         if self.verdict == EQUIVALENT:
-            text += f", within ±{number(self.margin, self.unit)}"
+            text += f", within ±{magnitude(self.margin, self.unit)}"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -510,7 +510,7 @@ def _digits(unit: str) -> int | None:
     return 1 if unit in ("points", "%", "pts", "epochs", "steps", "labels") else None
 
 
-def number(x: float | None, unit: str = "") -> str:
+def magnitude(x: float | None, unit: str = "") -> str:
     """A magnitude for the page: one decimal for accuracy-like units, else three significant
     digits without e-notation where it can be avoided; ``–`` for a missing value."""
     if x is None or not math.isfinite(x):
@@ -527,7 +527,7 @@ def signed(x: float | None, unit: str = "") -> str:
     """A difference for the page: ``+1.2``, ``−0.4`` (a true minus), ``0.0`` (never ``-0.0``)."""
     if x is None or not math.isfinite(x):
         return "–"
-    text = number(x, unit)
+    text = magnitude(x, unit)
     if text.strip("0.") == "" or text == "0":
         return text
     return ("+" if x > 0 else "−") + text
@@ -580,7 +580,7 @@ def table(verdicts: Iterable[Verdict | Mapping[str, Any]], *, prefix: str = "",
                                                    else f" [{signed(lo, v.unit)},\u00a0{signed(hi, v.unit)}]")
         if v.verdict == NOT_SHOWN and v.n > 1 and not v.zero_variance:
             a_lo, a_hi = v.interval_adjusted
-            adj = f"[{signed(a_lo, v.unit)},\u00a0{signed(a_hi, v.unit)}]; ±{number(v.mde, v.unit)}"
+            adj = f"[{signed(a_lo, v.unit)},\u00a0{signed(a_hi, v.unit)}]; ±{magnitude(v.mde, v.unit)}"
         elif v.zero_variance:
             adj = "every seed identical"
         elif v.exact:

@@ -227,11 +227,11 @@ def unregistered(claims: Mapping[str, Mapping[str, Any]], registry: Iterable[Ent
 
 
 def _num(x: Any, unit: str = "") -> str:
-    from .claims import number
+    from .claims import magnitude
 
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    return (("−" if x < 0 else "") + number(x, unit.strip()) + unit) if isinstance(x, float) else f"{x}{unit}"
+    return (("−" if x < 0 else "") + magnitude(x, unit.strip()) + unit) if isinstance(x, float) else f"{x}{unit}"
 
 
 def measured_text(v: Mapping[str, Any]) -> str:
@@ -249,7 +249,7 @@ def measured_text(v: Mapping[str, Any]) -> str:
 def interval_text(v: Mapping[str, Any]) -> str:
     """The unadjusted 95 % interval of the difference, ``[−0.4, +1.2]``, and for an undecided
     claim what the run could have detected; ``–`` when there is no interval."""
-    from .claims import NOT_SHOWN, number, signed
+    from .claims import NOT_SHOWN, magnitude, signed
 
     ci = v.get("interval") or v.get("ci") or [None, None]
     unit = v.get("unit") or ""
@@ -259,7 +259,7 @@ def interval_text(v: Mapping[str, Any]) -> str:
         return "every seed identical"
     text = f"[{signed(ci[0], unit)},\u00a0{signed(ci[1], unit)}]"
     if v.get("verdict") == NOT_SHOWN and v.get("mde") is not None:
-        text += f"; detectable ±{number(v['mde'], unit)}"
+        text += f"; detectable ±{magnitude(v['mde'], unit)}"
     return text
 
 
