@@ -220,31 +220,6 @@ def test_onecycle_schedule_matches_fit(small):
         xu.ensemble.fit_replicas(models, train, [4], epochs=1, schedule="cosine")
 
 
-def test_engine_choice():
-    cpu = torch.device("cpu")
-    assert xu.step.resolve_engine("auto", cpu) == "eager"
-    assert xu.step.resolve_engine("auto", torch.device("cuda")) == "graph"
-    assert xu.step.resolve_engine("fused", cpu) == "fused"
-    with pytest.raises(ParameterError, match="engine='graph' needs a CUDA device"):
-        xu.step.resolve_engine("graph", cpu)
-    with pytest.raises(ParameterError, match="engine='turbo'"):
-        xu.step.resolve_engine("turbo", cpu)
-
-
-def test_only_graph_safe_objectives_are_recorded():
-    """A CUDA graph would freeze an objective's Python state (a step counter): such objectives
-    run fused unless they declare graph_safe."""
-    cuda = torch.device("cuda")
-    pure = lambda fmodel, xb, yb: fmodel(xb).sum()  # noqa: E731
-    assert xu.step.choose_engine("auto", cuda, xu.ensemble.cross_entropy) == "graph"
-    assert xu.step.choose_engine("auto", cuda, pure) == "fused"
-    pure.graph_safe = True
-    assert xu.step.choose_engine("auto", cuda, pure) == "graph"
-    assert xu.step.choose_engine("auto", torch.device("cpu"), pure) == "eager"
-    with pytest.raises(ParameterError, match="graph_safe"):
-        xu.step.choose_engine("graph", cuda, lambda f, x, y: f(x).sum())
-
-
 # --- device robustness --------------------------------------------------------------------------
 
 def test_models_go_to_the_data_and_placeholders_are_refused(small):
