@@ -224,7 +224,8 @@ def finetune_heads(feats: torch.Tensor, tasks: Tasks, *, steps: int, lr: float =
 
 @dataclass
 class Meta:
-    """Per k: accuracy of each method on every test task for every seed, (K, T)."""
+    """Per k: accuracy of each method on every test task for every seed, (K, T); the
+    parameter-free "prototypes on pixels" baseline has no seed, (1, T), on the same tasks."""
 
     ks: list[int]
     n_way: int
@@ -276,7 +277,7 @@ def meta_learning(make_body: Callable[[], nn.Module], make_net: Callable[[int], 
     feats_val = torch.stack([embed_features(n, val.x) for n in nets])
     pemb = proto.embed(test.x)
     acc: dict[str, dict[int, torch.Tensor]] = {"protonet": {}, "prototypes on pretrained": {},
-                                               "fine-tuned head": {}}
+                                               "fine-tuned head": {}, "prototypes on pixels": {}}
     steps: dict[int, int] = {}
     t_ft = 0.0
     for k in ks:
@@ -284,6 +285,7 @@ def meta_learning(make_body: Callable[[], nn.Module], make_net: Callable[[int], 
         vt = sample_tasks(val.y, train_digits, n_way, k, n_query, n_tasks, 2000 + k)
         acc["protonet"][k] = torch.stack([task_accuracy(e, tt) for e in pemb]).cpu()
         acc["prototypes on pretrained"][k] = torch.stack([task_accuracy(f, tt) for f in feats_test]).cpu()
+        acc["prototypes on pixels"][k] = task_accuracy(test.x.flatten(1), tt)[None].cpu()  # no seed: (1, T)
         t0 = time.process_time()
         steps[k] = int(np.argmax(finetune_heads(feats_val, vt, steps=max_steps, record=True)[1])) + 1
         acc["fine-tuned head"][k] = finetune_heads(feats_test, tt, steps=steps[k])[0]
@@ -344,7 +346,33 @@ def curve_figure(ns: Sequence[int], curves: dict[str, dict[int, list[float]]], t
 
 # --- few-shot acceleration: transfer accuracy against labels (document 000, solution 2) ------------
 
-CURVE_METHODS = ("scratch", "fine-tune Network 1", "feature bridging", "distillation + labels")
+CURVE_METHODS = ("scratch", "fine-tune Network 1", "feature bridging", "distillation + labels",
+                 "logistic regression on pixels")
+
+
+def pixel_logistic_predict(train: Split, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """Classes predicted for ``x`` by multinomial logistic regression on raw pixels fitted on
+    ``train`` (the fixed recipe of :mod:`xferutils.baselines`, with classes weighted to balance,
+    as the networks' rows tile the few new-digit images to balance)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from .baselines import C, _arrays, _classes, _threads
+
+    xtr, ytr = _arrays(train, "train")
+    _classes(ytr)
+    xte = x.detach().float().cpu().numpy().reshape(len(x), -1)
+    if xte.shape[1] != xtr.shape[1]:
+        raise ParameterError(f"x has {xte.shape[1]} inputs per image, train {xtr.shape[1]}")
+    clf = LogisticRegression(C=C, solver="lbfgs", max_iter=1000, class_weight="balanced",
+                             random_state=check_int("seed", seed, 0))
+    with warnings.catch_warnings(), _threads():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(xtr, ytr)
+        pred = clf.predict(xte)
+    return torch.as_tensor(pred, device=x.device)
 
 
 @dataclass
@@ -397,7 +425,13 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
         rows = [labelled_rows(own_n, e, digits, own_pc * reps_own) for e in extras]
         for method in CURVE_METHODS:
             t0 = time.process_time()
-            if method == "feature bridging":
+            if method == "logistic regression on pixels":
+                pred = torch.stack([pixel_logistic_predict(
+                    Split(torch.cat([own.x, e.x]), torch.cat([own.y, e.y])), test.x, seed=s)
+                    for e, s in zip(extras, seeds)])
+                m = shared.transfer_metrics(pred, test.y, case)
+                e = [0] * len(seeds)
+            elif method == "feature bridging":
                 s = shared.Settings(**{**settings.__dict__, "n_bridge": n})
                 out = shared.train_approach("bridging", feats_train, case, seeds, s, val=feats_val)
                 m = shared.transfer_metrics(out.predict1(feats_test.f1), feats_test.y, case)
