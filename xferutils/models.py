@@ -21,8 +21,8 @@ class MLP(nn.Module):
     """A ReLU multilayer perceptron ``head(features(x))`` on flattened 28×28 images.
 
     ``dropout`` (default 0: off) drops each hidden unit with that probability while the module
-    is in training mode (after every hidden ReLU, as Hinton et al.'s teacher; no parameters, so
-    state dicts match the network without it). Evaluate such a network in ``eval()`` mode.
+    is in training mode (after every hidden ReLU, as Hinton et al.'s teacher; it adds no
+    parameters). Evaluate such a network in ``eval()`` mode.
     """
 
     def __init__(self, widths: Sequence[int], n_classes: int, dropout: float = 0.0) -> None:
