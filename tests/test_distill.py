@@ -180,3 +180,11 @@ def test_hinton_teacher_is_stored_and_students_never_see_the_omitted_digit(tmp_p
         distill.hinton_students(teacher, train, val, test, [0], hidden=16, T=0.0)
     table = distill.hinton_table(o, "2 × 32", "2 × 16")
     assert "Hinton et al. 2015" in table and "206" in table
+
+
+def test_mean_or_one_does_not_invent_a_spread_for_one_seed():
+    assert distill.mean_or_one([0.98]) == "98.0 (1 seed)"
+    assert distill.mean_or_one([0.98], note=False) == "98.0"
+    assert "±" in distill.mean_or_one([0.5, 0.7]) and distill.mean_or_one([0.5, 0.7]).startswith("60.0")
+    with pytest.raises(ParameterError, match="values"):
+        distill.mean_or_one([])

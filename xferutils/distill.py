@@ -392,6 +392,18 @@ def diagram() -> plt.Figure:
     return fig
 
 
+def mean_or_one(values: Sequence[float], scale: float = 100.0, digits: int = 1, note: bool = True) -> str:
+    """``mean ± std`` over seeds, or the one value (with "(1 seed)" if ``note``) when there is
+    only one (a standard deviation of one value would read as a spread of zero)."""
+    from .metrics import spread
+
+    if not len(values):
+        raise ParameterError("values is empty; give one value per seed")
+    if len(values) == 1:
+        return f"{values[0] * scale:.{digits}f}" + (" (1 seed)" if note else "")
+    return spread(values).fmt(scale, digits)
+
+
 def hinton_table(o: Omitted, teacher_size: str, student_size: str) -> str:
     """Markdown: Hinton et al. 2015's numbers beside this run's distilled student (mean ± std over
     seeds; test errors are counts on the 10,000 test images)."""
@@ -399,7 +411,7 @@ def hinton_table(o: Omitted, teacher_size: str, student_size: str) -> str:
     from .plotting import markdown_table
 
     h, st = HINTON_2015, o.students[f"T={o.chosen_T:g}"]
-    f = lambda v, d=0: spread(v).fmt(1.0, d)  # noqa: E731
+    f = lambda v, d=0: mean_or_one(v, 1.0, d)  # noqa: E731
     rows = [["teacher", h["teacher"], teacher_size],
             ["student", h["student"], student_size],
             ["teacher test errors", f"{h['teacher_errors']}", f(o.teacher_errors)],

@@ -396,13 +396,19 @@ class Curves:
 def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Split, transfer_pool: Split,
                 unlabelled_x: torch.Tensor, val: Split, test: Split, seeds: Sequence[int], ns: Sequence[int], *,
                 make: Callable[[int], nn.Module], T: float, feats_train, feats_test, settings,
-                fit: Fit = Fit(), feats_val=None) -> Curves:
+                fit: Fit = Fit(), feats_val=None, finetune_epochs: int | None = None) -> Curves:
     """For each n in ``ns``, every method with n labelled transfer-digit images (each seed its own
     draw): a fresh network (scratch), Network 1 with a grown head fine-tuned, chapter 4's
     feature bridging (``shared_layers.train_approach``), and distillation from the donor plus the
     labels. ``own``: Network 1's labelled digits; ``val``: labelled validation images of
     ``digits1 + [transfer]`` (distillation stops on agreement with its teacher instead);
-    ``feats_val``: their features, on which bridging stops as in chapter 4."""
+    ``feats_val``: their features, on which bridging stops as in chapter 4. ``finetune_epochs``:
+    fine-tuning Network 1 trains for exactly that many epochs (a budget fixed beforehand) instead
+    of stopping on ``val``, where the new digit is one class of several and Network 1 starts with
+    every old digit right, so that validation accuracy barely moves while the new digit is learnt.
+    The last column is logistic regression on the raw pixels of the same labelled images."""
+    if finetune_epochs is not None:
+        finetune_epochs = check_int("finetune_epochs", finetune_epochs, 1)
     from . import distill
     from . import shared_layers as shared
     from .data import sample
@@ -443,8 +449,10 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
                 else:
                     models = (replicate(lambda: make(len(digits)), seeds) if method == "scratch"
                               else [grow_head(net, 1, s) for net, s in zip(nets1, seeds)])
-                    reps = fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr,
-                                        batch_size=fit.batch(len(rows[0])), val=vrel, patience=fit.patience)
+                    fixed = method != "scratch" and finetune_epochs is not None
+                    reps = fit_replicas(models, rows, seeds, epochs=finetune_epochs if fixed else fit.max_epochs,
+                                        lr=fit.lr, batch_size=fit.batch(len(rows[0])),
+                                        val=None if fixed else vrel, patience=None if fixed else fit.patience)
                 m = shared.transfer_metrics(lookup[reps.predict(test.x)], test.y, case)
                 e = [h.best_epoch for h in reps.history]
             cpu[method][n] = time.process_time() - t0
