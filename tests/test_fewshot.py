@@ -127,3 +127,26 @@ def test_meta_learning_reports_pixel_prototypes_on_the_same_tasks():
     assert float(pix.mean()) == 1.0  # separable pixels: the parameter-free baseline is perfect
     assert m.acc["protonet"][1].shape == (2, 5)
     assert "prototypes on pixels" in fewshot.meta_table(m)
+
+
+def test_protonet_monitor_watches_held_out_tasks_and_the_curve_figure():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 10
+    x = 0.1 * torch.rand(400, 784, generator=g)
+    for c in range(10):
+        x[y == c, 70 * c:70 * c + 70] += 1.0
+    data = Split(x, y)
+    fit = Fit(max_epochs=3, patience=3)
+    m = fewshot.meta_learning(lambda: torch.nn.Sequential(torch.nn.Linear(784, 8)),
+                              lambda n: xu_models.MLP([784, 8], n), data, data, data, range(5), range(5, 10),
+                              [0, 1], n_way=3, ks=(1,), n_query=3, n_tasks=5, episodes=2, max_steps=3, fit=fit,
+                              held_out_val=data)
+    held = m.curve["held_out"]
+    assert len(held) == len(m.curve["val"]) + 1 and all(len(e) == 2 for e in held)  # epoch 0 included
+    assert m.curve["pixels"] == 1.0
+    fig = fewshot.meta_curve_figure(m)
+    assert len(fig.axes[0].lines) >= 3
+    plt.close(fig)
+    m.curve = {}
+    with pytest.raises(ParameterError, match="curve"):
+        fewshot.meta_curve_figure(m)

@@ -44,20 +44,21 @@ class Fit:
 # ``teacher``/``student``: Hinton et al.'s omitted-3 experiment (hidden units per layer, dropout,
 # training images, 0 = all; the teacher's epoch cap and seeds, kept in the store). At ``full``
 # their sizes (2 × 1200 teacher, 2 × 800 student on all images); smaller students at ``book``.
+# ``meta``: training images per source digit (0-4) of section 5.
 # ``ft_epochs``: the fixed budget of few-shot fine-tuning (set before any run, not validated).
 SCALES = {
     "smoke": dict(ft_epochs=3, teacher=dict(hidden=64, dropout=0.2, images=3000, epochs=2, seeds=1),
                   student=dict(hidden=32, images=600),
-                  hinton=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
+                  meta=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
                   halves=(50, 20), epochs=3, temps=[2, 20], steps=30),
     "book": dict(ft_epochs=30, teacher=dict(hidden=800, dropout=0.2, images=0, epochs=8, seeds=1),
                  student=dict(hidden=200, images=3000),
-                 hinton=100, per_digit=60, val=50, unlabelled=60, pool=1000, ns=[1, 10, 100, 1000], tasks=50,
+                 meta=500, per_digit=60, val=50, unlabelled=60, pool=1000, ns=[1, 10, 100, 1000], tasks=50,
                  episodes=8, halves=(200, 50), epochs=120, temps=[0.25, 0.5, 1, 2, 5, 20],
                  steps=100),
     "full": dict(ft_epochs=60, teacher=dict(hidden=1200, dropout=0.5, images=0, epochs=60, seeds=3),
                  student=dict(hidden=800, images=0),
-                 hinton=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
+                 meta=5000, per_digit=1000, val=500, unlabelled=1000, pool=3000,
                  ns=[1, 3, 10, 30, 100, 300, 1000], tasks=600, episodes=100, halves=(5000, 500), epochs=200,
                  temps=[0.25, 0.5, 1, 2, 5, 10, 20, 50], steps=300),
 }
