@@ -102,7 +102,8 @@ class Omitted:
     """Teacher and students of the omitted-digit experiment (lists: one value per seed).
 
     ``students[v]`` holds, for variant ``v`` (``"hard labels"`` or ``"T=…"``), the test accuracy on
-    the omitted digit and on the others, before and after the validated bias shift.
+    the omitted digit and on the others, before and after the bias shift (chosen on validation
+    labels in :func:`omitted_digit`, without labels of the digit in :func:`hinton_students`).
     """
 
     omit: int
