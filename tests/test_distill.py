@@ -127,3 +127,64 @@ def test_temperature_note_says_where_the_choice_sits():
     assert distill.temperature_note(2, [0.5, 1, 2, 5]) == "inside the grid"
     assert "lowest" in distill.temperature_note(0.5, [0.5, 1, 2])
     assert "highest" in distill.temperature_note(20, [1, 5, 20])
+
+
+def test_match_share_uses_no_labels_and_hits_the_share():
+    # class 1 is predicted where its shifted logit beats 0: logit gaps 1, 0.5, -3, -1
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, -2.0], [1.0, 0.0]])
+    assert distill.match_share(logits, 1, 0.0, [0.0, 0.75, 1.5, 5.0]) == 0.0
+    assert distill.match_share(logits, 1, 0.75, [0.0, 0.75, 1.5, 5.0]) == 1.5  # 3 of 4 above
+    assert distill.match_share(logits, 1, 1.0, [0.0, 0.75, 1.5, 5.0]) == 5.0
+    with pytest.raises(ParameterError, match="share"):
+        distill.match_share(logits, 1, 1.5)
+    with pytest.raises(ParameterError, match="grid"):
+        distill.match_share(logits, 1, 0.5, [])
+
+
+def test_teacher_config_names_what_changes_the_weights():
+    a = distill.teacher_config(800, 0.2, 0, 8, data_seed=0)
+    assert a["arch"] == [784, 800, 800, 10] and a["dropout"] == 0.2 and a["device"] == "cpu"
+    assert distill.teacher_config(800, 0.2, 0, 8, data_seed=1) != a
+    with pytest.raises(ParameterError, match="dropout"):
+        distill.teacher_config(800, 1.5, 0, 8, data_seed=0)
+    with pytest.raises(ParameterError, match="hidden"):
+        distill.teacher_config(0, 0.2, 0, 8, data_seed=0)
+
+
+def _digits(n, seed):
+    """Separable toy 'digits': class c lights up pixels 70c..70c+69."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = 0.1 * torch.rand(n, 784, generator=g)
+    for c in range(10):
+        x[y == c, 70 * c:70 * c + 70] += 1.0
+    return Split(x, y)
+
+
+def test_hinton_teacher_is_stored_and_students_never_see_the_omitted_digit(tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_STORE", str(tmp_path))
+    train, val, test = _digits(400, 0), _digits(200, 1), _digits(200, 2)
+    cfg = distill.teacher_config(32, 0.2, 0, 5, data_seed=0, lr=1e-2, batch_size=50)
+    teacher = distill.hinton_teacher(train, val, [0], cfg)
+    assert teacher.evaluate(test)[0] > 0.9
+    assert list(tmp_path.glob("hinton-teacher-*/seed0.pt"))
+    again = distill.hinton_teacher(train, val, [0], cfg)  # read back, not retrained
+    assert torch.equal(again.logits(test.x), teacher.logits(test.x))
+    fit = distill.Fit(lr=1e-2, max_epochs=6, patience=3)
+    o = distill.hinton_students(teacher, train, val, test, [0, 1], hidden=16, omit=3, T=20.0, fit=fit)
+    assert set(o.students) == {"hard labels", "T=20"} and o.chosen_T == 20.0
+    assert o.n_test_omit == int((test.y == 3).sum())
+    for r in o.students.values():
+        assert len(r["omit_after"]) == 2 and all(b >= 0 for b in r["bias"])
+    with pytest.raises(ParameterError, match="T="):
+        distill.hinton_students(teacher, train, val, test, [0], hidden=16, T=0.0)
+    table = distill.hinton_table(o, "2 × 32", "2 × 16")
+    assert "Hinton et al. 2015" in table and "206" in table
+
+
+def test_mean_or_one_does_not_invent_a_spread_for_one_seed():
+    assert distill.mean_or_one([0.98]) == "98.0 (1 seed)"
+    assert distill.mean_or_one([0.98], note=False) == "98.0"
+    assert "±" in distill.mean_or_one([0.5, 0.7]) and distill.mean_or_one([0.5, 0.7]).startswith("60.0")
+    with pytest.raises(ParameterError, match="values"):
+        distill.mean_or_one([])

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from xferutils import fewshot
+from xferutils import models as xu_models
 from xferutils.config import ParameterError
 from xferutils.data import Split
 from xferutils.layers import Fit
@@ -92,3 +93,60 @@ def test_curve_figure():
     fig = fewshot.curve_figure([1, 10], {"a": {1: [0.1, 0.2], 10: [0.5, 0.6]}})
     assert fig.axes[0].get_xscale() == "log"
     plt.close(fig)
+
+
+def test_pixel_logistic_predict_learns_separable_pixels_and_checks_shapes():
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([0, 1, 2] * 20 + [7])  # one image of a new digit, as at n = 1
+    x = 0.1 * torch.rand(len(y), 784, generator=g)
+    for c in (0, 1, 2, 7):
+        x[y == c, 50 * c:50 * c + 50] += 1.0
+    test_y = torch.tensor([0, 1, 2, 7] * 5)
+    test_x = 0.1 * torch.rand(len(test_y), 784, generator=g)
+    for c in (0, 1, 2, 7):
+        test_x[test_y == c, 50 * c:50 * c + 50] += 1.0
+    pred = fewshot.pixel_logistic_predict(Split(x, y), test_x)
+    assert pred.shape == test_y.shape and torch.equal(pred, test_y)  # balanced weights find the 7s too
+    with pytest.raises(ParameterError, match="inputs per image"):
+        fewshot.pixel_logistic_predict(Split(x, y), test_x[:, :100])
+
+
+def test_meta_learning_reports_pixel_prototypes_on_the_same_tasks():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 10
+    x = 0.1 * torch.rand(400, 784, generator=g)
+    for c in range(10):
+        x[y == c, 70 * c:70 * c + 70] += 1.0
+    data = Split(x, y)
+    fit = Fit(max_epochs=2, patience=1)
+    m = fewshot.meta_learning(lambda: torch.nn.Sequential(torch.nn.Linear(784, 8)),
+                              lambda n: xu_models.MLP([784, 8], n), data, data, data, range(5), range(5, 10),
+                              [0, 1], n_way=3, ks=(1,), n_query=3, n_tasks=5, episodes=2, max_steps=3, fit=fit)
+    pix = m.acc["prototypes on pixels"][1]
+    assert pix.shape == (1, 5)  # no seed: one row over the same 5 test tasks
+    assert float(pix.mean()) == 1.0  # separable pixels: the parameter-free baseline is perfect
+    assert m.acc["protonet"][1].shape == (2, 5)
+    assert "prototypes on pixels" in fewshot.meta_table(m)
+
+
+def test_protonet_monitor_watches_held_out_tasks_and_the_curve_figure():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 10
+    x = 0.1 * torch.rand(400, 784, generator=g)
+    for c in range(10):
+        x[y == c, 70 * c:70 * c + 70] += 1.0
+    data = Split(x, y)
+    fit = Fit(max_epochs=3, patience=3)
+    m = fewshot.meta_learning(lambda: torch.nn.Sequential(torch.nn.Linear(784, 8)),
+                              lambda n: xu_models.MLP([784, 8], n), data, data, data, range(5), range(5, 10),
+                              [0, 1], n_way=3, ks=(1,), n_query=3, n_tasks=5, episodes=2, max_steps=3, fit=fit,
+                              held_out_val=data)
+    held = m.curve["held_out"]
+    assert len(held) == len(m.curve["val"]) + 1 and all(len(e) == 2 for e in held)  # epoch 0 included
+    assert m.curve["pixels"] == 1.0
+    fig = fewshot.meta_curve_figure(m)
+    assert len(fig.axes[0].lines) >= 3
+    plt.close(fig)
+    m.curve = {}
+    with pytest.raises(ParameterError, match="curve"):
+        fewshot.meta_curve_figure(m)

@@ -151,3 +151,10 @@ def test_bridging_settings_are_chapter_4s_with_validation_stopping():
                                       shared_layers.preset_settings("book").patience)
     with pytest.raises(ParameterError, match="n_bridge"):
         layers.bridging_settings("book", 0)
+
+
+def test_halves_net_first_layer_is_not_its_bottleneck():
+    net = layers.halves_net(5)
+    widths = [m.out_features for m in layers.linear_layers(net)][:-1]
+    assert widths == list(layers.HALVES_WIDTHS[1:])
+    assert widths[0] == max(widths) and widths[0] > min(widths)

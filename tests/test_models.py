@@ -84,3 +84,48 @@ def test_missing_weights_fail_at_once_offline(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")  # present: the check passes (loading is torchvision's business)
     assert xu.models.check_weights("resnet18", "IMAGENET1K_V1") == path and url.endswith(path.name)
+
+
+def test_mlp_dropout_is_off_by_default_and_only_in_training_mode():
+    import torch
+    from xferutils.models import MLP, hinton_mlp
+
+    plain = MLP([784, 32, 16], 10)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    drop = MLP([784, 32, 16], 10, dropout=0.5)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in drop.modules()) == 2
+    assert sum(p.numel() for p in drop.parameters()) == sum(p.numel() for p in plain.parameters())
+    x = torch.rand(8, 784)
+    drop.train()
+    torch.manual_seed(0)
+    a = drop(x)
+    torch.manual_seed(1)
+    assert not torch.equal(a, drop(x))  # training mode: units are dropped at random
+    drop.eval()
+    assert torch.equal(drop(x), drop(x))  # evaluation mode: deterministic, all units
+    net = hinton_mlp(20, dropout=0.2)
+    assert [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)] == [20, 20, 10]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.5", True])
+def test_mlp_dropout_refuses_bad_probabilities(bad):
+    from xferutils.config import ParameterError
+    from xferutils.models import MLP
+
+    with pytest.raises(ParameterError, match="dropout"):
+        MLP([784, 8], 10, dropout=bad)
+
+
+def test_replicas_with_dropout_train_and_evaluate_in_eval_mode():
+    import torch
+    from xferutils.data import Split
+    from xferutils.ensemble import fit_replicas
+    from xferutils.models import MLP
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 784, generator=g)
+    data = Split(x, (x[:, 0] > 0.5).long())
+    models = [MLP([784, 16], 2, dropout=0.5) for _ in range(2)]
+    reps = fit_replicas(models, data, [0, 1], epochs=2, lr=1e-2, batch_size=16, val=data, patience=2)
+    assert torch.equal(reps.logits(x), reps.logits(x))  # no dropout at evaluation
+    assert reps.base.training  # the template's mode is left as it was

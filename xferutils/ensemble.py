@@ -69,13 +69,19 @@ class Replicas:
         return len(self.seeds)
 
     def logits(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """Logits of every replica, shape (K, n, classes); ``x`` is (n, d) shared or (K, n, d)."""
+        """Logits of every replica, shape (K, n, classes); ``x`` is (n, d) shared or (K, n, d).
+        Computed in evaluation mode (a network with dropout uses all its units)."""
         in_dim = 0 if x.dim() == 3 else None
         x = x.to(self.device)
         call = vmap(lambda p, b, xb: functional_call(self.base, (p, b), (xb,)), in_dims=(0, 0, in_dim))
-        with torch.no_grad():
-            chunks = [call(self.params, self.buffers, x[..., i:i + batch_size, :])
-                      for i in range(0, x.shape[-2], batch_size)]
+        was_training = self.base.training
+        self.base.eval()  # evaluation mode (dropout off); training resumes in the caller's mode
+        try:
+            with torch.no_grad():
+                chunks = [call(self.params, self.buffers, x[..., i:i + batch_size, :])
+                          for i in range(0, x.shape[-2], batch_size)]
+        finally:
+            self.base.train(was_training)
         return torch.cat(chunks, dim=1)
 
     @property

@@ -15,7 +15,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,6 +39,17 @@ PUBLISHED = {
     "MAML, miniImageNet (Finn et al. 2017)": (48.70, 63.11),
     "Fine-tuning baseline, miniImageNet (as in Finn et al. 2017)": (28.86, 49.79),
 }
+
+
+EMBED_WIDTHS = (784, 256, 128, 64)  # section 5's embedding: an MLP whose widest layer is its first
+
+
+def embedding_net(n_classes: int) -> nn.Module:
+    """Section 5's network: the prototypical network's embedding is its ``features``, and the
+    ordinary classifier it is compared with has the same layers and a head."""
+    from .models import MLP
+
+    return MLP(list(EMBED_WIDTHS), n_classes)
 
 
 # --- the prototype classifier -----------------------------------------------------------------
@@ -123,6 +134,7 @@ class ProtoNets:
     buffers: dict[str, torch.Tensor]
     best_epoch: list[int]
     val_acc: list[list[float]]
+    monitor: list[list[float]] = field(default_factory=list)  # per epoch (0 = untrained), per replica
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,12 +148,15 @@ class ProtoNets:
 
 def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_tasks: Tasks,
                    seeds: Sequence[int], *, n_way: int, k_shot: int, n_query: int, episodes: int = 20,
-                   batch: int = 4, fit: Fit = Fit()) -> ProtoNets:
+                   batch: int = 4, fit: Fit = Fit(),
+                   monitor: tuple[torch.Tensor, Tasks] | None = None) -> ProtoNets:
     """Episodic training (Snell et al. 2017) of K embeddings ``make()`` on the digits of ``train``:
     each step, every replica draws ``batch`` tasks of its own and descends the cross-entropy of
     its queries' prototype logits; an epoch is ``episodes`` steps. Each replica keeps its best
     epoch on ``val_tasks`` (tasks over ``val``'s images) and training stops after ``fit.patience``
-    epochs without improvement."""
+    epochs without improvement. ``monitor``: images and tasks (e.g. over digits never trained on)
+    whose mean accuracy per replica is recorded before training and after every epoch, only
+    watched, never used to choose anything (``ProtoNets.monitor``)."""
     seeds = check_seeds("seeds", seeds)
     models = replicate(make, seeds)
     params, buffers = stack_module_state(models)
@@ -163,6 +178,9 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
     best_epoch = torch.zeros(len(seeds), dtype=torch.long)
     history: list[list[float]] = []
     result = ProtoNets(base, params, buffers, [], [])
+    watched: list[list[float]] = []
+    if monitor is not None:
+        watched.append(result.accuracy(*monitor).mean(-1).tolist())
     for epoch in range(fit.max_epochs):
         tasks = [sample_tasks(train.y, digits, n_way, k_shot, n_query, episodes * batch,
                               s * 7919 + epoch) for s in seeds]
@@ -175,6 +193,8 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
             opt.step()
         acc = result.accuracy(val.x, val_tasks).mean(-1).cpu()
         history.append(acc.tolist())
+        if monitor is not None:
+            watched.append(result.accuracy(*monitor).mean(-1).tolist())
         improved = acc > best_acc
         best_acc = torch.where(improved, acc, best_acc)
         best_epoch[improved] = epoch + 1
@@ -187,7 +207,7 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
         for k, v in params.items():
             v.copy_(best[k])
             v.requires_grad_(False)
-    result.best_epoch, result.val_acc = best_epoch.tolist(), history
+    result.best_epoch, result.val_acc, result.monitor = best_epoch.tolist(), history, watched
     return result
 
 
@@ -224,7 +244,8 @@ def finetune_heads(feats: torch.Tensor, tasks: Tasks, *, steps: int, lr: float =
 
 @dataclass
 class Meta:
-    """Per k: accuracy of each method on every test task for every seed, (K, T)."""
+    """Per k: accuracy of each method on every test task for every seed, (K, T); the
+    parameter-free "prototypes on pixels" baseline has no seed, (1, T), on the same tasks."""
 
     ks: list[int]
     n_way: int
@@ -232,6 +253,7 @@ class Meta:
     steps: dict[int, int]
     epochs: dict[str, list[int]]
     cpu_seconds: dict[str, float]
+    curve: dict[str, list] = field(default_factory=dict)  # protonet per epoch: val (training digits), held out
 
     def per_seed(self, method: str, k: int) -> list[float]:
         """Mean task accuracy per seed."""
@@ -244,30 +266,42 @@ class Meta:
 
     def as_dict(self) -> dict:
         return {"ks": self.ks, "n_way": self.n_way, "steps": self.steps, "epochs": self.epochs,
-                "cpu_seconds": self.cpu_seconds,
+                "cpu_seconds": self.cpu_seconds, "curve": self.curve,
                 "acc": {m: {k: v.tolist() for k, v in d.items()} for m, d in self.acc.items()}}
 
 
 def meta_learning(make_body: Callable[[], nn.Module], make_net: Callable[[int], nn.Module], train: Split,
                   val: Split, test: Split, train_digits: Sequence[int], test_digits: Sequence[int],
                   seeds: Sequence[int], *, n_way: int, ks: Sequence[int] = (1, 5), n_query: int = 15,
-                  n_tasks: int = 100, episodes: int = 20, max_steps: int = 200, fit: Fit = Fit()) -> Meta:
+                  n_tasks: int = 100, episodes: int = 20, max_steps: int = 200, fit: Fit = Fit(),
+                  held_out_val: Split | None = None) -> Meta:
     """Prototypical networks (episodic on ``train_digits``) against a classifier pretrained on the
     same images, used two ways: nearest prototype on its features, and a fine-tuned head per
     task. Test tasks are N-way k-shot over ``test_digits`` (never seen in training); everything is
-    chosen on validation tasks over ``val`` (training digits, held-out images)."""
+    chosen on validation tasks over ``val`` (training digits, held-out images).
+    ``held_out_val``: validation images of ``test_digits``; the prototypical network's accuracy
+    on tasks over them (and that of nearest prototypes on their pixels) is recorded per epoch
+    (``Meta.curve``), to show where episodic training leads on digits it never sees."""
     if set(train_digits) & set(test_digits):
         raise ParameterError(f"test_digits {list(test_digits)} overlap train_digits {list(train_digits)}")
     seeds = check_seeds("seeds", seeds)
     cpu: dict[str, float] = {}
+    watch = None
+    if held_out_val is not None:
+        wt = sample_tasks(held_out_val.y, test_digits, n_way, max(ks), n_query, n_tasks, 3)
+        watch = (held_out_val.x, wt)
     keep = torch.tensor(list(train_digits), device=train.y.device)
     train = Split(train.x[torch.isin(train.y, keep)], train.y[torch.isin(train.y, keep)])
     val = Split(val.x[torch.isin(val.y, keep)], val.y[torch.isin(val.y, keep)])
     t0 = time.process_time()
     val_eps = sample_tasks(val.y, train_digits, n_way, max(ks), n_query, n_tasks, 1)
     proto = train_protonet(make_body, train, val, val_eps, seeds, n_way=n_way, k_shot=max(ks), n_query=n_query,
-                           episodes=episodes, fit=fit)
+                           episodes=episodes, fit=fit, monitor=watch)
     cpu["protonet"] = time.process_time() - t0
+    curve: dict[str, list] = {}
+    if watch is not None:
+        curve = {"k": max(ks), "episodes_per_epoch": episodes, "val": proto.val_acc, "held_out": proto.monitor,
+                 "pixels": task_accuracy(watch[0].flatten(1), watch[1]).mean().item()}
     t0 = time.process_time()
     clf = train_classifier(make_net, train, val, train_digits, seeds, fit)
     nets = clf.unstack()
@@ -276,7 +310,7 @@ def meta_learning(make_body: Callable[[], nn.Module], make_net: Callable[[int], 
     feats_val = torch.stack([embed_features(n, val.x) for n in nets])
     pemb = proto.embed(test.x)
     acc: dict[str, dict[int, torch.Tensor]] = {"protonet": {}, "prototypes on pretrained": {},
-                                               "fine-tuned head": {}}
+                                               "fine-tuned head": {}, "prototypes on pixels": {}}
     steps: dict[int, int] = {}
     t_ft = 0.0
     for k in ks:
@@ -284,19 +318,43 @@ def meta_learning(make_body: Callable[[], nn.Module], make_net: Callable[[int], 
         vt = sample_tasks(val.y, train_digits, n_way, k, n_query, n_tasks, 2000 + k)
         acc["protonet"][k] = torch.stack([task_accuracy(e, tt) for e in pemb]).cpu()
         acc["prototypes on pretrained"][k] = torch.stack([task_accuracy(f, tt) for f in feats_test]).cpu()
+        acc["prototypes on pixels"][k] = task_accuracy(test.x.flatten(1), tt)[None].cpu()  # no seed: (1, T)
         t0 = time.process_time()
         steps[k] = int(np.argmax(finetune_heads(feats_val, vt, steps=max_steps, record=True)[1])) + 1
         acc["fine-tuned head"][k] = finetune_heads(feats_test, tt, steps=steps[k])[0]
         t_ft += time.process_time() - t0
     cpu["fine-tuned head"] = t_ft
     return Meta(list(ks), n_way, acc, steps, {"protonet": proto.best_epoch,
-                                              "pretrained": [h.best_epoch for h in clf.history]}, cpu)
+                                              "pretrained": [h.best_epoch for h in clf.history]}, cpu, curve)
 
 
 @torch.no_grad()
 def embed_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Penultimate features of an MLP (its ``features`` part)."""
     return net.features(x)
+
+
+def meta_curve_figure(m: Meta) -> plt.Figure:
+    """The prototypical network during episodic training: accuracy on validation tasks over the
+    training digits and over the held-out digits (mean ± std over seeds, epoch 0 = untrained),
+    and nearest prototypes on pixels for the held-out tasks."""
+    if not m.curve:
+        raise ParameterError("this Meta has no curve; run meta_learning with held_out_val")
+    c = m.curve
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    held = np.array(c["held_out"]) * 100
+    val = np.array(c["val"]) * 100
+    ax.errorbar(range(len(held)), held.mean(1), yerr=held.std(1, ddof=1) if held.shape[1] > 1 else None,
+                marker="o", capsize=3, label="held-out digits (5-9)")
+    ax.errorbar(range(1, len(val) + 1), val.mean(1), yerr=val.std(1, ddof=1) if val.shape[1] > 1 else None,
+                marker="s", capsize=3, label="training digits (0-4), validation")
+    ax.axhline(100 * c["pixels"], color="gray", ls=":", label="prototypes on pixels (held-out)")
+    ax.set_xlabel(f"epoch ({c['episodes_per_epoch']} steps of episodes each; 0 = untrained)")
+    ax.set_ylabel(f"{m.n_way}-way {c['k']}-shot accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def meta_table(m: Meta) -> str:
@@ -344,7 +402,33 @@ def curve_figure(ns: Sequence[int], curves: dict[str, dict[int, list[float]]], t
 
 # --- few-shot acceleration: transfer accuracy against labels (document 000, solution 2) ------------
 
-CURVE_METHODS = ("scratch", "fine-tune Network 1", "feature bridging", "distillation + labels")
+CURVE_METHODS = ("scratch", "fine-tune Network 1", "feature bridging", "distillation + labels",
+                 "logistic regression on pixels")
+
+
+def pixel_logistic_predict(train: Split, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """Classes predicted for ``x`` by multinomial logistic regression on raw pixels fitted on
+    ``train`` (the fixed recipe of :mod:`xferutils.baselines`, with classes weighted to balance,
+    as the networks' rows tile the few new-digit images to balance)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from .baselines import C, _arrays, _classes, _threads
+
+    xtr, ytr = _arrays(train, "train")
+    _classes(ytr)
+    xte = x.detach().float().cpu().numpy().reshape(len(x), -1)
+    if xte.shape[1] != xtr.shape[1]:
+        raise ParameterError(f"x has {xte.shape[1]} inputs per image, train {xtr.shape[1]}")
+    clf = LogisticRegression(C=C, solver="lbfgs", max_iter=1000, class_weight="balanced",
+                             random_state=check_int("seed", seed, 0))
+    with warnings.catch_warnings(), _threads():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(xtr, ytr)
+        pred = clf.predict(xte)
+    return torch.as_tensor(pred, device=x.device)
 
 
 @dataclass
@@ -368,13 +452,19 @@ class Curves:
 def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Split, transfer_pool: Split,
                 unlabelled_x: torch.Tensor, val: Split, test: Split, seeds: Sequence[int], ns: Sequence[int], *,
                 make: Callable[[int], nn.Module], T: float, feats_train, feats_test, settings,
-                fit: Fit = Fit(), feats_val=None) -> Curves:
+                fit: Fit = Fit(), feats_val=None, finetune_epochs: int | None = None) -> Curves:
     """For each n in ``ns``, every method with n labelled transfer-digit images (each seed its own
     draw): a fresh network (scratch), Network 1 with a grown head fine-tuned, chapter 4's
     feature bridging (``shared_layers.train_approach``), and distillation from the donor plus the
     labels. ``own``: Network 1's labelled digits; ``val``: labelled validation images of
     ``digits1 + [transfer]`` (distillation stops on agreement with its teacher instead);
-    ``feats_val``: their features, on which bridging stops as in chapter 4."""
+    ``feats_val``: their features, on which bridging stops as in chapter 4. ``finetune_epochs``:
+    fine-tuning Network 1 trains for exactly that many epochs (a budget fixed beforehand) instead
+    of stopping on ``val``, where the new digit is one class of several and Network 1 starts with
+    every old digit right, so that validation accuracy barely moves while the new digit is learnt.
+    The last column is logistic regression on the raw pixels of the same labelled images."""
+    if finetune_epochs is not None:
+        finetune_epochs = check_int("finetune_epochs", finetune_epochs, 1)
     from . import distill
     from . import shared_layers as shared
     from .data import sample
@@ -397,7 +487,13 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
         rows = [labelled_rows(own_n, e, digits, own_pc * reps_own) for e in extras]
         for method in CURVE_METHODS:
             t0 = time.process_time()
-            if method == "feature bridging":
+            if method == "logistic regression on pixels":
+                pred = torch.stack([pixel_logistic_predict(
+                    Split(torch.cat([own.x, e.x]), torch.cat([own.y, e.y])), test.x, seed=s)
+                    for e, s in zip(extras, seeds)])
+                m = shared.transfer_metrics(pred, test.y, case)
+                e = [0] * len(seeds)
+            elif method == "feature bridging":
                 s = shared.Settings(**{**settings.__dict__, "n_bridge": n})
                 out = shared.train_approach("bridging", feats_train, case, seeds, s, val=feats_val)
                 m = shared.transfer_metrics(out.predict1(feats_test.f1), feats_test.y, case)
@@ -409,8 +505,10 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
                 else:
                     models = (replicate(lambda: make(len(digits)), seeds) if method == "scratch"
                               else [grow_head(net, 1, s) for net, s in zip(nets1, seeds)])
-                    reps = fit_replicas(models, rows, seeds, epochs=fit.max_epochs, lr=fit.lr,
-                                        batch_size=fit.batch(len(rows[0])), val=vrel, patience=fit.patience)
+                    fixed = method != "scratch" and finetune_epochs is not None
+                    reps = fit_replicas(models, rows, seeds, epochs=finetune_epochs if fixed else fit.max_epochs,
+                                        lr=fit.lr, batch_size=fit.batch(len(rows[0])),
+                                        val=None if fixed else vrel, patience=None if fixed else fit.patience)
                 m = shared.transfer_metrics(lookup[reps.predict(test.x)], test.y, case)
                 e = [h.best_epoch for h in reps.history]
             cpu[method][n] = time.process_time() - t0

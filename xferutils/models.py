@@ -18,15 +18,25 @@ from .config import ParameterError, check_choice, check_int
 
 
 class MLP(nn.Module):
-    """A ReLU multilayer perceptron ``head(features(x))`` on flattened 28×28 images."""
+    """A ReLU multilayer perceptron ``head(features(x))`` on flattened 28×28 images.
 
-    def __init__(self, widths: Sequence[int], n_classes: int) -> None:
+    ``dropout`` (default 0: off) drops each hidden unit with that probability while the module
+    is in training mode (after every hidden ReLU, as Hinton et al.'s teacher; it adds no
+    parameters). Evaluate such a network in ``eval()`` mode.
+    """
+
+    def __init__(self, widths: Sequence[int], n_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         widths = [check_int("width", w, 1) for w in widths]
         check_int("n_classes", n_classes, 1)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ParameterError(f"dropout={dropout!r} is not allowed; give a probability in [0, 1)")
+        self.dropout = float(dropout)
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(widths[-1], n_classes)
 
@@ -55,6 +65,12 @@ def wide_nn(n_classes: int = 10) -> MLP:
 def deep_nn(n_classes: int = 10) -> MLP:
     """Document 000's DeepNN: 8 linear layers, widest 128, 32-d penultimate features."""
     return MLP([784, 128, 128, 128, 64, 64, 32, 32], n_classes)
+
+
+def hinton_mlp(hidden: int = 800, n_classes: int = 10, dropout: float = 0.0) -> MLP:
+    """Hinton et al. (2015)'s MNIST networks: two hidden ReLU layers of ``hidden`` units
+    (1200 with dropout for their teacher, 800 for their student)."""
+    return MLP([784, check_int("hidden", hidden, 1), hidden], n_classes, dropout=dropout)
 
 
 ARCHITECTURES = {"dense": dense_net, "wide": wide_nn, "deep": deep_nn}
