@@ -1379,14 +1379,14 @@ def main_table(result: CaseResult, gate: dict[tuple[str, str], bool] | None = No
         rows.append([a, _fmt(v["transfer"]), _fmt(v["retention"]), iso, w,
                      f"{sum(v['epochs']) / len(v['epochs']):.0f}"])
     t = result.case.transfer
-    rows.append([f"linear probe ({n} images)", _fmt(result.probe[f"d{t}"]),
+    rows.append([f"linear probe, {n} images", _fmt(result.probe[f"d{t}"]),
                  _fmt([sum(x) / len(result.case.digits1) for x in
                        zip(*(result.probe[f"d{d}"] for d in result.case.digits1))]), "–", "–", "–"])
     for key, label in PIXEL_BASELINES.items():
         if result.pixels is not None:
             m = result.pixels[key]
-            rows.append([f"{label} ({n} images)", _fmt(m["transfer"]), _fmt(m["retention"]), "–", "–", "–"])
-    for label, s in ((f"few-shot scratch ({n} images)", result.few_shot), ("scratch (all labels)", result.scratch)):
+            rows.append([f"{label}, {n} images", _fmt(m["transfer"]), _fmt(m["retention"]), "–", "–", "–"])
+    for label, s in ((f"few-shot scratch, {n} images", result.few_shot), ("scratch, all labels", result.scratch)):
         if s is not None:
             rows.append([label, _fmt(s.metrics["transfer"]), _fmt(s.metrics["retention"]), "–", "–",
                          f"{sum(s.epochs) / len(s.epochs):.0f}"])
@@ -1429,7 +1429,7 @@ def criteria_table(results: dict[str, CaseResult], verdicts: dict[str, Verdict])
                     cells.append(f"– {TRIVIAL}")
                     continue
                 marks.append(v.verdict)
-                num = f"{v.measured:.0f} s" if crit == "faster" else f"{v.measured:.1f}"
+                num = f"{v.measured:.0f} ep." if crit == "faster" else f"{v.measured:.1f}"
                 cells.append(f"{MARK[v.verdict]} {num}")
             rows.append([n, a, *cells, "yes" if all(x == "supported" for x in marks) else "no"])
     return markdown_table(["case", "approach", "transfer > 80", "retention > 90", "isolation < 10",
