@@ -1216,7 +1216,10 @@ def questions(case_names: Sequence[str]) -> tuple[Question, ...]:
                             "000-adversarial-limited", "000-contrastive-limited", "000-memory-flexible"),
                     primary=False),
            Question("ch4-bridging", "Does feature bridging transfer the digit, and at what cost?",
-                    claims=("000-bridging-*", "ch4-bridging-*", "ch4-donor-helps"))]
+                    claims=("000-bridging-*", "ch4-bridging-fits-own", "ch4-bridging-vs-probe", "ch4-donor-helps")),
+           Question("ch4-bridging-baselines", "Does bridging beat no transfer, and what needs no donor, with the "
+                    "same labelled images, in every case?",
+                    claims=("ch4-bridging-beats-none-*", "ch4-bridging-vs-few-shot-*", "ch4-bridging-vs-pixels-*"))]
     for name in case_names:
         out.append(Question(f"ch4-chance-{name}", f"Which approaches transfer the digit above chance in the {name} "
                             "case (where isolation can be read)?", claims=(f"ch4-chance-{name}-*",), primary=False))
