@@ -212,8 +212,16 @@ def test_shared_layers_on_gpu(mnist):
         out = shared.train_approach(approach, feats, case, [0, 1], fast)
         assert out.predict1(feats.f1).shape == (2, len(y)), approach
     test = Split(mnist.test.x[:600], mnist.test.y[:600]).to(CUDA)
-    r = shared.run_case(case, mnist.train.to(CUDA), test, [0, 1], fast, base_per_class=30, base_epochs=1,
-                        shared_per_class=20, probe_epochs=2)
+    pools = shared.case_pools(mnist.train.to(CUDA), case, base_per_class=30, shared_per_class=20, val_per_class=10)
+    recipe = shared.Recipe(epochs=1, lr=2e-3, batch_size=64, patience=1)
+    bases = shared.trained_bases(case, pools, test, [0, 1], recipe)
+    cf = shared.case_features(bases, pools, test, case)
+    outcomes = {a: shared.train_approach(a, cf.train, case, [0, 1], fast, val=cf.val) for a in shared.APPROACHES}
+    r = shared.CaseResult(case=case, seeds=[0, 1], bases=bases, features=cf, outcomes=outcomes, n_bridge=5,
+                          probe=shared.probe(cf, case, [0, 1], 5),
+                          scratch=shared.train_scratch(case, pools, test, [0, 1], recipe),
+                          few_shot=shared.train_few_shot(case, pools, test, [0, 1], 5, recipe),
+                          pixels=shared.pixel_baselines(case, pools, test, [0, 1], 5))
     assert set(r.metrics) == set(shared.APPROACHES)
 
 

@@ -64,7 +64,7 @@ def test_experiments_shapes_and_lr_choice():
     e2 = ng.experiment2(srcs, "fixed", [0.1, 1.0], noise=1.0, epochs=2)
     assert set(e2) == {0.1, 1.0} and all(len(v) == 2 for v in e2.values())
     e3 = ng.experiment3(srcs, "fixed", [0.0, 3.0], noise=1.0, lrs=(0.01, 0.1), epochs=2)
-    assert set(e3) == {"transfer", "scratch"} and set(e3["scratch"]) == {0.0, 3.0}
+    assert set(e3) == {"transfer", "scratch", "source"} and set(e3["scratch"]) == {0.0, 3.0}
     assert all(r["lr"] in (0.01, 0.1) for runs in e3["scratch"].values() for r in runs)
     assert len(ng.per_seed(e3["transfer"])) == 2
 
@@ -117,3 +117,37 @@ def test_claims_table_reads_only_claims_by_id():
 def test_claims_table_refuses_unregistered_ids():
     with pytest.raises(ParameterError, match="registry"):
         ng.claims_table(["000-made-up"], {})
+
+
+def test_bayes_ceiling_bounds_what_the_class_means_reach():
+    accs = [(ng.bayes_accuracy(t), ng.nearest_centre_accuracy(t))
+            for t in (ng.seed001_data(s, "fixed", noise=2.0, n_target=25) for s in range(6))]
+    assert np.mean([b for b, _ in accs]) > np.mean([m for _, m in accs])  # estimated means lose to the true ones
+    assert ng.bayes_accuracy(ng.seed001_data(0, "fixed", noise=0.1, shift=1.0)) == 1.0  # transform undone
+    with pytest.raises(ParameterError, match="fixed"):
+        ng.bayes_accuracy(ng.seed001_data(0, "as_run"))
+
+
+def test_source_as_is_needs_the_same_classes():
+    fixed, broken = ng.seed001_data(0, "fixed", noise=0.5, shift=0.0), ng.seed001_data(0, "as_run", noise=0.5)
+    src = ng.pretrain(fixed, 0, epochs=30)
+    assert ng.as_is(src, fixed)["test"] > 0.9 and ng.as_is(src, fixed)["epochs"] == 0.0
+    assert ng.as_is(src, broken)["test"] < 0.7  # other centres: the source's classes mean nothing there
+
+
+def test_experiment3_reports_the_source_as_is_and_the_ceiling():
+    sources = ng.pretrain_all([0, 1], "fixed", noise=2.0, epochs=5)
+    out = ng.experiment3(sources, "fixed", [0.0], noise=2.0, lrs=[0.1], max_epochs=3, n_target=25)
+    assert set(out) == {"transfer", "scratch", "source"} and len(out["source"][0.0]) == 2
+    assert all(0.0 <= r["test"] <= r["bayes"] + 0.1 for r in out["source"][0.0])
+    rows = ng.baselines_list(out)
+    assert [r["name"] for r in rows] == ["source model as is", "ceiling (Bayes: true centres, transform undone)"]
+    assert all(len(r["measured"]) == 2 and r["setting"] == "fixed task, shift 0" for r in rows)
+    assert ng.lr_summary(out["transfer"][0.0], out["scratch"][0.0]) == "0.1 (2/2) / 0.1 (2/2)"
+
+
+def test_lr_summary_counts_the_most_chosen_rate():
+    runs = [{"lr": 0.1}, {"lr": 0.01}, {"lr": 0.1}]
+    assert ng.lr_summary(runs, [{"lr": 0.01}]) == "0.1 (2/3) / 0.01 (1/1)"
+    with pytest.raises(ParameterError, match="lr"):
+        ng.lr_summary([{"test": 0.5}], runs)

@@ -146,10 +146,15 @@ def test_bias_sweep_trades_retention_for_transfer():
         sl.bias_sweep(sl.train_approach("prototypes", f, SMALL, SEEDS, FAST), test, [0.0])
 
 
+TINY = dict(base_per_class=30, shared_per_class=20, val_per_class=10)
+QUICK = sl.Recipe(epochs=2, lr=2e-3, batch_size=64, patience=1)
+
+
 def test_bases_stay_frozen(mnist):
     case = SMALL
-    tr = sl.pool(mnist.train, case.classes, 30, 0)
-    bases = sl.train_bases(case, tr, Split(mnist.test.x[:200], mnist.test.y[:200]), SEEDS, epochs=1)
+    pools = sl.case_pools(mnist.train, case, data_seed=0, **TINY)
+    tr = pools.shared
+    bases = sl.trained_bases(case, pools, Split(mnist.test.x[:200], mnist.test.y[:200]), SEEDS, QUICK)
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in bases.net1 + bases.net2]
     feats = sl.extract(bases, tr)
     assert feats.f1.shape == (2, len(tr), 64) and feats.f2.shape == (2, len(tr), 32)
@@ -289,19 +294,37 @@ def test_choose_bias_picks_on_the_sweep_it_is_given():
     assert sl.choose_bias(sweep, target=0.99) is None
 
 
-def test_run_case_smoke(mnist):
+def run_small_case(mnist, s):
+    """The chapter's method cell on a tiny small case (what the notebook runs per case)."""
     test = Split(mnist.test.x[:600], mnist.test.y[:600])
+    pools = sl.case_pools(mnist.train, SMALL, data_seed=0, **TINY)
+    bases = sl.trained_bases(SMALL, pools, test, SEEDS, QUICK)
+    feats = sl.case_features(bases, pools, test, SMALL)
+    outcomes = {a: sl.train_approach(a, feats.train, SMALL, SEEDS, s, val=feats.val) for a in sl.APPROACHES}
+    n = s.n_bridge
+    return sl.CaseResult(case=SMALL, seeds=SEEDS, bases=bases, features=feats, outcomes=outcomes, n_bridge=n,
+                         probe=sl.probe(feats, SMALL, SEEDS, n), scratch=sl.train_scratch(SMALL, pools, test, SEEDS, QUICK),
+                         few_shot=sl.train_few_shot(SMALL, pools, test, SEEDS, n, QUICK),
+                         pixels=sl.pixel_baselines(SMALL, pools, test, SEEDS, n))
+
+
+def test_case_pieces_smoke(mnist):
     s = sl.Settings(epochs=3, patience=1, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4,
                     max_extend=0)
-    r = sl.run_case(SMALL, mnist.train, test, SEEDS, s, base_per_class=30, base_epochs=2, base_patience=1,
-                    shared_per_class=20, val_per_class=10, probe_epochs=20)
+    r = run_small_case(mnist, s)
     assert set(r.metrics) == set(sl.APPROACHES)
     assert r.scratch.trainable == xu.models.count_parameters(xu.models.wide_nn(4))
     assert len(r.scratch.metrics["transfer"]) == 2 and not math.isnan(r.scratch.seconds)
     assert r.few_shot is not None and len(r.few_shot.metrics["transfer"]) == 2
     assert all(1 <= e <= 2 for e in r.base_epochs1 + r.base_epochs2)
+    assert r.base_per_class == TINY["base_per_class"]
     assert r.metrics["alignment"]["weight"] in s.grid and r.metrics["none"]["weight"] is None
     assert set(r.metrics["alignment"]["scores"]) == set(s.grid)
+    assert set(r.pixels) == set(sl.PIXEL_BASELINES)
+    assert all(v["isolation"] == [0.0, 0.0] for v in r.pixels.values())  # no output for the donor's digits
+    with pytest.raises(ParameterError, match="outcomes"):
+        sl.CaseResult(case=SMALL, seeds=SEEDS, bases=r.bases, features=r.features, outcomes={}, probe=r.probe,
+                      scratch=r.scratch)
     sweep = sl.bridge_sweep(r, [1, 3], s)
     assert set(sweep) == {1, 3} and len(sweep[1]["transfer"]) == 2
     both = sl.bridge_sweep(r, [1, 5], s, donors=(True, False))
@@ -311,8 +334,14 @@ def test_run_case_smoke(mnist):
     assert op["test"][1e6]["transfer"] == [1.0, 1.0]  # a huge bias calls everything the transfer digit
 
     fam = xu.claims.Family("ch4 test", questions=sl.questions(["small"]))
-    sl.register_claims(fam, {"small": r}, both, op)
+    gate = sl.register_chance(fam, {"small": r})
+    assert set(gate) == {("small", a) for a in sl.APPROACHES}
+    gate = {**gate, ("small", "none"): False, ("small", "bridging"): True}
+    sl.register_claims(fam, {"small": r}, both, op, gate)
     v = fam.verdicts()
+    assert "000-crit-isolation-small-none" not in v and "000-crit-isolation-small-bridging" in v
+    assert "trivial" in sl.criteria_table({"small": r}, v) and "trivial" in sl.main_table(r, gate)
+    assert "ch4-bridging-vs-pixels-small" in v
     assert {"000-bridging-94", "000-zero-information", "ch4-bridging-vs-few-shot-small",
             "000-crit-faster-small-bridging", "ch4-donor-helps"} <= set(v)
     assert all(x.verdict in ("supported", "contradicted", "equivalent", "not shown") for x in v.values())
@@ -329,7 +358,12 @@ def test_run_case_smoke(mnist):
     assert words["n_cells"] == len(sl.APPROACHES)
     saved = xu.results._plain(sl.chapter_results({"small": r}, both, op, s, {"base_per_class": 30}))
     import json
-    assert "small" in json.loads(json.dumps(saved))["cases"]
+    data = json.loads(json.dumps(saved))
+    assert "small" in data["cases"]
+    assert [x["target"] for x in data["references"]] == [99.0, 99.0]
+    assert all(len(x["measured"]) == 2 and x["source"] for x in data["references"])
+    assert {x["name"] for x in data["baselines"]} == set(sl.PIXEL_BASELINES.values())
+    assert all(len(x["measured"]) == 2 and "5 labelled images of digit 3" in x["setting"] for x in data["baselines"])
     for fig in (sl.transfer_figure({"small": r}), sl.shares_figure({"small": r}), sl.bridge_figure(r, both),
                 sl.tradeoff_figure(op)):
         assert fig.get_size_inches()[0] <= 10
@@ -344,6 +378,18 @@ def test_disjoint_pools_share_no_image(mnist):
     assert len(torch.unique(rows, dim=0)) == 18
     with pytest.raises(ParameterError, match="n_per_class"):
         sl.disjoint_pools(mnist.train, [3], [0, 1], seed=0)
+
+
+def test_pool_sizes_hold_the_images_per_network():
+    sizes = {n: sl.pool_sizes("book", sl.make_case(n)) for n in ("small", "medium", "large")}
+    cap, total = sl.SCALES["book"]["max_per_class"], sl.SCALES["book"]["base_images"]
+    for n, s in sizes.items():
+        d = len(sl.make_case(n).digits1)
+        assert s["base_per_class"] == min(cap, total // d)
+        assert s["base_per_class"] + s["shared_per_class"] + s["val_per_class"] <= 5421  # MNIST's rarest digit
+    assert sizes["small"]["base_per_class"] > sizes["large"]["base_per_class"]
+    with pytest.raises(ParameterError, match="preset"):
+        sl.pool_sizes("huge", SMALL)
 
 
 def test_make_cases_and_preset_settings():
@@ -392,3 +438,55 @@ def test_diagram_names_the_parts():
     assert "frozen" in texts and "shared layers" in texts and "P₁" in texts and "P₂" in texts
     assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 9
     plt.close(fig)
+
+
+def test_labelled_rows_are_bridgings_images_with_one_digit_per_row():
+    y = torch.arange(5).repeat(12)  # 12 images of each of the small case's digits
+    rows = sl.labelled_rows(y, SMALL, [0, 1, 2], 4)
+    assert rows.shape == (3, 3 * 12 + 12)  # Network 1's digits, then 12 rows of the transfer digit
+    assert all(torch.equal(y[r], y[rows[0]]) for r in rows)
+    for k, sd in enumerate([0, 1, 2]):
+        picked = set(rows[k][36:].tolist())
+        assert picked == set(sl.bridge_pick(y, SMALL, 4, sd).tolist())  # the very images bridging sees
+        assert (y[rows[k][:36]] != 3).all()
+    with pytest.raises(ParameterError, match="n_bridge"):
+        sl.labelled_rows(y, SMALL, [0], 13)
+
+
+def test_probe_with_fewer_labels_fits_only_those():
+    f, test = toy_features(n_per_class=30), toy_features(n_per_class=10, seed=0)
+    rows = sl.labelled_rows(f.y, SMALL, SEEDS, 2)
+    p = sl.linear_probe(f, test, [0, 1, 2, 3], SEEDS, epochs=200, rows=rows)
+    assert min(p["d3"]) > 0.9  # separable toy features: two labelled 3s suffice
+    with pytest.raises(ParameterError, match="rows"):
+        sl.linear_probe(f, test, [0, 1, 2, 3], SEEDS, rows=rows[:1])
+    bad = rows.clone()
+    bad[1, 0], bad[1, -1] = bad[1, -1].item(), bad[1, 0].item()
+    with pytest.raises(ParameterError, match="same digit"):
+        sl.linear_probe(f, test, [0, 1, 2, 3], SEEDS, rows=bad)
+
+
+def test_store_trains_a_base_once_and_reads_it_back(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_STORE", str(tmp_path))
+    pools = sl.case_pools(mnist.train, SMALL, data_seed=0, **TINY)
+    first = sl.trained_nets("wide", SMALL.digits1, pools, SEEDS, QUICK)
+    again = sl.trained_nets("wide", SMALL.digits1, pools, SEEDS, QUICK)
+    assert all(torch.equal(first.params[n], again.params[n]) for n in first.params)
+    other = sl.trained_nets("wide", SMALL.digits1, pools, SEEDS, sl.Recipe(epochs=2, lr=5e-4, batch_size=64, patience=1))
+    assert not all(torch.equal(first.params[n], other.params[n]) for n in first.params)
+    assert len(list(tmp_path.iterdir())) == 2  # one key per recipe
+
+
+@pytest.mark.parametrize("kwargs, name", [({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
+                                          ({"batch_size": 0}, "batch_size"), ({"patience": 0}, "patience")])
+def test_recipe_refuses_bad_values(kwargs, name):
+    with pytest.raises(ParameterError, match=name):
+        sl.Recipe(**kwargs)
+
+
+def test_pixel_baselines_learn_the_transfer_digit(mnist):
+    pools = sl.case_pools(mnist.train, SMALL, data_seed=0, base_per_class=5, shared_per_class=60, val_per_class=5)
+    test = Split(mnist.test.x[:1000], mnist.test.y[:1000])
+    out = sl.pixel_baselines(SMALL, pools, test, SEEDS, 20)
+    assert min(out["pixels"]["transfer"]) > 0.5 and min(out["prototypes"]["transfer"]) > 0.5  # chance: 0.25
+    assert min(out["pixels"]["retention"]) > 0.8

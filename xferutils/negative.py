@@ -8,7 +8,9 @@
   :func:`strategy_run` fine-tunes a pretrained :class:`~xferutils.numpynet.NumpyNet` or trains
   one from scratch.
 - :func:`chance_p_value`: is an accuracy above chance? (the check that would have caught 001's
-  tables); :func:`nearest_centre_accuracy`: the best any method can do on a blob task.
+  tables); :func:`nearest_centre_accuracy`: what the class means of the training data alone
+  reach; :func:`bayes_accuracy`: the best any method can do on a fixed blob task;
+  :func:`as_is`: the source network applied without training (the lower reference).
 - :func:`pipeline_diagram`, :func:`seed001_figure`, :func:`claims_table`: the chapter's figures
   and tables.
 """
@@ -31,12 +33,15 @@ Data = tuple[np.ndarray, np.ndarray]
 
 @dataclass
 class Task:
-    """Source data, and target training / validation / test data."""
+    """Source data, and target training / validation / test data; under the fixed protocol also
+    the class centres and the target's input transform (what :func:`bayes_accuracy` needs)."""
 
     source: Data
     train: Data
     val: Data
     test: Data
+    centres: np.ndarray | None = None
+    transform: np.ndarray | None = None
 
 
 def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_target: int = 100,
@@ -72,7 +77,8 @@ def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_ta
     val = blobs(draw(), n_val, noise, rng, transform)
     tests = [blobs(draw(), n_test, noise, rng, transform) for _ in range(test_draws)]
     test = (np.concatenate([t[0] for t in tests]), np.concatenate([t[1] for t in tests]))
-    return Task(source, train_, val, test)
+    fixed = protocol == "fixed"
+    return Task(source, train_, val, test, centres if fixed else None, transform if fixed else None)
 
 
 def fit(net: NumpyNet, data: Data, val: Data, *, lr: float, rng: np.random.Generator,
@@ -140,14 +146,15 @@ def pretrain_all(seeds: Sequence[int], protocol: str, noise: float, epochs: int 
 
 
 def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[float], *, noise: float,
-                shift: float = 0.1, epochs: int | None = None, max_epochs: int = 300, test_draws: int = 1
-                ) -> dict[float, list[dict[str, float]]]:
+                shift: float = 0.1, epochs: int | None = None, max_epochs: int = 300, test_draws: int = 1,
+                n_target: int = 100) -> dict[float, list[dict[str, float]]]:
     """Document 001's experiment 2: fine-tune with φ at ``mult`` × the rate, per seed; ``{mult: runs}``.
 
-    ``epochs`` fixes the budget (as the document did); ``None`` stops early on validation."""
+    ``epochs`` fixes the budget (as the document did); ``None`` stops early on validation.
+    ``n_target`` labelled target points (document 001: 100)."""
     out: dict[float, list[dict[str, float]]] = {float(m): [] for m in mults}
     for s, src in sources.items():
-        task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws)
+        task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
         for m in mults:
             out[float(m)].append(strategy_run(src, task, s, mult=m, epochs=epochs, max_epochs=max_epochs))
     return out
@@ -155,15 +162,23 @@ def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[
 
 def experiment3(sources: Mapping[int, NumpyNet], protocol: str, shifts: Sequence[float], *, noise: float,
                 mult: float = 0.1, lrs: Sequence[float] = (0.1,), epochs: int | None = None,
-                max_epochs: int = 300, test_draws: int = 1) -> dict[str, dict[float, list[dict[str, float]]]]:
+                max_epochs: int = 300, test_draws: int = 1, n_target: int = 100
+                ) -> dict[str, dict[float, list[dict[str, float]]]]:
     """Document 001's experiment 3: transfer (fine-tuning, φ at ``mult``) and scratch at each shift.
 
     With several ``lrs`` each method's rate is chosen per seed and shift on validation accuracy
-    (the chosen rate is stored as ``"lr"``). Returns ``{"transfer"|"scratch": {shift: runs}}``."""
-    out: dict[str, dict[float, list[dict[str, float]]]] = {"transfer": {}, "scratch": {}}
+    (the chosen rate is stored as ``"lr"``). Returns ``{"transfer"|"scratch"|"source": {shift:
+    runs}}``; ``"source"`` is the pretrained network as is (:func:`as_is`, no training), and
+    under the fixed protocol each run of it also holds the task's ceiling ``"bayes"``
+    (:func:`bayes_accuracy`)."""
+    out: dict[str, dict[float, list[dict[str, float]]]] = {"transfer": {}, "scratch": {}, "source": {}}
     for shift in shifts:
         for s, src in sources.items():
-            task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws)
+            task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
+            ref = as_is(src, task)
+            if protocol == "fixed":
+                ref["bayes"] = bayes_accuracy(task)
+            out["source"].setdefault(float(shift), []).append(ref)
             for method, net in (("transfer", src), ("scratch", None)):
                 runs = [dict(strategy_run(net, task, s, mult=mult, lr=lr, epochs=epochs, max_epochs=max_epochs),
                              lr=lr) for lr in lrs]
@@ -185,6 +200,26 @@ def nearest_centre_accuracy(task: Task) -> float:
     xt, yt = task.test
     pred = ((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
     return float(np.mean(pred == yt))
+
+
+def bayes_accuracy(task: Task) -> float:
+    """Test accuracy of the best possible classifier of a fixed-protocol task: undo the target's
+    input transform and take the nearest *true* class centre (Bayes-optimal for equally likely
+    classes with isotropic Gaussian noise). The ceiling no method can beat on average."""
+    if task.centres is None or task.transform is None:
+        raise ParameterError("task has no single set of class centres (protocol='as_run'); the ceiling "
+                             "needs protocol='fixed'")
+    xt, yt = task.test
+    z = np.linalg.solve(task.transform.T, xt.T).T  # x = (c + e) T  =>  x T^-1 = c + e
+    d = ((z[:, None, :] - task.centres[None]) ** 2).sum(-1)
+    return float(np.mean(d.argmin(1) == yt))
+
+
+def as_is(source: NumpyNet, task: Task) -> dict[str, float]:
+    """The pretrained source network applied to the target without any training (the lower
+    reference "source model as is"): its train, validation and test accuracy, 0 epochs."""
+    return {"train": source.accuracy(*task.train), "val": source.accuracy(*task.val),
+            "test": source.accuracy(*task.test), "epochs": 0.0}
 
 
 def chance_p_value(correct: int, n: int, n_classes: int) -> float:
@@ -299,3 +334,29 @@ def claims_table(ids: Sequence[str], claims: Mapping[str, Mapping[str, Mapping[s
         cells = row_cells(r)
         out.append([cells[0], r.entry.claim, cells[2], cells[4], f"{r.status} ({chapter_link(r.chapter)})"])
     return markdown_table(["id", "claim", "measured", "seeds", "verdict (where)"], out)
+
+
+def lr_summary(transfer: Sequence[Mapping[str, float]], scratch: Sequence[Mapping[str, float]]) -> str:
+    """The learning rate each method chose most often on validation and on how many seeds, e.g.
+    ``"0.1 (7/10) / 0.01 (6/10)"`` (transfer / scratch), for a table cell."""
+    def one(runs: Sequence[Mapping[str, float]]) -> str:
+        if not runs or any("lr" not in r for r in runs):
+            raise ParameterError("every run needs its chosen 'lr' (experiment3 with lrs=...)")
+        lrs = [float(r["lr"]) for r in runs]
+        top = max(sorted(set(lrs)), key=lrs.count)
+        return f"{top:g} ({lrs.count(top)}/{len(lrs)})"
+
+    return f"{one(transfer)} / {one(scratch)}"
+
+
+def baselines_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]]) -> list[dict[str, object]]:
+    """The results file's ``baselines`` from a fixed-protocol :func:`experiment3`: the source model
+    as is and the ceiling at every shift (``{name, setting, measured (per-seed %)}``)."""
+    out: list[dict[str, object]] = []
+    for shift, runs in exp3["source"].items():
+        out.append({"name": "source model as is", "setting": f"fixed task, shift {shift:g}",
+                    "measured": [100 * r["test"] for r in runs]})
+        if all("bayes" in r for r in runs):
+            out.append({"name": "ceiling (Bayes: true centres, transform undone)",
+                        "setting": f"fixed task, shift {shift:g}", "measured": [100 * r["bayes"] for r in runs]})
+    return out

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,6 +38,7 @@ from .ensemble import Replicas, fit_replicas, replicate
 from .metrics import spread
 from .models import MLP, count_parameters, deep_nn, embed, wide_nn
 from .plotting import PALETTE, log_count_axes, markdown_table
+from .store import trained
 from .timing import timed
 from .train import History
 
@@ -149,6 +151,89 @@ def keep_digits(data: Split, digits: Sequence[int]) -> Split:
     return Split(data.x[lab >= 0], lab[lab >= 0])
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a base or scratch network trains: Adam at ``lr`` with batches of ``batch_size``, at most
+    ``epochs`` epochs, stopped after ``patience`` epochs without a better validation accuracy
+    (the best epoch's weights kept)."""
+
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 128
+    patience: int = 5
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1, 10_000)
+        check_float("lr", self.lr, 1e-6, 1.0)
+        check_int("batch_size", self.batch_size, 1, 60_000)
+        check_int("patience", self.patience, 1, 1_000)
+
+
+@dataclass(frozen=True)
+class Pools:
+    """A case's three disjoint image pools per digit: ``base`` trains the bases and the scratch
+    networks, ``shared`` the shared parts, the probe and the pixel baselines, ``val`` validates
+    everything. ``config`` says how they were drawn (part of every stored network's key)."""
+
+    base: Split
+    shared: Split
+    val: Split
+    config: dict
+
+
+def case_pools(train: Split, case: Case, *, base_per_class: int, shared_per_class: int,
+               val_per_class: int, data_seed: int = 0) -> Pools:
+    """The pools of ``case`` (images of ``case.classes``), drawn by ``data_seed`` alone: every
+    seed of every run sees the same images, so runs over other seeds merge."""
+    sizes = [base_per_class, shared_per_class, val_per_class]
+    base, shared, val = disjoint_pools(train, case.classes, sizes, check_int("data_seed", data_seed, 0))
+    return Pools(base, shared, val, {"pool_digits": list(case.classes), "sizes": sizes, "data_seed": data_seed,
+                                     "n_train": len(train)})
+
+
+ARCHS = {"wide": wide_nn, "deep": deep_nn}
+
+
+def trained_nets(arch: str, digits: Sequence[int], pools: Pools, seeds: Sequence[int], recipe: Recipe,
+                 rows: Sequence[Split] | None = None, tag: dict | None = None) -> Replicas:
+    """K replicas of ``arch`` (``wide``: document 000's WideNN, ``deep``: its DeepNN) classifying
+    ``digits``, trained by ``recipe`` on the base pool's images of ``digits`` (or on ``rows``,
+    one split per seed, labels already 0..len(digits)-1) and stopped on the validation pool.
+
+    Kept in the store (:func:`xferutils.store.trained`) under the architecture, the digits, the
+    pools, the recipe and ``tag`` (what else decides the rows): a later run, or another chapter
+    asking for the same networks, reads them instead of training them again.
+    """
+    make = ARCHS[check_choice("arch", arch, list(ARCHS))]
+    cls = list(check_digits("digits", digits))
+    seeds = check_seeds("seeds", seeds)
+    val = keep_digits(pools.val, cls)
+    config = {"arch": arch, "digits": cls, **pools.config, **asdict(recipe), **(tag or {}),
+              "device": pools.base.x.device.type}
+
+    def fit(missing: list[int]) -> Replicas:
+        data = keep_digits(pools.base, cls) if rows is None else [rows[seeds.index(s)] for s in missing]
+        return fit_replicas(replicate(lambda: make(len(cls)), missing), data, missing, epochs=recipe.epochs,
+                            lr=recipe.lr, batch_size=recipe.batch_size, val=val, patience=recipe.patience)
+
+    name = f"ch4-{arch}" + ("" if rows is None else "-rows")
+    return trained(name, config, seeds, lambda: make(len(cls)), fit, device=pools.base.x.device)
+
+
+def trained_bases(case: Case, pools: Pools, test: Split, seeds: Sequence[int], recipe: Recipe) -> Bases:
+    """Network 1 (WideNN) on ``case.digits1`` and the donor, Network 2 (DeepNN), on
+    ``case.digits2`` (seeds + 1000), from the store or trained now; frozen, with their test
+    accuracy on their own digits and the epoch each kept."""
+    seeds = check_seeds("seeds", seeds)
+    with timed(pools.base.x.device) as t:
+        r1 = trained_nets("wide", case.digits1, pools, seeds, recipe)
+        r2 = trained_nets("deep", case.digits2, pools, [s + 1000 for s in seeds], recipe)
+    nets = lambda r: [m.requires_grad_(False) for m in r.unstack()]  # noqa: E731
+    return Bases(nets(r1), nets(r2), r1.evaluate(keep_digits(test, case.digits1)),
+                 r2.evaluate(keep_digits(test, case.digits2)), t.wall, [h.best_epoch for h in r1.history],
+                 [h.best_epoch for h in r2.history], t.cpu, pools.config["sizes"][0])
+
+
 @dataclass
 class Bases:
     """K trained copies of Network 1 and Network 2 (one per seed), frozen from here on."""
@@ -161,6 +246,7 @@ class Bases:
     epochs1: list[int] = field(default_factory=list)
     epochs2: list[int] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    per_class: int = 0  # training images per digit
 
 
 def train_base(arch: str, train: Split, test: Split, digits: Sequence[int], seeds: Sequence[int], *,
@@ -177,23 +263,6 @@ def train_base(arch: str, train: Split, test: Split, digits: Sequence[int], seed
                         val=keep_digits(val, cls) if val is not None else None, patience=patience)
     nets = [m.requires_grad_(False) for m in reps.unstack()]
     return nets, reps.evaluate(keep_digits(test, cls)), reps
-
-
-def train_bases(case: Case, train: Split, test: Split, seeds: Sequence[int], *, epochs: int,
-                lr: float = 2e-3, batch_size: int = 256, val: Split | None = None,
-                patience: int | None = None) -> Bases:
-    """Network 1 (WideNN) on ``case.digits1`` and Network 2 (DeepNN) on ``case.digits2``.
-
-    ``epochs`` is the most each may train; with ``val`` and ``patience`` they stop early
-    (``Bases.epochs1``/``epochs2``: the epoch each replica kept).
-    """
-    with timed(train.x.device) as t:
-        net1, acc1, r1 = train_base("wide", train, test, case.digits1, seeds, epochs=epochs, lr=lr,
-                                    batch_size=batch_size, val=val, patience=patience)
-        net2, acc2, r2 = train_base("deep", train, test, case.digits2, [s + 1000 for s in seeds],
-                                    epochs=epochs, lr=lr, batch_size=batch_size, val=val, patience=patience)
-    return Bases(net1, net2, acc1, acc2, t.wall, [h.best_epoch for h in r1.history],
-                 [h.best_epoch for h in r2.history], t.cpu)
 
 
 @dataclass
@@ -217,6 +286,27 @@ def extract(bases: Bases, data: Split) -> Features:
     """Features of ``data`` through every frozen base, computed once (no gradients)."""
     return Features(torch.stack([embed(m, data.x) for m in bases.net1]),
                     torch.stack([embed(m, data.x) for m in bases.net2]), data.y)
+
+
+@dataclass
+class CaseFeatures:
+    """Both bases' features of a case's shared pool (``train``), validation pool and test images,
+    and what extracting them cost (wall and CPU seconds)."""
+
+    train: Features
+    val: Features
+    test: Features
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def case_features(bases: Bases, pools: Pools, test: Split, case: Case) -> CaseFeatures:
+    """Features of the shared pool, the validation pool and the test images of ``case.classes``
+    through every frozen base, computed once."""
+    keep = torch.isin(test.y, case_tensor(case.classes, test.y))
+    with timed(test.x.device) as t:
+        out = [extract(bases, d) for d in (pools.shared, pools.val, Split(test.x[keep], test.y[keep]))]
+    return CaseFeatures(*out, t.wall, t.cpu)
 
 
 # --- shared layers ----------------------------------------------------------------------------
@@ -733,20 +823,44 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, *, l2: float 
     return classify, iters
 
 
+def labelled_rows(y: torch.Tensor, case: Case, seeds: Sequence[int], n_labelled: int) -> torch.Tensor:
+    """Per seed, the rows of a pool (digits ``y``) that a method with ``n_labelled`` labelled
+    transfer-digit images may learn from, shape (K, m): every image of Network 1's digits and the
+    *same* ``n_labelled`` transfer-digit images bridging shows under that seed
+    (:func:`bridge_pick`), repeated to as many rows as the pool has of that digit (class-balanced
+    oversampling, as bridging does). Row j holds the same digit for every seed."""
+    seeds = check_seeds("seeds", seeds)
+    own = torch.nonzero(torch.isin(y, case_tensor(case.digits1, y))).flatten()
+    n_rows = int((y == case.transfer).sum())
+    return torch.stack([torch.cat([own, oversample(bridge_pick(y, case, n_labelled, sd), n_rows)])
+                        for sd in seeds])
+
+
 def linear_probe(train: Features, test: Features, digits: Sequence[int], seeds: Sequence[int], *,
-                 epochs: int = 500, lr: float = 1.0, batch_size: int = 0, l2: float = 1e-4) -> dict[str, list[float]]:
+                 epochs: int = 500, lr: float = 1.0, batch_size: int = 0, l2: float = 1e-4,
+                 rows: torch.Tensor | None = None) -> dict[str, list[float]]:
     """A linear read-out of Network 1's frozen features, given labels of ``digits``.
 
     Logistic regression fitted to convergence (:func:`fit_logistic`, at most ``epochs`` L-BFGS
     iterations; ``lr`` and ``batch_size`` are kept for old callers and unused). It measures what
     the frozen features carry about each digit *given labels*: a lower bound on the information
     in them, and a reference for what a head with those labels can do, not an upper bound on
-    transfer (a non-linear head, or more labels, can do better).
+    transfer (a non-linear head, or more labels, can do better). ``rows`` (K, m), e.g. from
+    :func:`labelled_rows`, restricts replica k to the training rows ``rows[k]`` (the same digit
+    in every replica's row j); without it every replica sees all rows of ``digits``.
 
     Returns per-replica accuracy on each digit of the test set (``"d3"``...), overall (``"all"``),
     on its own training rows (``"train"``, ``"train_d3"``...) and the iterations used.
     """
     cls = list(digits)
+    if rows is not None:
+        if rows.dim() != 2 or rows.shape[0] != len(seeds):
+            raise ParameterError(f"rows must have shape (len(seeds)={len(seeds)}, m), got {tuple(rows.shape)}")
+        y0 = train.y[rows[0]]
+        if not all(torch.equal(train.y[r], y0) for r in rows):
+            raise ParameterError("rows must hold the same digit in every replica's row j")
+        train = Features(torch.stack([train.f1[k][r] for k, r in enumerate(rows)]),
+                         torch.stack([train.f2[k][r] for k, r in enumerate(rows)]), y0)
     tr, te = train.only(cls), test.only(cls)
     ytr, yte = relabel(tr.y, cls), relabel(te.y, cls)
     classify, iters = fit_logistic(tr.f1, ytr, len(cls), l2=l2, max_iter=epochs)
@@ -758,6 +872,15 @@ def linear_probe(train: Features, test: Features, digits: Sequence[int], seeds: 
         out[f"{tag}all" if tag == "" else "train"] = (pred == y).float().mean(-1).tolist()
     out["iterations"] = [float(iters)] * len(seeds)
     return out
+
+
+def probe(feats: CaseFeatures, case: Case, seeds: Sequence[int], n_labelled: int, *,
+          max_iter: int = 500) -> dict[str, list[float]]:
+    """The linear probe of ``case`` with the labelled budget of bridging: Network 1's features of
+    its own digits and of the same ``n_labelled`` transfer-digit images (:func:`labelled_rows`)."""
+    rows = labelled_rows(feats.train.y, case, seeds, n_labelled)
+    return linear_probe(feats.train, feats.test, sorted((*case.digits1, case.transfer)), seeds,
+                        epochs=max_iter, rows=rows)
 
 
 @dataclass
@@ -772,42 +895,69 @@ class Scratch:
     history: list[History] = field(default_factory=list)
 
 
-def train_scratch(case: Case, train: Split, test: Split, seeds: Sequence[int], *, epochs: int,
-                  lr: float = 2e-3, batch_size: int = 256, val: Split | None = None,
-                  patience: int | None = None) -> Scratch:
-    """The efficiency baseline: a fresh WideNN on ``digits1 + [transfer]`` with all their labels
-    (``epochs`` at most; with ``val`` and ``patience``, early stopping)."""
-    cls = sorted((*case.digits1, case.transfer))
-    with timed(train.x.device) as t:
-        nets, _, reps = train_base("wide", train, test, cls, seeds, epochs=epochs, lr=lr,
-                                   batch_size=batch_size, val=val, patience=patience)
+def _scratch(reps: Replicas, case: Case, cls: Sequence[int], test: Split, seconds: float, cpu: float) -> Scratch:
     pred = case_tensor(cls, test.y)[reps.predict(test.x)]
-    return Scratch(transfer_metrics(pred, test.y, case), t.wall, t.cpu, count_parameters(nets[0]),
+    return Scratch(transfer_metrics(pred, test.y, case), seconds, cpu, count_parameters(wide_nn(len(cls))),
                    [h.best_epoch for h in reps.history], reps.history)
 
 
-def train_few_shot(case: Case, train: Split, bridge_pool: Split, test: Split, seeds: Sequence[int],
-                   n_bridge: int, *, epochs: int, lr: float = 2e-3, batch_size: int = 256,
-                   val: Split | None = None, patience: int | None = None) -> Scratch:
-    """Few-shot scratch: a fresh WideNN on Network 1's digits of ``train`` plus the *same*
-    ``n_bridge`` labelled transfer-digit images that bridging shows (per seed, from
-    ``bridge_pool``), oversampled to the size of the other classes."""
+def train_scratch(case: Case, pools: Pools, test: Split, seeds: Sequence[int], recipe: Recipe) -> Scratch:
+    """The efficiency baseline: a fresh WideNN on ``digits1 + [transfer]`` with every label of the
+    base pool, trained by ``recipe`` (kept in the store like the bases)."""
     cls = sorted((*case.digits1, case.transfer))
-    own = keep_digits(train, case.digits1)
-    n_rows = len(own) // len(case.digits1)
-    splits = []
-    for sd in check_seeds("seeds", seeds):
-        pick = oversample(bridge_pick(bridge_pool.y, case, n_bridge, sd), n_rows)
-        x = torch.cat([train.x[torch.isin(train.y, case_tensor(case.digits1, train.y))], bridge_pool.x[pick]])
-        y = torch.cat([train.y[torch.isin(train.y, case_tensor(case.digits1, train.y))], bridge_pool.y[pick]])
-        splits.append(Split(x, relabel(y, cls)))
-    with timed(train.x.device) as t:
-        reps = fit_replicas(replicate(lambda: wide_nn(len(cls)), seeds), splits, seeds, epochs=epochs,
-                            lr=lr, batch_size=batch_size,
-                            val=keep_digits(val, cls) if val is not None else None, patience=patience)
-    pred = case_tensor(cls, test.y)[reps.predict(test.x)]
-    return Scratch(transfer_metrics(pred, test.y, case), t.wall, t.cpu, count_parameters(wide_nn(len(cls))),
-                   [h.best_epoch for h in reps.history], reps.history)
+    with timed(test.x.device) as t:
+        reps = trained_nets("wide", cls, pools, seeds, recipe)
+    return _scratch(reps, case, cls, test, t.wall, t.cpu)
+
+
+def train_few_shot(case: Case, pools: Pools, test: Split, seeds: Sequence[int], n_bridge: int,
+                   recipe: Recipe) -> Scratch:
+    """Few-shot scratch: a fresh WideNN given exactly the labelled images bridging's Network-1
+    path trains on (:func:`labelled_rows` of the shared pool: Network 1's digits and the *same*
+    ``n_bridge`` transfer-digit images per seed, oversampled alike), trained by ``recipe``."""
+    cls = sorted((*case.digits1, case.transfer))
+    seeds = check_seeds("seeds", seeds)
+    idx = labelled_rows(pools.shared.y, case, seeds, n_bridge)
+    rows = [Split(pools.shared.x[i], relabel(pools.shared.y[i], cls)) for i in idx]
+    with timed(test.x.device) as t:
+        reps = trained_nets("wide", cls, pools, seeds, recipe, rows=rows, tag={"few_shot": n_bridge})
+    return _scratch(reps, case, cls, test, t.wall, t.cpu)
+
+
+PIXEL_BASELINES = {"pixels": "logistic regression on pixels", "prototypes": "nearest class prototype (pixels)"}
+
+
+def pixel_baselines(case: Case, pools: Pools, test: Split, seeds: Sequence[int],
+                    n_labelled: int) -> dict[str, dict[str, list[float]]]:
+    """Trivial baselines on raw pixels with the labelled budget of bridging and the probe: per
+    seed, the shared pool's images of Network 1's digits and the same ``n_labelled``
+    transfer-digit images (:func:`labelled_rows`, oversampled alike). ``pixels``: multinomial
+    logistic regression (:mod:`xferutils.baselines`' settings: L-BFGS, ``C`` fixed, tuned on
+    nothing); ``prototypes``: the nearest class mean. Returns :func:`transfer_metrics` of each on
+    the test images of ``case.classes``."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from .baselines import C, _threads
+
+    rows = labelled_rows(pools.shared.y, case, seeds, n_labelled)
+    keep = torch.isin(test.y, case_tensor(case.classes, test.y))
+    xt, yt = test.x[keep].flatten(1), test.y[keep]
+    xt_np = xt.double().cpu().numpy()
+    preds: dict[str, list[torch.Tensor]] = {k: [] for k in PIXEL_BASELINES}
+    for k, sd in enumerate(seeds):
+        x, y = pools.shared.x[rows[k]].flatten(1), pools.shared.y[rows[k]]
+        clf = LogisticRegression(C=C, solver="lbfgs", max_iter=1000, random_state=sd)
+        with warnings.catch_warnings(), _threads():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(x.double().cpu().numpy(), y.cpu().numpy())
+            preds["pixels"].append(torch.as_tensor(clf.predict(xt_np), device=yt.device))
+        digits = torch.unique(y)
+        protos = torch.stack([x[y == d].mean(0) for d in digits])
+        preds["prototypes"].append(digits[torch.cdist(xt, protos).argmin(-1)])
+    return {name: transfer_metrics(torch.stack(p), yt, case) for name, p in preds.items()}
 
 
 @torch.no_grad()
@@ -850,28 +1000,51 @@ def outcome_metrics(out: Outcome, test: Features, feats_time: float = 0.0, feats
 
 @dataclass
 class CaseResult:
-    """Everything chapter 4 measures on one test case (lists hold one value per seed)."""
+    """Everything chapter 4 measures on one test case (lists hold one value per seed), built by
+    keyword from the pieces the chapter's page runs: the frozen bases, their cached features,
+    every approach's :class:`Outcome`, and the references and baselines, all with ``n_bridge``
+    labelled transfer-digit images where they may see any."""
 
     case: Case
     seeds: list[int]
-    base_acc1: list[float]
-    base_acc2: list[float]
-    base_seconds: float
-    feature_seconds: float
-    feature_cpu_seconds: float
-    metrics: dict[str, dict[str, object]]
-    shares: dict[str, list[list[float]]]
+    bases: Bases
+    features: CaseFeatures
+    outcomes: dict[str, Outcome]
     probe: dict[str, list[float]]
     scratch: Scratch
-    train: Features
-    test: Features
-    val: Features | None = None
     few_shot: Scratch | None = None
-    base_epochs1: list[int] = field(default_factory=list)
-    base_epochs2: list[int] = field(default_factory=list)
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    pixels: dict[str, dict[str, list[float]]] | None = None
     n_bridge: int = 0
-    base_per_class: int = 0
+
+    def __post_init__(self) -> None:
+        self.seeds = list(check_seeds("seeds", self.seeds))
+        missing = [a for a in APPROACHES if a not in self.outcomes]
+        if missing:
+            raise ParameterError(f"outcomes lacks approaches {missing}; give one Outcome per approach of {APPROACHES}")
+
+    # the parts the tables, figures and claims read
+    train = property(lambda self: self.features.train)
+    val = property(lambda self: self.features.val)
+    test = property(lambda self: self.features.test)
+    base_acc1 = property(lambda self: self.bases.acc1)
+    base_acc2 = property(lambda self: self.bases.acc2)
+    base_epochs1 = property(lambda self: self.bases.epochs1)
+    base_epochs2 = property(lambda self: self.bases.epochs2)
+    base_per_class = property(lambda self: self.bases.per_class)
+
+    @cached_property
+    def metrics(self) -> dict[str, dict[str, object]]:
+        """:func:`outcome_metrics` of every approach on the test features (feature cost included)."""
+        f = self.features
+        return {a: outcome_metrics(o, f.test, f.seconds, f.cpu_seconds, train=f.train)
+                for a, o in self.outcomes.items()}
+
+    @cached_property
+    def shares(self) -> dict[str, list[list[float]]]:
+        """Per approach, where Network 1 files the transfer digit's test images (K, 10)."""
+        t = self.features.test
+        return {a: prediction_shares(o.predict1(t.f1), t.y, self.case.transfer).tolist()
+                for a, o in self.outcomes.items()}
 
     def as_dict(self) -> dict[str, object]:
         """The numbers of this case for the results file (no models, no features)."""
@@ -882,18 +1055,32 @@ class CaseResult:
                 "seeds": self.seeds, "n_bridge": self.n_bridge, "base_per_class": self.base_per_class,
                 "base_acc1": self.base_acc1, "base_acc2": self.base_acc2,
                 "base_epochs1": self.base_epochs1, "base_epochs2": self.base_epochs2,
-                "base_seconds": self.base_seconds, "feature_seconds": self.feature_seconds,
+                "base_seconds": self.bases.seconds, "feature_seconds": self.features.seconds,
                 "approaches": self.metrics, "shares": self.shares, "probe": self.probe,
-                "scratch": ref(self.scratch), "few_shot": ref(self.few_shot) if self.few_shot else None}
+                "pixels": self.pixels, "scratch": ref(self.scratch),
+                "few_shot": ref(self.few_shot) if self.few_shot else None}
 
 
-SCALES: dict[str, dict[str, int]] = {  # images per digit and budgets of run_case, per preset
-    "smoke": dict(base_per_class=40, shared_per_class=30, val_per_class=10, base_epochs=2, base_patience=1,
-                  probe_epochs=50),
-    "book": dict(base_per_class=500, shared_per_class=300, val_per_class=100, base_epochs=40, base_patience=5,
-                 probe_epochs=500),
-    "full": dict(base_per_class=3000, shared_per_class=1500, val_per_class=500, base_epochs=100,
-                 base_patience=10, probe_epochs=1000),
+SCALES: dict[str, dict[str, int]] = {  # per preset: images per network, and per digit in the other pools
+    "smoke": dict(base_images=120, max_per_class=40, shared_per_class=30, val_per_class=10),
+    "book": dict(base_images=13500, max_per_class=4500, shared_per_class=300, val_per_class=200),
+    "full": dict(base_images=27000, max_per_class=4900, shared_per_class=300, val_per_class=200),
+}
+
+
+def pool_sizes(preset: str, case: Case) -> dict[str, int]:
+    """The pool sizes of ``case`` at ``preset`` (arguments of :func:`case_pools`): every base sees
+    the same number of training images whatever its number of digits (``base_images``, at most
+    ``max_per_class`` per digit), so the cost of a case does not grow with its digits."""
+    sc = SCALES[check_choice("preset", preset, list(SCALES))]
+    per = min(sc["max_per_class"], sc["base_images"] // len(case.digits1))
+    return {"base_per_class": per, "shared_per_class": sc["shared_per_class"], "val_per_class": sc["val_per_class"]}
+
+
+RECIPES: dict[str, Recipe] = {  # how the bases and scratch networks train, per preset
+    "smoke": Recipe(epochs=2, lr=2e-3, batch_size=128, patience=1),
+    "book": Recipe(epochs=40, lr=1e-3, batch_size=128, patience=5),
+    "full": Recipe(epochs=100, lr=1e-3, batch_size=128, patience=10),
 }
 SWEEPS = {"smoke": (2, 5), "book": (1, 5, 20, 100, 300), "full": (1, 5, 20, 100, 300, 1000)}
 
@@ -931,42 +1118,6 @@ def make_cases(test_cases: Sequence[str] | str, digits1: Sequence[int] | None = 
             raise ParameterError(f"test_cases is empty; choose from {list(TEST_CASES)}")
         return [make_case(n) for n in names]
     return [make_case(None, digits1, digits2, transfer_digit)]
-
-
-def run_case(case: Case, train: Split, test: Split, seeds: Sequence[int], settings: Settings = Settings(), *,
-             base_per_class: int = 1000, base_epochs: int = 60, base_batch: int = 128,
-             shared_per_class: int = 300, probe_epochs: int = 500, seed0: int = 0,
-             val_per_class: int = 100, base_patience: int = 5, base_lr: float = 1e-3) -> CaseResult:
-    """Bases, cached features, every approach, the linear probe and both scratch baselines for ``case``.
-
-    Three disjoint image pools per digit: ``base_per_class`` train the bases and the scratch
-    networks, ``shared_per_class`` the shared parts and the probe, ``val_per_class`` validate
-    everything (early stopping, loss weights); the test set only measures. ``base_epochs`` is
-    the most a base may train (it stops after ``base_patience`` epochs without improving).
-    """
-    seeds = check_seeds("seeds", seeds)
-    base_pool, shared_pool, val_pool = disjoint_pools(
-        train, case.classes, [base_per_class, shared_per_class, val_per_class], seed0)
-    kw = dict(epochs=base_epochs, lr=base_lr, batch_size=base_batch, val=val_pool, patience=base_patience)
-    bases = train_bases(case, base_pool, test, seeds, **kw)
-    keep = torch.isin(test.y, case_tensor(case.classes, test.y))
-    with timed(train.x.device) as t:
-        ftrain, fval = extract(bases, shared_pool), extract(bases, val_pool)
-        ftest = extract(bases, Split(test.x[keep], test.y[keep]))
-    n_bridge = min(settings.n_bridge, shared_per_class)
-    settings = replace(settings, n_bridge=n_bridge)
-    metrics, shares, outcomes = {}, {}, {}
-    for approach in APPROACHES:
-        out = train_approach(approach, ftrain, case, seeds, settings, val=fval)
-        outcomes[approach] = out
-        metrics[approach] = outcome_metrics(out, ftest, t.wall, t.cpu, train=ftrain)
-        shares[approach] = prediction_shares(out.predict1(ftest.f1), ftest.y, case.transfer).tolist()
-    probe = linear_probe(ftrain, ftest, sorted((*case.digits1, case.transfer)), seeds, epochs=probe_epochs)
-    scratch = train_scratch(case, base_pool, test, seeds, **kw)
-    few = train_few_shot(case, base_pool, shared_pool, test, seeds, n_bridge, **kw)
-    return CaseResult(case, seeds, bases.acc1, bases.acc2, bases.seconds, t.wall, t.cpu, metrics, shares,
-                      probe, scratch, ftrain, ftest, fval, few, bases.epochs1, bases.epochs2, outcomes, n_bridge,
-                      base_per_class)
 
 
 def bridge_sweep(result: CaseResult, n_bridges: Sequence[int], settings: Settings = Settings(), *,
@@ -1065,8 +1216,13 @@ def questions(case_names: Sequence[str]) -> tuple[Question, ...]:
                             "000-adversarial-limited", "000-contrastive-limited", "000-memory-flexible"),
                     primary=False),
            Question("ch4-bridging", "Does feature bridging transfer the digit, and at what cost?",
-                    claims=("000-bridging-*", "ch4-bridging-*", "ch4-donor-helps"))]
+                    claims=("000-bridging-*", "ch4-bridging-fits-own", "ch4-bridging-vs-probe", "ch4-donor-helps")),
+           Question("ch4-bridging-baselines", "Does bridging beat no transfer, and what needs no donor, with the "
+                    "same labelled images, in every case?",
+                    claims=("ch4-bridging-beats-none-*", "ch4-bridging-vs-few-shot-*", "ch4-bridging-vs-pixels-*"))]
     for name in case_names:
+        out.append(Question(f"ch4-chance-{name}", f"Which approaches transfer the digit above chance in the {name} "
+                            "case (where isolation can be read)?", claims=(f"ch4-chance-{name}-*",), primary=False))
         for crit in ("transfer", "retention", "isolation", "faster"):
             out.append(Question(f"ch4-{crit}-{name}", f"Which approaches meet document 000's criterion "
                                 f"'{CRITERION_TEXT[crit]}' in the {name} case?",
@@ -1075,13 +1231,30 @@ def questions(case_names: Sequence[str]) -> tuple[Question, ...]:
     return tuple(out)
 
 
+def register_chance(family: Family, results: dict[str, CaseResult]) -> dict[tuple[str, str], bool]:
+    """Ask, for every case and approach, whether Network 1's transfer is above chance
+    (``ch4-chance-<case>-<approach>``), and return where it is shown to be.
+
+    Isolation (accuracy on the untransferred donor digits) says something only where some digit
+    crosses over: where even the transfer digit stays at chance, "isolation < 10 %" holds
+    trivially and is reported so, not as a pass (:func:`register_claims`, :func:`main_table`)."""
+    for name, r in results.items():
+        for a in APPROACHES:
+            family.threshold(f"ch4-chance-{name}-{a}", "book", f"transfer above chance ({chance(r.case):.0f} %): "
+                             f"{a}, {name}", pct(r.metrics[a]["transfer"]), chance(r.case), unit="%")
+    v = family.verdicts()
+    return {(n, a): v[f"ch4-chance-{n}-{a}"].verdict == "supported" for n in results for a in APPROACHES}
+
+
 def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict | None = None,
-                    op: dict | None = None) -> None:
+                    op: dict | None = None, gate: dict[tuple[str, str], bool] | None = None) -> None:
     """Add chapter 4's claims to ``family``: seed 000's (``000-...``) and the book's (``ch4-...``).
 
     The first case is the reference case of the single-case claims (the seed's example when it is
     ``small``). ``sweep`` is :func:`bridge_sweep` with ``donors=(True, False)`` on that case, and
     ``op`` its :func:`operating_point`; claims that need them are skipped without them.
+    ``gate`` (:func:`register_chance`) leaves out the isolation criterion of every case and
+    approach whose transfer is not shown above chance (it holds trivially there).
     """
     first = next(iter(results.values()))
     t = first.case.transfer
@@ -1111,8 +1284,10 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
                              pct(v["transfer"]), 100 * CRITERIA["transfer"], unit="%")
             family.threshold(f"000-crit-retention-{slug}", seed, f"{CRITERION_TEXT['retention']}: {a}, {name}",
                              pct(v["retention"]), 100 * CRITERIA["retention"], unit="%")
-            family.threshold(f"000-crit-isolation-{slug}", seed, f"{CRITERION_TEXT['isolation']}: {a}, {name}",
-                             pct(v["isolation"]), 100 * CRITERIA["isolation"], expect="at_most", unit="%")
+            if gate is None or gate[(name, a)]:
+                family.threshold(f"000-crit-isolation-{slug}", seed, f"{CRITERION_TEXT['isolation']}: {a}, "
+                                 f"{name}", pct(v["isolation"]), 100 * CRITERIA["isolation"], expect="at_most",
+                                 unit="%")
             family.direction(f"000-crit-faster-{slug}", seed, f"{CRITERION_TEXT['faster']} (epochs to "
                              f"its validation stop, paired by seed): {a}, {name}", list(v["epochs"]),
                              list(r.scratch.epochs), expect="less", unit="epochs")
@@ -1127,6 +1302,11 @@ def register_claims(family: Family, results: dict[str, CaseResult], sweep: dict 
             family.direction(f"ch4-bridging-vs-few-shot-{name}", book, f"bridging beats few-shot scratch with "
                              f"the same {r.n_bridge} images ({name})", pct(r.metrics["bridging"]["transfer"]),
                              pct(r.few_shot.metrics["transfer"]), unit="points")
+        if r.pixels is not None:
+            family.direction(f"ch4-bridging-vs-pixels-{name}", book, f"bridging beats logistic regression on "
+                             f"the pixels of the same labelled images ({name})",
+                             pct(r.metrics["bridging"]["transfer"]), pct(r.pixels["pixels"]["transfer"]),
+                             unit="points")
         family.direction(f"ch4-probe-beats-zero-shot-{name}", book, f"the linear probe beats the best "
                          f"zero-shot approach on the transfer digit ({name})", pct(r.probe[f"d{r.case.transfer}"]),
                          best_zero_shot(r), unit="points")
@@ -1179,28 +1359,42 @@ def bases_table(results: dict[str, CaseResult]) -> str:
     def ep(v: list[int]) -> str:
         return f"{min(v)}–{max(v)}" if min(v) != max(v) else str(v[0])
 
-    return markdown_table(["case", "Network 1, %", "its epochs", "Network 2, %", "its epochs", "seeds"],
-                          [[n, _fmt(r.base_acc1), ep(r.base_epochs1), _fmt(r.base_acc2), ep(r.base_epochs2),
-                            len(r.seeds)] for n, r in results.items()], align="lrrrrr")
+    return markdown_table(["case", "images per digit", "Network 1, %", "its epochs", "Network 2, %", "its epochs",
+                           "seeds"],
+                          [[n, f"{r.base_per_class:,}", _fmt(r.base_acc1), ep(r.base_epochs1), _fmt(r.base_acc2),
+                            ep(r.base_epochs2), len(r.seeds)] for n, r in results.items()], align="lrrrrrr")
 
 
-def main_table(result: CaseResult) -> str:
-    """One case: every approach and both scratch baselines (mean ± std over seeds, %), the loss
-    weight chosen on validation, the epochs kept and the CPU time."""
+TRIVIAL = "trivial"  # isolation where the transfer digit itself stays at chance
+
+
+def main_table(result: CaseResult, gate: dict[tuple[str, str], bool] | None = None) -> str:
+    """One case: every approach, the references and the pixel baselines (mean ± std over seeds, %),
+    the loss weight chosen on validation and the epochs kept. Isolation reads "trivial" where
+    ``gate`` (:func:`register_chance`) does not show the approach's transfer above chance, and
+    "–" for classifiers without outputs for the donor's other digits."""
     rows = []
+    n = result.n_bridge
     for a in APPROACHES:
         v = result.metrics[a]
         w = "–" if v["weight"] is None else f"{v['weight']:g}" + ("" if v["interior"] else " (edge)")
-        rows.append([a, _fmt(v["transfer"]), _fmt(v["retention"]), _fmt(v["isolation"]), w,
-                     f"{sum(v['epochs']) / len(v['epochs']):.0f}", f"{v['cpu_seconds']:.1f}"])
-    for label, s in ((f"few-shot scratch ({result.n_bridge} images)", result.few_shot),
-                     ("scratch (all labels)", result.scratch)):
+        iso = _fmt(v["isolation"]) if gate is None or gate[(result.case.name, a)] else TRIVIAL
+        rows.append([a, _fmt(v["transfer"]), _fmt(v["retention"]), iso, w,
+                     f"{sum(v['epochs']) / len(v['epochs']):.0f}"])
+    t = result.case.transfer
+    rows.append([f"linear probe, {n} images", _fmt(result.probe[f"d{t}"]),
+                 _fmt([sum(x) / len(result.case.digits1) for x in
+                       zip(*(result.probe[f"d{d}"] for d in result.case.digits1))]), "–", "–", "–"])
+    for key, label in PIXEL_BASELINES.items():
+        if result.pixels is not None:
+            m = result.pixels[key]
+            rows.append([f"{label}, {n} images", _fmt(m["transfer"]), _fmt(m["retention"]), "–", "–", "–"])
+    for label, s in ((f"few-shot scratch, {n} images", result.few_shot), ("scratch, all labels", result.scratch)):
         if s is not None:
-            rows.append([label, _fmt(s.metrics["transfer"]), _fmt(s.metrics["retention"]),
-                         _fmt(s.metrics["isolation"]), "–", f"{sum(s.epochs) / len(s.epochs):.0f}",
-                         f"{s.cpu_seconds:.1f}"])
-    return markdown_table(["approach", "transfer", "retention", "isolation", "loss weight", "epochs",
-                           "CPU s"], rows, align="lrrrrrr")
+            rows.append([label, _fmt(s.metrics["transfer"]), _fmt(s.metrics["retention"]), "–", "–",
+                         f"{sum(s.epochs) / len(s.epochs):.0f}"])
+    return markdown_table(["approach", "transfer", "retention", "isolation", "loss weight", "epochs"], rows,
+                          align="lrrrrr")
 
 
 def probe_table(results: dict[str, CaseResult]) -> str:
@@ -1225,15 +1419,20 @@ def align_table(results: dict[str, CaseResult]) -> str:
 
 def criteria_table(results: dict[str, CaseResult], verdicts: dict[str, Verdict]) -> str:
     """Document 000's success criteria per case and approach, decided by the claims: ✓ supported,
-    ✗ contradicted, ? not shown; the number is the seed mean."""
+    ✗ contradicted, ? not shown; the number is the seed mean. Isolation reads "– trivial" where
+    the transfer digit is not shown above chance (no claim was registered)."""
     rows = []
     for n, r in results.items():
         for a in APPROACHES:
             cells, marks = [], []
             for crit in ("transfer", "retention", "isolation", "faster"):
-                v = verdicts[f"000-crit-{crit}-{n}-{a}"]
+                v = verdicts.get(f"000-crit-{crit}-{n}-{a}")
+                if v is None:  # isolation where transfer is at chance: holds trivially
+                    marks.append("supported")
+                    cells.append(f"– {TRIVIAL}")
+                    continue
                 marks.append(v.verdict)
-                num = f"{v.measured:.0f} s" if crit == "faster" else f"{v.measured:.1f}"
+                num = f"{v.measured:.0f} ep." if crit == "faster" else f"{v.measured:.1f}"
                 cells.append(f"{MARK[v.verdict]} {num}")
             rows.append([n, a, *cells, "yes" if all(x == "supported" for x in marks) else "no"])
     return markdown_table(["case", "approach", "transfer > 80", "retention > 90", "isolation < 10",
@@ -1379,7 +1578,8 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
     eps = [e for r in results.values() for e in (*r.base_epochs1, *r.base_epochs2)]
     v = verdicts
     out: dict[str, object] = {
-        "case_list": " and ".join(f"the {n} case" for n in results), "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
+        "case_list": (f"the {next(iter(results))} case" if len(results) == 1 else
+                      f"the {', '.join(list(results)[:-1])} and {list(results)[-1]} cases"), "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
         "transfer0": first.case.transfer,
         "base_min": 100 * min(base), "base_ep_min": min(eps), "base_ep_max": max(eps),
         "zs_max": zs[zs_best], "zs_best": f"{zs_best[1]} ({zs_best[0]})",
@@ -1394,10 +1594,23 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
         "align": sum(m["alignment"]["align"]) / len(first.seeds),
         "align_none": sum(m["none"]["align"]) / len(first.seeds),
         "n_claims": len(verdicts), "base_per_class": first.base_per_class,
-        "n_pass": sum(all(v[f"000-crit-{c}-{n}-{a}"].verdict == "supported"
+        "n_pass": sum(all(v[f"000-crit-{c}-{n}-{a}"].verdict == "supported" if f"000-crit-{c}-{n}-{a}" in v else True
                           for c in ("transfer", "retention", "isolation", "faster"))
                       for n in results for a in APPROACHES),
         "n_cells": len(results) * len(APPROACHES),
+        "n_trivial": sum(f"000-crit-isolation-{n}-{a}" not in v for n in results for a in APPROACHES),
+        "n_cases": len(results),
+        "base_images": first.base_per_class * len(first.case.digits1),
+        "per_class_list": ", ".join(f"{r.base_per_class:,} ({n})" for n, r in results.items()),
+        "n_own": len(first.train.only(first.case.digits1)) // len(first.case.digits1),
+        "w_bridge_pixels": (claim_verb(v[f"ch4-bridging-vs-pixels-{first.case.name}"])
+                            if f"ch4-bridging-vs-pixels-{first.case.name}" in v else "was not compared with"),
+        "base_max": 100 * max(base),
+        "n_base_ok": sum(v[f"ch4-base{i}-99-{n}"].verdict == "supported" for n in results for i in (1, 2)),
+        "n_base": 2 * len(results),
+        "px_transfer": mean(first.pixels["pixels"]["transfer"]) if first.pixels else float("nan"),
+        "px_retention": mean(first.pixels["pixels"]["retention"]) if first.pixels else float("nan"),
+        "proto_px_transfer": mean(first.pixels["prototypes"]["transfer"]) if first.pixels else float("nan"),
         "w_bridge_few": v.get(f"ch4-bridging-vs-few-shot-{first.case.name}", None) and claim_verb(v[
             f"ch4-bridging-vs-few-shot-{first.case.name}"]),
         "w_bridge_probe": claim_verb(v["ch4-bridging-vs-probe"]),
@@ -1428,11 +1641,43 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
     return out
 
 
+BASE_TARGET = (99.0, "issue 19: a small MLP reaches >= 99 % on three digits")
+
+
+def references_list(results: dict[str, CaseResult]) -> list[dict[str, object]]:
+    """The results file's ``references``: both bases of every case against :data:`BASE_TARGET`
+    (``{name, measured (per-seed %), target (%), source}``)."""
+    out = []
+    for n, r in results.items():
+        for label, digits, acc in (("Network 1 (WideNN)", r.case.digits1, r.base_acc1),
+                                   ("Network 2 (DeepNN, the donor)", r.case.digits2, r.base_acc2)):
+            out.append({"name": f"{label} on digits {list(digits)} ({n} case)", "measured": pct(acc),
+                        "target": BASE_TARGET[0], "source": BASE_TARGET[1]})
+    return out
+
+
+def baselines_list(results: dict[str, CaseResult]) -> list[dict[str, object]]:
+    """The results file's ``baselines``: the pixel baselines of every case, transfer and retention
+    (``{name, setting, measured (per-seed %)}``)."""
+    out = []
+    for n, r in results.items():
+        if r.pixels is None:
+            continue
+        own = len(r.train.only(r.case.digits1)) // len(r.case.digits1)
+        for key, label in PIXEL_BASELINES.items():
+            for metric in ("transfer", "retention"):
+                out.append({"name": label, "setting": f"{n} case, {metric}: {own} images of each of Network 1's "
+                            f"digits and {r.n_bridge} labelled images of digit {r.case.transfer}",
+                            "measured": pct(r.pixels[key][metric])})
+    return out
+
+
 def chapter_results(results: dict[str, CaseResult], sweep: dict | None, op: dict | None,
                     settings: Settings, scale: dict) -> dict[str, object]:
     """Everything the results file holds besides the parameters and the claims."""
     out: dict[str, object] = {"settings": settings.__dict__, "scale": scale,
-                              "cases": {n: r.as_dict() for n, r in results.items()}}
+                              "cases": {n: r.as_dict() for n, r in results.items()},
+                              "references": references_list(results), "baselines": baselines_list(results)}
     if sweep is not None:
         out["bridge_sweep"] = {f"{n}-{'donor' if d else 'alone'}": v for (n, d), v in sweep.items()}
     if op is not None:
