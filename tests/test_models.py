@@ -129,3 +129,36 @@ def test_replicas_with_dropout_train_and_evaluate_in_eval_mode():
     reps = fit_replicas(models, data, [0, 1], epochs=2, lr=1e-2, batch_size=16, val=data, patience=2)
     assert torch.equal(reps.logits(x), reps.logits(x))  # no dropout at evaluation
     assert reps.base.training  # the template's mode is left as it was
+
+
+def test_lenet5_shape_and_size():
+    m = xu.models.lenet5(5)
+    # conv 1->6 (5x5), conv 6->16 (5x5), 256->120, 120->84, head 84->5
+    assert xu.models.count_parameters(m) == (6 * 25 + 6) + (16 * 6 * 25 + 16) + (256 * 120 + 120) + \
+        (120 * 84 + 84) + (84 * 5 + 5)
+    x = torch.rand(3, 784)
+    assert m(x).shape == (3, 5) and m.embed(x).shape == (3, 84) and m.feature_dim == 84
+    torch.testing.assert_close(m(x), m(x.reshape(3, 1, 28, 28)))
+    torch.testing.assert_close(m.head(m.embed(x)), m(x))
+
+
+def test_lenet5_is_not_a_pixel_permutation_model():
+    """An MLP's first layer sees a rotated image as a permutation it can undo; a convolution's shared
+    5x5 kernels see a different image: permuting the input of a LeNet cannot be undone by its weights."""
+    torch.manual_seed(0)
+    mlp, cnn = xu.models.MLP([784, 16], 3), xu.models.lenet5(3)
+    x = torch.rand(4, 784)
+    perm = torch.randperm(784)
+    permuted_mlp = xu.models.MLP([784, 16], 3)
+    permuted_mlp.load_state_dict(mlp.state_dict())
+    with torch.no_grad():
+        permuted_mlp.features[0].weight.copy_(mlp.features[0].weight[:, perm])
+    torch.testing.assert_close(permuted_mlp(x[:, perm]), mlp(x))  # an MLP: same function up to a weight permutation
+    assert not torch.allclose(cnn(x[:, perm]), cnn(x))
+
+
+def test_lenet_bad_sizes():
+    with pytest.raises(ParameterError, match="c1"):
+        xu.models.LeNet(5, c1=0)
+    with pytest.raises(ParameterError, match="n_classes"):
+        xu.models.LeNet(0)

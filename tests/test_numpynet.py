@@ -231,3 +231,32 @@ def test_figures_have_at_most_two_panels_per_row_and_percent_units():
     assert all("%" in ax.get_ylabel() for ax in fig.axes)
     fig2 = npn.protocol_figure(0, {"x": {"protocol": "seed004"}, "y": {"protocol": "shifted"}})
     assert len(fig2.axes) == 2
+
+
+def test_rates_chosen_on_validation_over_seeds():
+    runs = [npn.compare_strategies(npn.make_transfer_data(s, "shifted", noise=2.0, shift=0.5), s,
+                                   max_epochs=15, patience=5, rates=[0.0, 0.1]) for s in (0, 1)]
+    table = npn.rate_table(runs)
+    assert set(table) == set(npn.STRATEGIES) and all(set(t) == {0.0, 0.1} for t in table.values())
+    # rate 0 trains nothing: from scratch stays at its random start, which a rate of 0.1 beats
+    assert table["From scratch"][0.1] < table["From scratch"][0.0]
+    h = runs[0]["grid"]["From scratch"][0.0]
+    assert len(set(h.val_loss)) == 1  # nothing moved
+    chosen = npn.select_rates(runs)
+    assert chosen["From scratch"] == 0.1
+    for name, t in table.items():  # the choice is the lowest mean validation loss
+        assert t[chosen[name]] == min(t.values())
+        mean = np.mean([r["grid"][name][chosen[name]].val_loss[r["grid"][name][chosen[name]].best_epoch - 1]
+                        for r in runs])
+        assert abs(t[chosen[name]] - mean) < 1e-12
+    picked = npn.with_rates(runs, chosen)
+    assert all(p["histories"][k] is r["grid"][k][chosen[k]] for p, r in zip(picked, runs) for k in chosen)
+    assert "**" in npn.rates_markdown(chosen, table) and "document 004" in npn.rates_markdown(chosen, table)
+    with pytest.raises(ParameterError, match="not run"):
+        npn.with_rates(runs, {"From scratch": 0.3})
+    with pytest.raises(ParameterError, match="rates"):
+        npn.rate_table([{"histories": {}}])
+    with pytest.raises(ParameterError, match="rates"):
+        npn.compare_strategies(npn.make_transfer_data(0), 0, max_epochs=2, patience=1, rates=[])
+    with pytest.raises(ParameterError, match="rates"):
+        npn.compare_strategies(npn.make_transfer_data(0), 0, max_epochs=2, patience=1, rates=[-1.0])

@@ -152,3 +152,40 @@ def test_fit_dann_trains_replicas_with_their_own_lambda():
     assert not torch.allclose(rep.logits(x)[1], same.logits(x)[1])
     with pytest.raises(ParameterError):
         xu.domain.fit_dann(nets, src, [torch.rand(40, 784)], [0, 1], steps=4)
+
+
+def test_fit_dann_early_stopping_on_source_validation():
+    torch.manual_seed(0)
+    src = xu.data.Split(torch.rand(64, 784), torch.randint(0, 3, (64,)))
+    val = xu.data.Split(torch.rand(30, 784), torch.randint(0, 3, (30,)))
+    nets = [net(), net()]
+    rep = xu.domain.fit_dann(nets, src, [torch.rand(40, 784)] * 2, [0, 1], steps=2, batch_size=32,
+                             val=val, patience=1, max_epochs=6)
+    for h in rep.history:  # stopped on the source validation accuracy, best epoch kept
+        assert 1 <= h.best_epoch <= len(h.val_acc) <= 6
+        assert len(h.val_acc) == 6 or len(h.val_acc) - h.best_epoch >= 1
+    kept = rep.evaluate(val)
+    assert all(abs(k - h.val_acc[h.best_epoch - 1]) < 1e-6 for k, h in zip(kept, rep.history))
+    with pytest.raises(ParameterError, match="patience"):
+        xu.domain.fit_dann(nets, src, [torch.rand(40, 784)] * 2, [0, 1], steps=2, val=val, patience=0)
+
+
+def test_dann_on_a_lenet_takes_flat_images():
+    d = xu.domain.DANN(xu.models.lenet5(3))
+    assert d.in_dim == 784
+    logits, domain = d(torch.cat([torch.rand(4, 784), torch.rand(4, 784), torch.ones(4, 1)], dim=1))
+    assert logits.shape == (4, 3) and domain.shape == (8,)
+
+
+def test_uci_digits_look_like_mnist():
+    u = xu.domain.uci_digits()
+    assert u.x.shape == (1797, 784) and float(u.x.min()) >= 0.0 and float(u.x.max()) <= 1.0
+    img = u.x.reshape(-1, 28, 28)
+    assert float(img[:, :4].abs().sum()) == 0.0 and float(img[:, :, -4:].abs().sum()) == 0.0  # 20x20 box
+    matched = xu.domain.uci_digits([3, 7], mean_intensity=0.13)
+    assert abs(float(matched.x.mean()) - 0.13) < 0.005
+    assert sorted(torch.unique(matched.y).tolist()) == [0, 1] and len(matched) < 400
+    with pytest.raises(ParameterError, match="digits"):
+        xu.domain.uci_digits([11])
+    with pytest.raises(ParameterError, match="mean_intensity"):
+        xu.domain.uci_digits(mean_intensity=2.0)

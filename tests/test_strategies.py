@@ -412,6 +412,11 @@ def test_table_builders():
     assert lines[0].count("|") - 1 <= 7 and len(lines) == 2 + len(st.STRATEGIES)
     assert "| full fine-tuning | 95." in t
     assert "| 11 |" in st.size_table(m, [50, 100], what="epochs", fmt="mean")
+    counted = st.size_table(m, [50, 100], n_val=300).splitlines()[0]  # validation labels in the budget
+    assert "from scratch (20 + 20)" in st.shift_table(m, [0, 15], 20, ["scratch"], n_val=20)
+    assert "50 + 300 labels" in counted and "100 + 300 labels" in counted
+    with pytest.raises(ParameterError, match="n_val"):
+        st.size_table(m, [50], n_val=-1)
     f = st.forgetting_table(m, [50], xu.metrics.spread([98.0, 99.0]))
     assert "98.5\u00a0±\u00a00.7" in f and "from scratch" not in f
     s = st.shift_table(m, [0, 15, 90], 20, ["scratch", "feature_extraction", "full_ft"])
@@ -648,3 +653,61 @@ def test_baseline_tables_and_frontier():
     fig = st.curve_figure(hist, 85.0, "pixels")
     assert fig.axes[0].lines[1].get_xdata()[0] == 2 and fig.axes[0].lines[1].get_ydata()[0] == pytest.approx(90.0)
     plt.close(fig)
+
+
+def add_uci(m, n3=20, seeds=5, dann_gain=10.0):
+    """UCI digits rows: DANN ``dann_gain`` points above the source model, FT well above scratch."""
+    gen = torch.Generator().manual_seed(1)
+    noise = lambda: (torch.randn(seeds, generator=gen) * 0.3).tolist()  # noqa: E731
+    for k, lvl in (("scratch", 70.0), ("feature_extraction", 72.0), ("full_ft", 90.0), ("pixels", 75.0)):
+        m.test[("uci", k, n3)] = [lvl + e for e in noise()]
+        m.val[("uci", k, n3)] = list(m.test[("uci", k, n3)])
+    m.test[("uci", "source_only", 0)] = [80.0 + e for e in noise()]
+    m.test[("uci", "dann", 0)] = [80.0 + dann_gain + e for e in noise()]
+    return m
+
+
+def test_uci_and_dann_subset_claims_declared_and_decided():
+    angles, sizes = [0, 15, 90], [50, 100]
+    m = add_uci(fake_measurements())
+    for a in (0, 90):  # DANN ran at the middle angle only
+        del m.test[("exp3", "dann", a, 0)]
+    fam = xu.claims.Family("03_strategies", questions=st.questions(sizes, angles, dann_angles=[15], uci=True))
+    cc = st.chapter_claims(m, fam, sizes=sizes, angles=angles, n3=20,
+                           shift_names=["scratch", "feature_extraction", "full_ft"], target="5-9")
+    v = fam.verdicts()
+    assert v["003-dann-invariant-uci"].verdict == "supported"  # document 003's claim on a real shift
+    assert v["ch3-uci-fullft-vs-scratch"].verdict == "supported"
+    assert v["ch3-uci-fullft-vs-pixels"].verdict == "supported"
+    assert v["ch3-cnn-gain-rot90-vs-rot0"].verdict in ("not shown", "equivalent")  # same levels at 0 and 90
+    assert not any(c.startswith("003-dann-invariant-0") or c.startswith("003-dann-invariant-90") for c in v)
+    assert fam.questions["ch3-uci"].covers("003-dann-invariant-uci")
+    assert all(c.question in fam.questions for c in fam.claims)
+    cells = st.decision(cc, v)
+    uci0 = [c for c in cells if c.row == "UCI digits" and c.col == 0]
+    assert len(uci0) == 1 and uci0[0].lead_vs_anchor.verdict == "supported"
+    assert len([c for c in cells if c.col == 0]) == 2  # 15° and UCI digits
+    kw = dict(sizes=sizes, angles=angles, n3=20, shift_names=["scratch", "feature_extraction", "full_ft"])
+    out = st.prose(m, cc, v, cells, grids={"lora": [2, 4]}, chosen={"lora": 2}, **kw)
+    assert out["n_angles"] == 2 and out["dann_wins"] == 1
+    assert out["uci_dann_vs_source"].data.startswith("DANN beats the source model as is")
+    assert abs(out["uci_dann"] - out["uci_sourceonly"] - 10.0) < 1.0
+    assert out["ganin_dann"] == st.GANIN2016["DANN"] and out["ganin_gain"] == st.GANIN2016["DANN"] - 52.25
+    import matplotlib.pyplot as plt
+
+    fig = st.shift_figure(m, angles, 20, ["scratch", "feature_extraction", "full_ft"])
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+def test_uci_table_baselines_and_references():
+    m = add_uci(st.Measurements())
+    table = st.uci_table(m, 20, ["scratch", "feature_extraction", "full_ft"], n_val=20)
+    assert "20 + 20" in table and "logistic regression on pixels" in table
+    assert f"{st.GANIN2016['DANN']:.2f}" in table and f"{st.GANIN2016['train on target']:.2f}" in table
+    assert table.count("\n") == 2 + 6  # header, rule, 5 methods measured + the published target row
+    base = st.baselines_list(m)
+    assert [b["setting"] for b in base] == ["MNIST → UCI digits, 20 labelled UCI images"]
+    refs = st.references_list(m, ("upper", "scratch", 3000))
+    dann = next(r for r in refs if r["name"].startswith("DANN"))
+    assert dann["target"] == 76.66 and dann["measured"] == m.test[("uci", "dann", 0)]

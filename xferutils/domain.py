@@ -3,7 +3,10 @@
 :class:`DANN` adds a domain head behind a gradient-reversal layer to a network; trained with
 :class:`DANNObjective` (source cross-entropy plus the domain loss, λ ramped by Ganin et al.'s
 fixed schedule λ_p = 2 / (1 + e^(−10p)) − 1) it pulls source and target features together
-without any target label. :func:`fit_dann` trains many such networks as vectorized replicas.
+without any target label. :func:`fit_dann` trains many such networks as vectorized replicas,
+for a fixed number of steps or (given source validation data) until the source validation
+accuracy stops improving. :func:`uci_digits` is a real cross-dataset shift for MNIST networks:
+scikit-learn's 8×8 UCI handwritten digits, resized to 28×28 and matched to MNIST's intensity.
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ParameterError, check_float, check_int
-from .data import Split
+from .config import ParameterError, check_digits, check_float, check_int
+from .data import Split, relabel
 from .ensemble import Replicas, fit_replicas
 from .models import MLP
 
@@ -44,10 +47,11 @@ class DANN(nn.Module):
     passed through :func:`grad_reverse` with that λ.
     """
 
-    def __init__(self, net: MLP, hidden: int = 64) -> None:
+    def __init__(self, net: nn.Module, hidden: int = 64) -> None:
         super().__init__()
         self.features, self.head = net.features, net.head
-        self.in_dim = next(m for m in net.features.modules() if isinstance(m, nn.Linear)).in_features
+        self.in_dim = getattr(net, "in_dim", None) or next(
+            m for m in net.features.modules() if isinstance(m, nn.Linear)).in_features
         self.domain = nn.Sequential(nn.Linear(net.feature_dim, check_int("hidden", hidden, 1)),
                                     nn.ReLU(), nn.Linear(hidden, 1))
 
@@ -107,21 +111,32 @@ class DANNObjective:
         return F.cross_entropy(logits, yb) + F.binary_cross_entropy_with_logits(domain, labels)
 
 
-def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Tensor],
+def fit_dann(sources: Sequence[nn.Module], source: Split, target_x: Sequence[torch.Tensor],
              seeds: Sequence[int], *, steps: int, lr: float = 1e-3, batch_size: int = 128,
-             lam_max: float | Sequence[float] = 1.0, hidden: int = 64) -> Replicas:
+             lam_max: float | Sequence[float] = 1.0, hidden: int = 64,
+             val: Split | Sequence[Split] | None = None, patience: int = 3,
+             max_epochs: int = 30) -> Replicas:
     """DANN from pretrained source models (their own heads kept), one replica per entry.
 
     Replica j starts from ``sources[j]`` (domain head seeded by ``seeds[j]``), adapts to the
     unlabelled ``target_x[j]`` with weight ``lam_max[j]`` (or one for all), and runs about
     ``steps`` optimizer steps: with fewer than one epoch's worth, each replica trains on its
     own seeded slice of ``source``. Seeds may repeat across replicas (e.g. one per target).
+
+    Without ``val`` that is all (λ ramps over the ``steps``). With ``val`` (labelled *source*
+    validation data: no target label is used) the ``steps`` are the ramp only; training then
+    goes on at λ_max, one epoch per pass over the replica's slice, until the source validation
+    accuracy has not improved for ``patience`` epochs (at most ``max_epochs``), and each
+    replica keeps its best such epoch (``history[j].best_epoch``, counted after the ramp).
     """
     k = len(seeds)
     lams = [lam_max] * k if isinstance(lam_max, (int, float)) else list(lam_max)
     if not (len(sources) == len(target_x) == len(lams) == k) or k == 0:
         raise ParameterError("give one source model, one target set, one seed (and one lam_max) per replica")
     seeds = [check_int(f"seeds[{j}]", s, 0) for j, s in enumerate(seeds)]
+    if val is not None:
+        check_int("patience", patience, 1)
+        check_int("max_epochs", max_epochs, 1)
     models = []
     for net, s in zip(sources, seeds):
         torch.manual_seed(s)
@@ -132,8 +147,47 @@ def fit_dann(sources: Sequence[MLP], source: Split, target_x: Sequence[torch.Ten
     per_epoch = max(1, n // min(batch_size, n))
     epochs = max(1, math.ceil(steps / per_epoch))
     total = epochs * per_epoch
-    return fit_replicas(models, train, [1000 * j + s for j, s in enumerate(seeds)], epochs=epochs, lr=lr,
-                        batch_size=batch_size, objective=DANNObjective(total))
+    order = [1000 * j + s for j, s in enumerate(seeds)]
+    objective = DANNObjective(total)
+    ramp = fit_replicas(models, train, order, epochs=epochs, lr=lr, batch_size=batch_size,
+                        objective=objective)
+    if val is None:
+        return ramp
+    return fit_replicas(ramp.unstack(), train, [o + 1 for o in order], epochs=max_epochs, lr=lr,
+                        batch_size=batch_size, objective=objective, val=val, patience=patience)
 
 
-__all__ = ["grad_reverse", "dann_lambda", "DANN", "dann_split", "DANNObjective", "fit_dann"]
+UCI_SIDE = 20  # MNIST's digits are scaled into a 20×20 box and centred in 28×28 (LeCun et al.)
+
+
+def uci_digits(digits: Sequence[int] | None = None, mean_intensity: float | None = None,
+               device: torch.device | str = "cpu") -> Split:
+    """scikit-learn's UCI handwritten digits (1,797 images of 8×8, grey levels 0–16; shipped with
+    the package, no download) as MNIST-like 28×28 images in [0, 1].
+
+    Each image is scaled to [0, 1] (÷16), resized bilinearly to MNIST's 20×20 digit box and
+    padded to 28×28; then, if ``mean_intensity`` is given (e.g. the MNIST training images'
+    mean pixel), all images are multiplied by one factor so that their mean pixel matches it
+    (clipped to [0, 1]). ``digits`` keeps those digits, relabelled 0..k−1 as :func:`subset` does.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(UCI_SIDE, UCI_SIDE), mode="bilinear", align_corners=False)
+    pad = (28 - UCI_SIDE) // 2
+    x = F.pad(x, (pad, pad, pad, pad)).flatten(1).clamp(0.0, 1.0)
+    if mean_intensity is not None:
+        target = check_float("mean_intensity", mean_intensity, 1e-3, 1.0)
+        for _ in range(5):  # clipping lowers the mean a little: re-scale a few times
+            x = (x * (target / x.mean())).clamp(0.0, 1.0)
+    y = torch.tensor(d.target, dtype=torch.long)
+    if digits is not None:
+        digits = check_digits("digits", digits)
+        cls = relabel(y, digits)
+        keep = cls >= 0
+        x, y = x[keep], cls[keep]
+    return Split(x.to(device), y.to(device))
+
+
+__all__ = ["grad_reverse", "dann_lambda", "DANN", "dann_split", "DANNObjective", "fit_dann", "uci_digits"]

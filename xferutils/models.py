@@ -2,6 +2,8 @@
 
 - :func:`dense_net`: 784-512-256-128-10, the dense network of document 002 (chapters 1, 4, 5).
 - :func:`wide_nn` and :func:`deep_nn`: WideNN and DeepNN of document 000 (chapters 3, 5).
+- :func:`lenet5`: a LeNet-5-sized convolutional network (chapter 3's shift experiments, where a
+  rotation must be a geometric change and not a fixed permutation of the inputs).
 - :func:`create_transfer_model`: document 003's torchvision-backbone helper, corrected (chapter 3);
   :func:`check_weights` refuses missing pretrained weights offline, before any work.
 """
@@ -71,6 +73,48 @@ def hinton_mlp(hidden: int = 800, n_classes: int = 10, dropout: float = 0.0) -> 
     """Hinton et al. (2015)'s MNIST networks: two hidden ReLU layers of ``hidden`` units
     (1200 with dropout for their teacher, 800 for their student)."""
     return MLP([784, check_int("hidden", hidden, 1), hidden], n_classes, dropout=dropout)
+
+
+class LeNet(nn.Module):
+    """LeNet-5's shape on 28×28 digits: two 5×5 convolutions (``c1``, ``c2`` channels), each with
+    ReLU and 2×2 max pooling, then fully connected layers ``fc`` and a linear ``head``.
+
+    Like :class:`MLP` it is ``head(features(x))`` and takes flattened images (n, 784) or
+    (n, 1, 28, 28); ``in_dim`` is the flattened input size. Its convolutions share weights
+    across positions, so a rotated image is a different input, not a permuted one.
+    """
+
+    in_dim = 784
+
+    def __init__(self, n_classes: int, c1: int = 6, c2: int = 16, fc: Sequence[int] = (120, 84)) -> None:
+        super().__init__()
+        c1, c2 = check_int("c1", c1, 1), check_int("c2", c2, 1)
+        fc = [check_int("fc", w, 1) for w in fc]
+        check_int("n_classes", n_classes, 1)
+        layers: list[nn.Module] = [nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, c1, 5), nn.ReLU(),
+                                   nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Flatten()]
+        for w_in, w_out in zip([c2 * 4 * 4, *fc[:-1]], fc):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(fc[-1] if fc else c2 * 16, n_classes)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.flatten(1)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features φ(x)."""
+        return self.features(x.flatten(1))
+
+
+def lenet5(n_classes: int = 10) -> LeNet:
+    """LeNet-5 (LeCun et al. 1998) sized for 28×28 inputs: conv 6@5×5, pool, conv 16@5×5, pool,
+    120-84 fully connected, a linear head (about 44,000 parameters for 10 classes)."""
+    return LeNet(n_classes)
 
 
 ARCHITECTURES = {"dense": dense_net, "wide": wide_nn, "deep": deep_nn}

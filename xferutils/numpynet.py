@@ -263,9 +263,14 @@ def _strategy_settings(n_layers: int, gamma: float = 0.5) -> dict[str, tuple[flo
             "Full fine-tuning": (0.01, {}), "Discriminative FT": (0.05, decay)}
 
 
+DOC004_RATES = {"From scratch": 0.1, "Feature extraction": 0.1, "Full fine-tuning": 0.01,
+                "Discriminative FT": 0.05}  # document 004's fixed per-strategy learning rates
+RATE_GRID = (0.01, 0.03, 0.1, 0.3)  # chapter 2: every strategy chooses its rate in this grid
+
+
 def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] = (32, 16),
                        max_epochs: int = 300, patience: int = 20, batch_size: int = 16,
-                       reg: float = 1e-3) -> dict:
+                       reg: float = 1e-3, rates: Sequence[float] | None = None) -> dict:
     """Pre-train on the source, then run 004's four strategies on the small target set.
 
     Every network trains until its validation loss has not improved for ``patience`` epochs
@@ -273,9 +278,16 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     data, the strategies and the oracle on target validation data. Returns ``{"histories":
     {strategy: History}, "source_as_is": (train acc, test acc), "oracle": test acc of a network
     trained from scratch on the large target pool, "epochs": {"source": …, "oracle": …}}``.
-    Hyperparameters are 004's: pre-training lr 0.1 and batch 64; target batch 16; learning rates
-    0.1 / 0.1 / 0.01 / 0.05; decay γ = 0.5 for discriminative fine-tuning.
+    Hyperparameters are 004's: pre-training lr 0.1 and batch 64; target batch 16; decay γ = 0.5
+    for discriminative fine-tuning; learning rates 0.1 / 0.1 / 0.01 / 0.05 (:data:`DOC004_RATES`)
+    unless ``rates`` is given: then every strategy trains once per rate of that grid, from the
+    same pretrained network, and ``out["grid"][strategy][rate]`` holds each run's history
+    (``histories`` then holds the first rate's; :func:`select_rates` chooses over seeds and
+    :func:`with_rates` files the chosen runs).
     """
+    grid = None if rates is None else [check_float("rates", r, 0.0, 10.0) for r in rates]
+    if grid is not None and not grid:
+        raise ParameterError("rates must hold at least one learning rate (or be None for document 004's)")
     rng = np.random.default_rng(check_int("seed", seed, 0))
     (xs, ys), (xt, yt), test = data.source, data.target, data.target_test
     dims = [xs.shape[1], *hidden, int(ys.max()) + 1]
@@ -283,18 +295,66 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     source = NumpyNet(dims, rng)
     src_hist = train(source, xs, ys, lr=0.1, batch_size=64, val=data.source_val, **stop)
     out = {"histories": {}, "source_as_is": (source.accuracy(xt, yt), source.accuracy(*test))}
+    if grid is not None:
+        out["grid"] = {}
     for name, (lr, mult) in _strategy_settings(source.n_layers).items():
-        net = NumpyNet(dims, rng) if name == "From scratch" else source.copy()
-        if name != "From scratch":
-            net.init_layer(net.n_layers - 1, rng)  # a new head g on the pretrained φ
-        out["histories"][name] = train(net, xt, yt, lr=lr, batch_size=batch_size, lr_mult=mult,
-                                       val=data.target_val, test=test, **stop)
+        for rate in ([lr] if grid is None else grid):
+            net = NumpyNet(dims, rng) if name == "From scratch" else source.copy()
+            if name != "From scratch":
+                net.init_layer(net.n_layers - 1, rng)  # a new head g on the pretrained φ
+            hist = train(net, xt, yt, lr=rate, batch_size=batch_size, lr_mult=mult,
+                         val=data.target_val, test=test, **stop)
+            out["histories"].setdefault(name, hist)
+            if grid is not None:
+                out["grid"].setdefault(name, {})[rate] = hist
     oracle = NumpyNet(dims, rng)
     ora_hist = train(oracle, *data.target_pool, lr=0.1, batch_size=64, val=data.target_val, **stop)
     out["oracle"] = oracle.accuracy(*test)
     out["baselines"] = baselines(data, dims, seed)
     out["epochs"] = {"source": src_hist.best_epoch, "oracle": ora_hist.best_epoch}
     return out
+
+
+def rate_table(runs: Sequence[dict]) -> dict[str, dict[float, float]]:
+    """Mean (over seeds) best validation loss of every strategy at every rate of the grid runs
+    of :func:`compare_strategies` (the criterion of early stopping, on target validation data)."""
+    if not runs or any("grid" not in r for r in runs):
+        raise ParameterError("runs must be compare_strategies results run with rates=[...]")
+    return {name: {rate: float(np.mean([r["grid"][name][rate].val_loss[r["grid"][name][rate].best_epoch - 1]
+                                        for r in runs])) for rate in runs[0]["grid"][name]}
+            for name in runs[0]["grid"]}
+
+
+def select_rates(runs: Sequence[dict]) -> dict[str, float]:
+    """Each strategy's rate with the lowest validation loss averaged over the seeds' runs: the
+    choice uses target validation data only, never the test set."""
+    return {name: min(table, key=table.get) for name, table in rate_table(runs).items()}
+
+
+def with_rates(runs: Sequence[dict], chosen: Mapping[str, float]) -> list[dict]:
+    """The runs with each strategy's history taken from the grid at its ``chosen`` rate."""
+    out = []
+    for r in runs:
+        for name, rate in chosen.items():
+            if rate not in r.get("grid", {}).get(name, {}):
+                raise ParameterError(f"chosen rate {rate} of {name!r} was not run; rates run: "
+                                     f"{sorted(r.get('grid', {}).get(name, {}))}")
+        out.append(r | {"histories": {name: r["grid"][name][chosen[name]] for name in r["histories"]}})
+    return out
+
+
+def rates_markdown(chosen: Mapping[str, float], table: Mapping[str, Mapping[float, float]]) -> str:
+    """Markdown: per strategy, document 004's rate, the mean validation loss at each grid rate
+    (the chosen one in bold) and the chosen rate."""
+    from .plotting import markdown_table
+
+    rates = sorted({r for t in table.values() for r in t})
+    rows = [[name, f"{DOC004_RATES[name]:g}",
+             *(("**{:.3f}**" if rate == chosen[name] else "{:.3f}").format(table[name][rate])
+               if rate in table[name] else "–" for rate in rates), f"{chosen[name]:g}"]
+            for name in table]
+    return markdown_table(["strategy", "document 004's rate", *[f"loss at {r:g}" for r in rates], "chosen"],
+                          rows, "l" + "r" * (len(rates) + 2))
 
 
 def baselines(data: TransferData, dims: Sequence[int], seed: int) -> dict[str, float]:

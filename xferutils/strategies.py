@@ -603,7 +603,9 @@ def baselines_list(m: Measurements) -> list[dict[str, Any]]:
         if not (isinstance(key, tuple) and key[1] in BASELINES):
             continue
         if key[0] == "exp3":
-            setting = f"rotated {key[2]}°, {key[3]} labels"
+            setting = f"rotated {key[2]}° (LeNet-5 experiment), {key[3]} labels"
+        elif key[0] == "uci":
+            setting = f"MNIST → UCI digits, {key[2]} labelled UCI images"
         else:
             setting = f"new classes, {key[2]} labels" + (" (upper reference's images)" if key[0] == "upper" else "")
         out.append({"name": NAMES3[key[1]], "setting": setting, "measured": list(vals)})
@@ -684,10 +686,13 @@ def tuning_table(m: Measurements, grids: dict[str, Sequence[float]], chosen: dic
                           rows, "llrrrr")
 
 
-def size_table(m: Measurements, sizes: Sequence[int], what: str = "test", fmt: str = "spread") -> str:
+def size_table(m: Measurements, sizes: Sequence[int], what: str = "test", fmt: str = "spread",
+               n_val: int = 0) -> str:
     """Rows: strategies, then (test accuracy) the baselines that ran on the same images; columns:
     labelled target images (≤ 5 sizes keeps it within 7 columns), and for test accuracy the
-    trainable parameters of the module that ran (the validated setting)."""
+    trainable parameters of the module that ran (the validated setting). ``n_val``: the labelled
+    validation images every strategy also used, counted in the column heads ("50 + 300")."""
+    check_int("n_val", n_val, 0)
     names = [*STRATEGIES, *(BASELINES if what == "test" else ())]
     count = what == "test" and any(("exp1", k, n) in m.params for k in STRATEGIES for n in sizes)
     rows = []
@@ -702,7 +707,8 @@ def size_table(m: Measurements, sizes: Sequence[int], what: str = "test", fmt: s
                          spread(vals).fmt(1.0, 1) if fmt == "spread" else f"{np.mean(vals):.0f}")
         extra = [next((_trainable(m, k) for k in keys if k in m.params), "–")] if count else []
         rows.append([LABELS.get(name) or NAMES3[name], *cells, *extra])
-    head = ["strategy", *[f"{n} labels" for n in sizes], *(["trainable"] if count else [])]
+    head = ["strategy", *[f"{n} + {n_val} labels" if n_val else f"{n} labels" for n in sizes],
+            *(["trainable"] if count else [])]
     return markdown_table(head, rows, "l" + "r" * (len(head) - 1))
 
 
@@ -715,15 +721,34 @@ def shift_baseline_table(m: Measurements, angles: Sequence[int], n: int) -> str:
 
 
 def shift_table(m: Measurements, angles: Sequence[int], n: int, names: Sequence[str],
-                what: str = "test") -> str:
+                what: str = "test", n_val: int = 0) -> str:
     """Rows: rotation angles; columns: strategies with ``n`` labels, then (test accuracy only)
     the source model and DANN without labels. ``what="epochs"``: mean passes used."""
     cols = [("exp3", k, n) for k in names]
     cols += [("exp3", k, 0) for k in ("source_only", "dann")] if what == "test" else []
-    head = [f"{_name(k)}" + (f" ({n})" if k[2] else " (0)") for k in cols]
+    budget = f"{n} + {n_val}" if n_val else f"{n}"  # training + validation labels
+    head = [f"{_name(k)}" + (f" ({budget})" if k[2] else " (0)") for k in cols]
     cell = (lambda k: m.fmt(k)) if what == "test" else (lambda k: f"{np.mean(m.epochs[k]):.0f}")
     rows = [[f"{a}°", *[cell((c[0], c[1], a, c[2])) for c in cols]] for a in angles]
     return markdown_table(["rotation", *head], rows, "r" * (len(cols) + 1))
+
+
+def uci_table(m: Measurements, n: int, names: Sequence[str], n_val: int = 0) -> str:
+    """MNIST → UCI digits: each method's UCI test accuracy (%) with the labelled UCI images it
+    used (``n`` for training, plus ``n_val`` for validation where it chose an epoch on them),
+    beside Ganin et al.'s published MNIST → MNIST-M numbers where they have the same method."""
+    ref = {"source_only": "source only", "dann": "DANN"}
+    rows = []
+    for k, used in [*[(k, n) for k in names], ("pixels", n), ("source_only", 0), ("dann", 0)]:
+        key = ("uci", k, used)
+        if key not in m.test:
+            continue
+        labels = f"{used} + {n_val}" if used and k in names and n_val else str(used)
+        pub = f"{GANIN2016[ref[k]]:.2f}" if k in ref else "–"
+        rows.append([_name(key), labels, m.fmt(key), pub])
+    rows.append(["trained on the target (published)", "all", "–", f"{GANIN2016['train on target']:.2f}"])
+    return markdown_table(["method", "UCI labels used", "UCI test (%)", "Ganin et al., MNIST → MNIST-M (%)"],
+                          rows, "lrrr")
 
 
 def seed001_exp1_table(m: Measurements, claimed: dict[int, tuple[float, float, float]],
@@ -783,8 +808,9 @@ def shift_figure(m: Measurements, angles: Sequence[int], n: int, names: Sequence
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     keys = [(k, n) for k in names] + [("source_only", 0), ("dann", 0)]
     for i, (k, nn_) in enumerate(keys):
-        s = [spread(m.test[("exp3", k, a, nn_)]) for a in angles]
-        ax1.errorbar(angles, [v.mean for v in s], yerr=[v.std for v in s], marker="o", capsize=3,
+        at = [a for a in angles if ("exp3", k, a, nn_) in m.test]
+        s = [spread(m.test[("exp3", k, a, nn_)]) for a in at]
+        ax1.errorbar(at, [v.mean for v in s], yerr=[v.std for v in s], marker="o", capsize=3,
                      color=PALETTE[i], ls=":" if nn_ == 0 else "-", label=f"{_name(k)} ({nn_})")
     for i, k in enumerate(names):
         if k == "scratch":
@@ -792,9 +818,10 @@ def shift_figure(m: Measurements, angles: Sequence[int], n: int, names: Sequence
         gain = [np.mean(np.subtract(m.test[("exp3", k, a, n)], m.test[("exp3", "scratch", a, n)]))
                 for a in angles]
         ax2.plot(angles, gain, "o-", color=PALETTE[i], label=f"{_name(k)} − scratch")
+    at = [a for a in angles if ("exp3", "dann", a, 0) in m.test]
     gain = [np.mean(np.subtract(m.test[("exp3", "dann", a, 0)], m.test[("exp3", "source_only", a, 0)]))
-            for a in angles]
-    ax2.plot(angles, gain, "d:", color=PALETTE[len(keys) - 1], label="DANN − source model")
+            for a in at]
+    ax2.plot(at, gain, "d:", color=PALETTE[len(keys) - 1], label="DANN − source model")
     ax2.axhline(0, color="k", lw=0.8)
     for ax in (ax1, ax2):
         ax.set_xlabel("rotation of the target digits (°)")
@@ -960,15 +987,20 @@ def moderate_size(sizes: Sequence[int]) -> int:
     return max([n for n in sizes if n <= 500] or list(sizes[:1]))
 
 
-def questions(sizes: Sequence[int], angles: Sequence[int]) -> tuple[Question, ...]:
+def questions(sizes: Sequence[int], angles: Sequence[int], dann_angles: Sequence[int] | None = None,
+              uci: bool = False) -> tuple[Question, ...]:
     """Chapter 3's research questions, declared before any data (one Holm family each): which
     strategies beat full fine-tuning at each size of new-class data; which beat scratch at each
     rotation (and whether DANN beats the source model); how the gain moves with the shift; the
     rate of experiment 2; what L2-SP keeps; whether fine-tuning (at each size) and the upper
-    reference beat the baselines of :mod:`xferutils.baselines` (at most 2 × sizes + 1 claims)."""
+    reference beat the baselines of :mod:`xferutils.baselines` (at most 2 × sizes + 1 claims).
+    DANN runs at ``dann_angles`` only (default: every angle); ``uci`` adds the MNIST → UCI
+    digits question (DANN against the source model, fine-tuning against scratch and pixels)."""
     mod, a0, mid, last = moderate_size(sizes), angles[0], angles[len(angles) // 2], angles[-1]
+    dann_angles = list(angles) if dann_angles is None else list(dann_angles)
     out = [Question("ch3-shift-gain", "Does transfer gain more at a small shift than at none, and nothing "
-                    "at the largest?", claims=("001-exp3-small-shift", "001-large-shift-no-gain")),
+                    "at the largest? Does the gain at the largest rotation differ from the gain at none?",
+                    claims=("001-exp3-small-shift", "001-large-shift-no-gain", "ch3-cnn-gain-*")),
            Question("ch3-rates", "Does a smaller rate for the pretrained layers help (experiment 2 on "
                     "MNIST)?", claims=("001-exp2-smaller-rate",), primary=False),
            Question("ch3-forgetting", "Does a pull toward the source weights (L2-SP) keep more of the "
@@ -984,11 +1016,16 @@ def questions(sizes: Sequence[int], angles: Sequence[int]) -> tuple[Question, ..
                             "fine-tuning?", claims=(f"ch3-new-{n}-*", f"001-exp1-scratch-needs-more-{n}", *extra)))
     for a in angles:
         extra = (("001-decision-fe-similar",) if a == a0 else ()) + \
-                (("001-decision-da-shift",) if a == mid else ()) + (("001-negative-transfer",) if a == last else ())
-        out.append(Question(f"ch3-rot{a}", f"Rotated {a}°: which strategies beat training from scratch, and "
-                            "does DANN beat the source model without labels?",
-                            claims=(f"ch3-shift-*-vs-scratch-{a}", f"001-transfer-first-rot{a}",
-                                    f"003-dann-invariant-{a}", *extra)))
+                (("001-decision-da-shift",) if a == mid and a in dann_angles else ()) + \
+                (("001-negative-transfer",) if a == last else ())
+        dann = (f"003-dann-invariant-{a}",) if a in dann_angles else ()
+        out.append(Question(f"ch3-rot{a}", f"Rotated {a}°: which strategies beat training from scratch" +
+                            (", and does DANN beat the source model without labels?" if dann else "?"),
+                            claims=(f"ch3-shift-*-vs-scratch-{a}", f"001-transfer-first-rot{a}", *dann, *extra)))
+    if uci:
+        out.append(Question("ch3-uci", "MNIST → UCI digits (another dataset): does DANN beat the source model "
+                            "without labels, and does fine-tuning beat training from scratch and the pixel "
+                            "model with labels?", claims=("ch3-uci-*", "003-dann-invariant-uci")))
     return tuple(out)
 
 
@@ -1013,8 +1050,9 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
                      f"({a1}°) than at none", gain(a1), gain(a0), unit="points")
     cmp.claim(e3("feature_extraction", a0, n3), e3("full_ft", a0, n3), "001-decision-fe-similar",
               "little data, similar domains: feature extraction beats fine-tuning", "document 001")
-    cmp.claim(e3("dann", mid, 0), e3("source_only", mid, 0), "001-decision-da-shift",
-              f"different domains: domain adaptation beats the source model ({mid}°)", "document 001")
+    if e3("dann", mid, 0) in m.test:
+        cmp.claim(e3("dann", mid, 0), e3("source_only", mid, 0), "001-decision-da-shift",
+                  f"different domains: domain adaptation beats the source model ({mid}°)", "document 001")
     moderate = moderate_size(sizes)
     cmp.claim(e1("gradual", moderate), e1("full_ft", moderate), "001-decision-gradual-moderate",
               f"moderate data ({moderate} labels): gradual unfreezing beats full fine-tuning", "document 001")
@@ -1024,6 +1062,9 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
     last = angles[-1]
     family.value("001-large-shift-no-gain", "document 001", f"the largest shift ({last}°): full fine-tuning's gain "
                  "over scratch disappears (within ±2 points)", gain(last), 0.0, tol=2.0, unit="points")
+    if last != a0:
+        family.direction(f"ch3-cnn-gain-rot{last}-vs-rot{a0}", "book", f"full fine-tuning's gain over scratch "
+                         f"at {last}° exceeds its gain at {a0}°", gain(last), gain(a0), unit="points")
     cmp.claim(e3("scratch", last, n3), e3("feature_extraction", last, n3), "001-negative-transfer",
               f"very different domains ({last}°): training from scratch beats feature extraction "
               "(negative transfer)", "document 001")
@@ -1059,9 +1100,23 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
                           f"rotated {a}°, {n3} labels: {LABELS[k]} beats scratch")
         cells.append(_cell(cmp, f"rotated {a}°", n3, [e3(k, a, n3) for k in shift_names],
                            e3("scratch", a, n3), f"rot{a}-{n3}"))
-        cmp.claim(e3("dann", a, 0), e3("source_only", a, 0), f"003-dann-invariant-{a}",
-                  f"rotated {a}°, no labels: DANN beats the source model", "document 003")
-        cells.append((f"rotated {a}°", 0, e3("dann", a, 0), e3("source_only", a, 0), [e3("dann", a, 0)]))
+        if e3("dann", a, 0) in m.test:
+            cmp.claim(e3("dann", a, 0), e3("source_only", a, 0), f"003-dann-invariant-{a}",
+                      f"rotated {a}°, no labels: DANN beats the source model", "document 003")
+            cells.append((f"rotated {a}°", 0, e3("dann", a, 0), e3("source_only", a, 0), [e3("dann", a, 0)]))
+    if ("uci", "dann", 0) in m.test:  # MNIST → UCI digits: a real cross-dataset shift
+        u = lambda k, n: ("uci", k, n)  # noqa: E731
+        cmp.claim(u("dann", 0), u("source_only", 0), "003-dann-invariant-uci",
+                  "MNIST → UCI digits, no labels: DANN beats the source model", "document 003")
+        for k in shift_names:
+            if k != "scratch":
+                cmp.claim(u(k, n3), u("scratch", n3), f"ch3-uci-{_slug(k)}-vs-scratch",
+                          f"MNIST → UCI digits, {n3} labels: {LABELS[k]} beats scratch")
+        if u("pixels", n3) in m.test:
+            cmp.claim(u("full_ft", n3), u("pixels", n3), "ch3-uci-fullft-vs-pixels",
+                      f"MNIST → UCI digits, {n3} labels: full fine-tuning beats {NAMES3['pixels']}")
+        cells.append(_cell(cmp, "UCI digits", n3, [u(k, n3) for k in shift_names], u("scratch", n3), f"uci-{n3}"))
+        cells.append(("UCI digits", 0, u("dann", 0), u("source_only", 0), [u("dann", 0)]))
     big = sizes[-1]  # "lots of data: fine-tuning performs best" is fine-tuning against every alternative
     for k in STRATEGIES:
         key, ft = e1(k, big), e1("full_ft", big)
@@ -1197,14 +1252,21 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["fe_similar"] = md(cmp.words(verdicts, e3("feature_extraction", a0, n3), e3("full_ft", a0, n3)))
     outcome = {"supported": "a gain", "contradicted": "a loss", "equivalent": "equivalent within ±1 point",
                "not shown": "undecided"}
+    dann_at = [a for a in angles if e3("dann", a, 0) in m.test]
+    targets = [(f"rotated {a}°", e3("dann", a, 0), e3("source_only", a, 0)) for a in dann_at]
+    if ("uci", "dann", 0) in m.test:
+        targets.append(("UCI digits", ("uci", "dann", 0), ("uci", "source_only", 0)))
     out["dann_lines"] = md("; ".join(
-        f"{a}°: {mean(e3('source_only', a, 0)):.1f} → {mean(e3('dann', a, 0)):.1f} % "
-        f"({outcome[cmp.beats(verdicts, e3('dann', a, 0), e3('source_only', a, 0))]})" for a in angles))
-    out["dann_wins"] = sum(cmp.beats(verdicts, e3("dann", a, 0), e3("source_only", a, 0)) == "supported"
-                           for a in angles)
-    out["dann_losses"] = sum(cmp.beats(verdicts, e3("dann", a, 0), e3("source_only", a, 0)) == "contradicted"
-                             for a in angles)
-    out["n_angles"] = len(angles)
+        f"{name}: {mean(src):.1f} → {mean(d):.1f} % ({outcome[cmp.beats(verdicts, d, src)]})"
+        for name, d, src in targets))
+    out["dann_wins"] = sum(cmp.beats(verdicts, d, src) == "supported" for _, d, src in targets)
+    out["dann_losses"] = sum(cmp.beats(verdicts, d, src) == "contradicted" for _, d, src in targets)
+    out["n_angles"] = len(targets)
+    last = angles[-1]
+    if f"ch3-cnn-gain-rot{last}-vs-rot{a0}" in verdicts:
+        out["cnn_gain"] = md(compare(verdicts[f"ch3-cnn-gain-rot{last}-vs-rot{a0}"],
+                                     f"the gain at {last}°", f"the gain at {a0}°"))
+    out.update(uci_prose(m, cmp, verdicts, n3, shift_names))
     out["decision_lines"] = md("\n".join(f"- {cell_sentence(c)}" for c in cells if not c.row.startswith("new")))
     src_after = {k: mean(e1(k, sizes[-1]), "source") for k in STRATEGIES[1:] if e1(k, sizes[-1]) in m.source}
     most, least = min(src_after, key=src_after.get), max(src_after, key=src_after.get)
@@ -1219,6 +1281,32 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["n_contradicted"] = counts.get("contradicted", 0)
     out["n_not_shown"] = counts.get("not shown", 0)
     out["n_equivalent"] = counts.get("equivalent", 0)
+    return out
+
+
+GANIN2016 = {  # Ganin et al. (2016), JMLR 17(59), Table 2: MNIST → MNIST-M, target test accuracy (%)
+    "source only": 52.25, "DANN": 76.66, "train on target": 95.96}
+
+
+def uci_prose(m: Measurements, cmp: Comparisons, verdicts: dict[str, Verdict], n3: int,
+              shift_names: Sequence[str]) -> dict[str, Any]:
+    """The MNIST → UCI digits sentences and numbers (empty if that experiment did not run)."""
+    from IPython.display import Markdown
+
+    u = lambda k, n: ("uci", k, n)  # noqa: E731
+    if u("dann", 0) not in m.test:
+        return {}
+    out: dict[str, Any] = {f"uci_{_slug(k)}": float(np.mean(m.test[u(k, 0)])) for k in ("source_only", "dann")}
+    out |= {f"uci_{_slug(k)}_n": float(np.mean(m.test[u(k, n3)])) for k in [*shift_names, "pixels"]
+            if u(k, n3) in m.test}
+    out["uci_dann_vs_source"] = Markdown(compare(cmp.verdict(verdicts, u("dann", 0), u("source_only", 0)),
+                                                 "DANN", "the source model as is"))
+    parts = [cmp.words(verdicts, u(k, n3), u("scratch", n3)) for k in shift_names if k != "scratch"]
+    if u("pixels", n3) in m.test:
+        parts.append(cmp.words(verdicts, u("full_ft", n3), u("pixels", n3)))
+    out["uci_labelled"] = Markdown("; ".join(parts))
+    out |= {f"ganin_{k.replace(' ', '').lower()}": v for k, v in GANIN2016.items()}
+    out["ganin_gain"] = GANIN2016["DANN"] - GANIN2016["source only"]
     return out
 
 
@@ -1323,6 +1411,11 @@ def references_list(m: Measurements, upper_key: Any) -> list[dict[str, Any]]:
         out.append({"name": f"upper reference (scratch, {upper_key[2]} labels)", "measured": list(m.test[upper_key]),
                     "target": float(np.mean(m.test[px])) if px in m.test else None,
                     "source": f"logistic regression on pixels, same {upper_key[2]} images (this run)"})
+    ganin = "Ganin et al. (2016), JMLR 17(59), Table 2, MNIST → MNIST-M (another pair: a scale, not a target)"
+    for k, ref in ((("uci", "source_only", 0), "source only"), (("uci", "dann", 0), "DANN")):
+        if k in m.test:
+            out.append({"name": f"{'DANN' if ref == 'DANN' else 'source model'}, MNIST → UCI digits (LeNet-5)",
+                        "measured": list(m.test[k]), "target": GANIN2016[ref], "source": ganin})
     for j, name in enumerate(("l2", "l2sp")):
         ks = [k for k in m.test if k[:2] == ("exp1", name)]
         if ks:
