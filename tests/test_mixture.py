@@ -296,6 +296,9 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
             assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].max().item())
             assert tr.final["val"][m, k].item() == pytest.approx(curve[m, k, step].item(), abs=1e-6)
     assert tr.ends_sparse().tolist() == [True, False]
+    # in the tail only the stopping split's final networks are measured
+    assert torch.isnan(tr.acc["test"]["sparse"][:, :, 2:]).all() and not torch.isnan(tr.acc["test"]["sparse"][0, :, :2]).any()
+    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0]).any()
     with pytest.raises(ParameterError, match="stop"):
         traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
     with pytest.raises(ParameterError, match="patience"):

@@ -380,7 +380,8 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     every replica has gone ``patience`` steps without a better accuracy. ``best_step`` holds each
     replica's chosen step (1-based). ``acc[split]["sampled"]`` is the mixture as document 002
     defines it: each image answered by the network a Bernoulli(q) draw picks (draws fixed by
-    ``mix_seed``, the same for every method).
+    ``mix_seed``, the same for every method). In the tail only the final networks train and are
+    measured: the other curves hold NaN there, and the other splits are not measured.
     """
     K, kind = check_k(K), check_choice("kind", kind, KINDS)
     steps, batches = check_int("steps", steps, 1), check_int("batches", batches, 1)
@@ -460,7 +461,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
 
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     total = steps + tail
-    acc = ({sp: {pt: torch.zeros(M, n_s, total) for pt in PARTS} for sp in evals} if curves else {})
+    acc = ({sp: {pt: torch.full((M, n_s, total), math.nan) for pt in PARTS} for sp in evals} if curves else {})
     draws = {sp: torch.rand(min(n_eval, len(data)), generator=torch.Generator().manual_seed(mix_seed)).to(dev)
              for sp, data in evals.items()}  # the sampled mixture's coin per evaluation image
     ends_sparse = q_r[:, -1] == 1
@@ -471,7 +472,9 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
               if curves else {})
     step_n, ramp = batches * bs, gmp_ramp(steps)
     for s in range(total):
-        ran = s + 1
+        ran, in_tail = s + 1, s >= steps
+        if s == steps:  # the tail: only the network each method ends with trains from here on
+            on = {"d.": _span(q_r[:, s] < 1), "s.": _span(q_r[:, s] > 0)}
         idx = torch.stack([torch.randperm(len(train), generator=g)[:step_n] for g in gens])
         u = torch.stack([torch.rand(step_n, generator=g) for g in gens])
         idx, u = idx.repeat(M, 1).to(dev), u.repeat(M, 1).to(dev)  # the same images for every method
@@ -498,7 +501,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                                s * batches + b + 1, [float(lr)]) for (k, v), g in zip(flat, grads)])
                 for k, mask in masks.items():
                     params[k][on["d."]].mul_(mask[on["d."]])
-        for sp, data in (evals.items() if curves else ()):
+        for sp, data in (evals.items() if curves and not in_tail else ()):
             ld, ls = _logits_now(params, on, one, data.x[:n_eval], frozen[sp])
             mix = mixed_log_probs(ld, ls, q_s)
             routed = sampled_logits(ld, ls, draws[sp] < q_s.view(R, 1))
@@ -507,12 +510,18 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 acc[sp][pt][:, :, s] = hits.view(M, n_s).cpu()
         if s + 1 < steps or not tail:
             continue
-        if curves and stop in acc:
+        if curves and not in_tail:
             now = torch.where(ends_sparse.cpu(), acc[stop]["sparse"][:, :, s].flatten(),
                               acc[stop]["dense"][:, :, s].flatten()).to(dev)
-        else:
-            sub = Split(evals[stop].x[:n_eval], evals[stop].y[:n_eval])
-            now = _final_accuracy(params, ends_sparse, one, sub)
+        else:  # in the tail only the final network is measured, on the stopping split
+            now = _final_accuracy(params, ends_sparse, one, Split(evals[stop].x[:n_eval], evals[stop].y[:n_eval]))
+            if curves:
+                mine = now.view(M, n_s).cpu()
+                for pt in ("mixture", "sampled"):
+                    acc[stop][pt][:, :, s] = mine
+                sp_rows = ends_sparse.view(M, n_s).cpu()
+                acc[stop]["sparse"][:, :, s] = torch.where(sp_rows, mine, math.nan)
+                acc[stop]["dense"][:, :, s] = torch.where(sp_rows, math.nan, mine)
         better = (now > best_acc).cpu()
         best_acc = torch.where(better.to(dev), now, best_acc)
         best_at[better], stale[better], stale[~better] = s + 1, 0, stale[~better] + 1
@@ -612,8 +621,12 @@ def _targets(methods: list[Method], n_s: int, params: dict, anchor: dict, x: tor
             for kind in ("trust", "dense")}
     if len(rows["trust"]):
         r = rows["trust"]
-        ld, ls = vmap(logits)({k: v[r] for k, v in params.items()}, x[r])
-        out[r] = mixed_log_probs(ld, ls, q_prev[r].view(-1, 1, 1)).exp()
+        if bool((q_prev[r] == 1).all()):  # the last step's mixture was the sparse net alone
+            sub = {k: v[r] for k, v in params.items() if k.startswith("s.")}
+            out[r] = vmap(lambda p, xx: one(p, xx, "s."))(sub, x[r]).softmax(-1)
+        else:
+            ld, ls = vmap(logits)({k: v[r] for k, v in params.items()}, x[r])
+            out[r] = mixed_log_probs(ld, ls, q_prev[r].view(-1, 1, 1)).exp()
     if len(rows["dense"]):  # each seed's original dense net, the same for every method: once per seed
         start = {k: v[:n_s] for k, v in anchor.items() if k.startswith("d.")}
         probs = vmap(lambda p, xx: one(p, xx, "d."))(start, x[:n_s]).softmax(-1)
