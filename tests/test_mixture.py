@@ -191,10 +191,11 @@ def test_builders_return_markdown_and_figures():
 
 def test_check_parameters_accepts_the_chapter_defaults_and_names_a_bad_one():
     good = dict(seed0=0, n_seeds=0, K=21, kind="kwta", schedule="linear", steps=5, batches=4,
-                retention="trust", prune=0.9, lr=1e-3)
+                retention="trust", prune=0.9, lr=1e-3, patience=4)
     traversal.check_parameters(**good)
     for name, bad in [("seed0", -1), ("n_seeds", 101), ("K", 1), ("kind", "relu"), ("schedule", "abrupt"),
-                      ("steps", 0), ("batches", 0), ("retention", "ewc"), ("prune", 1.0), ("lr", 0.0)]:
+                      ("steps", 0), ("batches", 0), ("retention", "ewc"), ("prune", 1.0), ("lr", 0.0),
+                      ("patience", 0)]:
         with pytest.raises(ParameterError, match=name):
             traversal.check_parameters(**{**good, name: bad})
 
@@ -397,7 +398,7 @@ def test_baselines_references_and_k_sweep_tables():
                             batch_size=64, n_eval=100)
     dense_test = [0.9, 0.8]
     table = traversal.method_table(tr, dense_test, base)
-    assert table.count("\n") == 2 + len(ms) + len(base) and "(baseline)" in table
+    assert table.count("\n") == 2 + len(ms) + len(base) and "| baseline: logistic regression on pixels |" in table
     refs = traversal.references_list(tr, dense_test)
     assert refs[0]["target"] == traversal.PUBLISHED["dense_target"] and refs[0]["measured"] == pytest.approx([90, 80])
     assert [r["target"] for r in refs[1:]] == pytest.approx([85 - traversal.PUBLISHED["gmp_margin"]] * 2)
@@ -414,3 +415,30 @@ def test_baselines_references_and_k_sweep_tables():
         traversal.k_sweep(dense, ms[0], [], data, {"val": data})
     with pytest.raises(ParameterError, match="K="):
         traversal.k_sweep(dense, ms[0], [1], data, {"val": data})
+
+
+def test_run_all_stops_scratch_separately_and_tune_extends_an_edge():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=128, tail=3, patience=1)
+    grid = {"trust": (1.0, 3.0)}
+    ms = traversal.run_methods("linear", 0.5, None, grid)
+    assert [m.name for m in ms] == ["none", "trust 1", "trust 3", "abrupt", "scratch", "gmp"]
+    tr = traversal.run_all(dense, ms, data, {"val": data}, **kw)
+    assert [m.name for m in tr.methods] == ["none", "trust 1", "trust 3", "abrupt", "gmp", "scratch"]
+    assert tr.final["val"].shape == (6, 2)
+    # a grid of two values: any choice is at an end, so one more λ runs beyond it
+    tuned, chosen, grown = traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=1, **kw)
+    assert len(grown["trust"]) == 3 and set(grid["trust"]) < set(grown["trust"])
+    assert len(tuned.methods) == 7 and chosen["trust"].lam in grown["trust"]
+    assert traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=0, **kw)[2] == grid
+    with pytest.raises(ParameterError, match="methods"):
+        traversal.run_all(dense, [], data, {"val": data}, **kw)
+
+
+def test_grid_for_tunes_the_main_retention_and_distillation():
+    assert list(traversal.grid_for("trust")) == ["trust", "distill"]
+    assert list(traversal.grid_for("none")) == ["distill"]
+    assert traversal.grid_for("anchor", every=True) == traversal.GRID
+    with pytest.raises(ParameterError, match="main"):
+        traversal.grid_for("ewc")

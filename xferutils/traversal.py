@@ -151,16 +151,23 @@ class Method:
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "trust": (0.3, 1.0, 3.0, 10.0), "dense": (0.3, 1.0, 3.0, 10.0),
-    "anchor": (1e-5, 1e-4, 1e-3), "distill": (0.03, 0.1, 0.3, 1.0)}
+    "trust": (1.0, 3.0, 10.0), "dense": (0.3, 1.0, 3.0),
+    "anchor": (1e-5, 1e-4, 1e-3), "distill": (0.1, 0.3, 1.0)}
 """Chapter 6's λ grids, chosen on the validation split: three traversal retentions and direct
-distillation (the ``dense`` term at q = 1 from the first step). Earlier book runs chose
-λ ≤ 10 for ``trust`` and ``dense`` (30 and 100 were always worse on validation) and the
-smallest λ of ``anchor``; the grids are centred on those choices."""
+distillation (the ``dense`` term at q = 1 from the first step). Three values a grid, a factor
+of about 3 apart; :func:`tune` extends a grid where its choice sits at an end."""
+
+
+def grid_for(main: str, every: bool = False) -> dict[str, tuple[float, ...]]:
+    """The grids a run tunes: the main traversal's retention and direct distillation (what the
+    claims compare), or every grid of :data:`GRID` with ``every`` (the ``full`` preset). The
+    traversal without retention needs no grid."""
+    check_choice("main", main, RETENTION)
+    return dict(GRID) if every else {r: GRID[r] for r in GRID if r in (main, "distill")}
 
 
 def check_parameters(seed0: int, n_seeds: int, K: int, kind: str, schedule: str, steps: int,
-                     batches: int, retention: str, prune: float, lr: float) -> None:
+                     batches: int, retention: str, prune: float, lr: float, patience: int = 4) -> None:
     """Validate chapter 6's knobs (raises :class:`~xferutils.config.ParameterError` naming the
     parameter)."""
     check_int("seed0", seed0, 0)
@@ -173,6 +180,7 @@ def check_parameters(seed0: int, n_seeds: int, K: int, kind: str, schedule: str,
     check_choice("retention", retention, RETENTION)
     check_float("prune", prune, 0.0, 0.99)
     check_float("lr", lr, 1e-6, 1.0)
+    check_int("patience", patience, 1, 1000)
 
 
 def candidates(schedule: str, grid: dict[str, Sequence[float]] = GRID) -> list[Method]:
@@ -210,6 +218,42 @@ def baselines(prune: float = 0.9, lam: float = 1.0, matched: float | None = None
            Method("scratch", schedule="abrupt", init="random"),
            Method("gmp", schedule="zero", prune=prune)]
     return out + ([Method("gmp-macs", schedule="zero", prune=matched)] if matched is not None else [])
+
+
+def run_all(dense: Replicas, methods: Sequence[Method], train: Split, evals: dict[str, Split],
+            **knobs) -> Traversal:
+    """:func:`traverse` for ``methods`` in two runs joined (:func:`join`): those that start from
+    the dense weights, then those that start at random (``scratch``), which need many more steps
+    to converge; each run stops when its own networks stop improving."""
+    groups = [[m for m in methods if m.init == init] for init in ("dense", "random")]
+    runs = [traverse(dense, g, train, evals, **knobs) for g in groups if g]
+    if not runs:
+        raise ParameterError("methods is empty; give at least one Method")
+    out = runs[0]
+    for more in runs[1:]:
+        out = join(out, more)
+    return out
+
+
+def tune(dense: Replicas, tr: Traversal, schedule: str, train: Split, evals: dict[str, Split],
+         grid: dict[str, Sequence[float]] = GRID, rounds: int = 2,
+         **knobs) -> tuple[Traversal, dict[str, Method], dict[str, tuple[float, ...]]]:
+    """λ of every grid chosen on validation accuracy averaged over the seeds (:func:`choose_all`);
+    where a choice sits at an end of its grid, one more λ beyond it runs (:func:`extend_grid`)
+    and the choice is made again, at most ``rounds`` times. Returns the run with the new
+    candidates joined, the choices and the grid as it ended."""
+    rounds = check_int("rounds", rounds, 0)
+    grid = {r: tuple(v) for r, v in grid.items()}
+    chosen = choose_all(tr, schedule, grid)
+    for _ in range(rounds):
+        extra = extend_grid(tr, chosen, grid)
+        if not extra:
+            break
+        more = [m for m in candidates(schedule, extra) if m.name != "none"]
+        tr = join(tr, traverse(dense, more, train, evals, **knobs))
+        grid = merged_grid(grid, extra)
+        chosen = choose_all(tr, schedule, grid)
+    return tr, chosen, grid
 
 
 def matched_prune(macs: dict[str, float]) -> float:
@@ -696,7 +740,7 @@ def edge_note(tuning: Traversal, chosen: dict[str, Method], grid: dict[str, Sequ
             accs = [val[f"{r} {x:g}"] for x in lams]
             span = max(accs) - min(accs)
             parts.append(f"{here}; the grid spans {span:.1f} points, " + (
-                "flat within one seed's noise)" if span <= flat else "so it should be extended upward)"))
+                f"flat within {flat:g} point)" if span <= flat else "so it should be extended upward)"))
     if not parts:
         return "Every λ was chosen inside its grid."
     return "At an end of its grid (validation accuracy): " + "; ".join(parts) + "."
@@ -783,7 +827,7 @@ def method_table(tr: Traversal, dense_test: Sequence[float], base: dict[str, flo
     """:func:`final_table` with the trivial baselines (same training images) as its last rows."""
     from .baselines import NAMES
 
-    extra = "".join(f"\n| {NAMES[k]} (baseline) | – | {v:.2f} | – | – |" for k, v in base.items())
+    extra = "".join(f"\n| baseline: {NAMES[k]} | – | {v:.2f} | – | – |" for k, v in base.items())
     return final_table(tr, dense_test) + extra
 
 
@@ -946,6 +990,7 @@ def summary_values(tr: Traversal, dense_test: Sequence[float], main: str = "trus
     for b in ("gmp", "gmp-macs"):
         if b in fin:
             out[f"{b.replace('-', '_')}_sparsity"] = 100 * tr.methods[tr.index(b)].prune
+            out[f"{b.replace('-', '_')}_kept"] = 100 - 100 * tr.methods[tr.index(b)].prune
     if tr.best_step is not None:
         steps = tr.best_step[tr.index(main)].float()
         out.update({"main_stop_min": int(steps.min()), "main_stop_max": int(steps.max()),
