@@ -442,3 +442,16 @@ def test_grid_for_tunes_the_main_retention_and_distillation():
     assert traversal.grid_for("anchor", every=True) == traversal.GRID
     with pytest.raises(ParameterError, match="main"):
         traversal.grid_for("ewc")
+
+
+def test_reference_words_follow_the_numbers():
+    tr = traversal.Traversal([traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.9)],
+                             [0, 1], torch.tensor([[0.5, 1.0], [0.0, 0.0]]), [10, 20], {},
+                             {"test": torch.tensor([[0.97, 0.97], [0.90, 0.92]])}, {}, 21, "kwta")
+    w = traversal.reference_words(tr, [0.98, 0.98], {"pixels": 92.5, "prototypes": 82.0})
+    assert w["dense_words"].startswith("which it reaches")
+    assert w["gmp_words"].startswith("7.00 points below") and "short of" in w["gmp_words"]
+    assert w["base_words"] == "below logistic regression on pixels: gradual magnitude pruning"
+    w = traversal.reference_words(tr, [0.90, 0.90], {"pixels": 50.0, "prototypes": 40.0})
+    assert w["dense_words"] == "which it misses by 7.50 points" and "published level" in w["gmp_words"]
+    assert w["gmp_words"].startswith("within 0.5 point") and w["base_words"].startswith("every method")

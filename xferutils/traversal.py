@@ -1021,3 +1021,28 @@ def verdict_words(verdicts: dict, main: str = "trust") -> dict[str, str]:
         out["gradual"] = out["vs_abrupt"]
     out["start"] = compare(verdicts["002-sparse-from-prefit"], "", "it").strip()
     return out
+
+
+def reference_words(tr: Traversal, dense_test: Sequence[float], base: dict[str, float]) -> dict[str, str]:
+    """Phrases for chapter 6's prose, decided by the numbers: ``dense_words`` (the dense net's
+    mean against :data:`PUBLISHED` ``dense_target``), ``gmp_words`` (gradual magnitude pruning's
+    mean against the dense mean less ``gmp_margin``) and ``base_words`` (which methods' final
+    networks fall below the best trivial baseline, by mean test accuracy)."""
+    from .baselines import NAMES
+
+    dense = 100 * sum(float(v) for v in dense_test) / len(dense_test)
+    target = PUBLISHED["dense_target"]
+    out = {"dense_words": (f"which it reaches (mean {dense:.2f} %)" if dense >= target else
+                           f"which it misses by {target - dense:.2f} points")}
+    if "gmp" in [m.name for m in tr.methods]:
+        gap = dense - 100 * float(tr.final["test"][tr.index("gmp")].mean())
+        margin = PUBLISHED["gmp_margin"]
+        out["gmp_words"] = (f"within {margin:g} point of the dense net ({gap:.2f} points below it): the published level"
+                            if gap <= margin else
+                            f"{gap:.2f} points below the dense net: short of the published level")
+    best_name = max(base, key=base.get)
+    below = [LABELS.get(m.name, m.name) for i, m in enumerate(tr.methods)
+             if 100 * float(tr.final["test"][i].mean()) < base[best_name]]
+    out["base_words"] = ("every method's final network is above both" if not below else
+                         f"below {NAMES[best_name]}: " + "; ".join(below))
+    return out
