@@ -156,7 +156,9 @@ def test_traverse_runs_every_method_and_reports_shapes():
     import matplotlib.pyplot as plt
 
     fig = traversal.traversal_figure(tr)
-    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == len(methods)
+    assert len(fig.axes) == 2 and fig.axes[1].get_legend_handles_labels()[1] == [m.name for m in methods]
+    # left panel: the traversals only (0 < q < 1 at the first step), in expectation and sampled
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["none", "trust"] and len(fig.axes[0].lines) == 4
     plt.close(fig)
 
 
@@ -189,10 +191,11 @@ def test_builders_return_markdown_and_figures():
 
 def test_check_parameters_accepts_the_chapter_defaults_and_names_a_bad_one():
     good = dict(seed0=0, n_seeds=0, K=21, kind="kwta", schedule="linear", steps=5, batches=4,
-                retention="trust", prune=0.9, lr=1e-3)
+                retention="trust", prune=0.9, lr=1e-3, patience=4)
     traversal.check_parameters(**good)
     for name, bad in [("seed0", -1), ("n_seeds", 101), ("K", 1), ("kind", "relu"), ("schedule", "abrupt"),
-                      ("steps", 0), ("batches", 0), ("retention", "ewc"), ("prune", 1.0), ("lr", 0.0)]:
+                      ("steps", 0), ("batches", 0), ("retention", "ewc"), ("prune", 1.0), ("lr", 0.0),
+                      ("patience", 0)]:
         with pytest.raises(ParameterError, match=name):
             traversal.check_parameters(**{**good, name: bad})
 
@@ -225,16 +228,6 @@ def test_candidates_span_every_grid_and_are_chosen_per_grid():
     note = traversal.edge_note(tuning, chosen, grid)
     assert note.startswith("At an end of its grid") and "anchor chose" in note  # a grid of one value
     assert traversal.edge_note(tuning, chosen, {"trust": (0.1, chosen["trust"].lam, 100.0)}).startswith("Every")
-
-
-def test_fit_dense_stops_early_on_validation_images():
-    data = tiny_data(512)
-    dense = traversal.fit_dense(data, data, [0, 1], n_train=256, n_val=128, cap=3, batch_size=64, patience=1)
-    assert len(dense.seeds) == 2 and all(1 <= h.best_epoch <= 3 for h in dense.history)
-    with pytest.raises(ParameterError, match="n_val"):
-        traversal.fit_dense(data, data, [0], n_train=256, n_val=10_000, cap=3)
-    with pytest.raises(ParameterError, match="cap"):
-        traversal.fit_dense(data, data, [0], n_train=256, n_val=128, cap=0)
 
 
 def test_method_order_does_not_change_the_results():
@@ -282,3 +275,183 @@ def test_verdict_words_and_summary_values_follow_the_claims():
         assert values["drop_words"].startswith("loses" if values["drop"] >= 0 else "gains")
         above = traversal.summary_values(tr, [0.0, 0.0], main=main)  # a dense net at 0 %: a gain
         assert above["drop_words"] == f"gains {-above['drop']:.2f} points"
+
+
+def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    ms = [traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.5)]
+    kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=256)  # all of data
+    # nothing learns at lr = 0: the first measurement stays best and the run ends `patience` later
+    still = traversal.traverse(dense, ms, data, {"val": data}, lr=0.0, tail=10, patience=2, **kw)
+    assert still.q.shape == (2, 4) and still.best_step.eq(2).all() and len(still.images) == 4
+    assert still.acc["val"]["sparse"].shape == (2, 2, 4)
+    tr = traversal.traverse(dense, ms, data, {"val": data, "test": data}, lr=3e-3, tail=6, patience=2, **kw)
+    run = tr.q.shape[1]
+    assert 2 < run <= 8 and tr.best_step.min() >= 2 and tr.best_step.max() <= run
+    # the kept weights are those of the best step: their full-split accuracy is the curve's best value
+    curve = traversal.target_curve(tr, "val")
+    for m in range(2):
+        for k in range(2):
+            step = int(tr.best_step[m, k]) - 1
+            assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].max().item())
+            assert tr.final["val"][m, k].item() == pytest.approx(curve[m, k, step].item(), abs=1e-6)
+    assert tr.ends_sparse().tolist() == [True, False]
+    # in the tail only the stopping split's final networks are measured
+    assert torch.isnan(tr.acc["test"]["sparse"][:, :, 2:]).all() and not torch.isnan(tr.acc["test"]["sparse"][0, :, :2]).any()
+    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0]).any()
+    with pytest.raises(ParameterError, match="stop"):
+        traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
+    with pytest.raises(ParameterError, match="patience"):
+        traversal.traverse(dense, ms, data, {"val": data}, tail=2, patience=0, **kw)
+
+
+def test_sampled_mixture_is_the_routed_network_and_follows_q():
+    data = tiny_data(512)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0]), data, [0], epochs=1)
+    ms = [traversal.Method("none"), traversal.Method("gmp", schedule="zero", prune=0.5)]
+    tr = traversal.traverse(dense, ms, data, {"test": data}, K=5, kind="kwta", steps=4, batches=1,
+                            batch_size=32, n_eval=512)
+    acc = tr.acc["test"]
+    # q = 0 throughout: the sampled mixture is the dense net; q = 1 at the end: the sparse one
+    assert torch.equal(acc["sampled"][1], acc["dense"][1])
+    assert torch.equal(acc["sampled"][0, :, -1], acc["sparse"][0, :, -1])
+    # in between, the sampled accuracy lies within the two networks' (up to routing noise)
+    q = float(tr.q[0, 1])
+    mid = (1 - q) * acc["dense"][0, 0, 1] + q * acc["sparse"][0, 0, 1]
+    assert abs(acc["sampled"][0, 0, 1] - mid) < 4 * math.sqrt(0.25 / 512) + 0.05
+    low = traversal.worst_along_path(tr, part="sampled")
+    assert low.shape == (2, 1) and torch.equal(low[1], acc["dense"][1].min(-1).values)
+    with pytest.raises(ParameterError, match="part"):
+        traversal.worst_along_path(tr, part="median")
+
+
+def test_matched_prune_equals_the_sparse_nets_multiply_adds():
+    from xferutils import sparse
+
+    net = sparse.sparse_net(21, "kwta")
+    macs = sparse.multiply_adds(net, torch.rand(16, 784))
+    frac = traversal.matched_prune(macs)
+    dense = 784 * 512 + 512 * 256 + 256 * 128 + 128 * 10
+    assert (1 - frac) * dense == pytest.approx(784 * 512 + 20 * (256 + 128 + 10))
+    assert traversal.matched_prune({"dense": 100.0, "sparse": 25.0}) == pytest.approx(0.75)
+    with pytest.raises(ParameterError, match="sparse"):
+        traversal.matched_prune({"dense": 100.0, "sparse": 200.0})
+    ms = traversal.run_methods("linear", 0.9, frac, {"trust": (1.0, 3.0), "distill": (0.1,)})
+    assert [m.name for m in ms] == ["none", "trust 1", "trust 3", "distill 0.1", "abrupt", "scratch",
+                                    "gmp", "gmp-macs"]
+    assert ms[-1].prune == pytest.approx(frac) and ms[-2].prune == 0.9
+
+
+class _Tuned:
+    def __init__(self, names, vals):
+        self.methods = [traversal.Method(n, n.split()[0] if n.split()[0] in traversal.RETENTION else "none",
+                                         float(n.split()[1]) if " " in n else 0.0) for n in names]
+        self.final = {"val": torch.tensor([[v] for v in vals])}
+
+
+def test_grid_is_extended_beyond_a_choice_at_its_end_only():
+    grid = {"trust": (1.0, 3.0, 10.0), "anchor": (1e-5, 1e-4, 1e-3), "dense": (0.3, 1.0, 3.0)}
+    chosen = {"trust": traversal.Method("trust 10", "trust", 10.0),
+              "anchor": traversal.Method("anchor 1e-05", "anchor", 1e-5),
+              "dense": traversal.Method("dense 1", "dense", 1.0)}
+    tuned = _Tuned(["trust 1", "trust 10", "anchor 1e-05"], [0.5, 0.6, 0.7])
+    ext = traversal.extend_grid(tuned, chosen, grid)
+    assert ext == {"trust": (pytest.approx(10 * 10 / 3, rel=1e-2),), "anchor": (pytest.approx(1e-6),)}  # 3 digits
+    assert traversal.merged_grid(grid, ext)["anchor"][0] == pytest.approx(1e-6)
+    # once the extension ran, it is not proposed again
+    tuned2 = _Tuned(["trust 33.3", "anchor 1e-06"], [0.5, 0.5])
+    assert traversal.extend_grid(tuned2, chosen, grid) == {}
+
+
+def test_main_view_renames_the_chosen_lambda_and_join_pads_curves():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    kw = dict(K=5, kind="kwta", batches=1, batch_size=32, n_eval=64)
+    a = traversal.traverse(dense, traversal.run_methods("linear", 0.5, 0.2, {"trust": (1.0, 3.0), "distill": (0.1,)}),
+                           data, {"val": data, "test": data}, steps=2, **kw)
+    b = traversal.traverse(dense, [traversal.Method("trust 9", "trust", 9.0)], data, {"val": data, "test": data},
+                           steps=3, **kw)
+    both = traversal.join(a, b)
+    assert both.q.shape == (len(a.methods) + 1, 3) and torch.isnan(both.q[0, 2])
+    assert torch.isnan(both.acc["test"]["mixture"][0, :, 2]).all()
+    assert not torch.isnan(both.acc["test"]["mixture"][-1]).any()
+    chosen = {"trust": both.methods[both.index("trust 9")], "distill": both.methods[both.index("distill 0.1")]}
+    view = traversal.main_view(both, chosen)
+    assert [m.name for m in view.methods] == ["none", "trust", "abrupt", "distill", "scratch", "gmp", "gmp-macs"]
+    assert view.methods[1].lam == 9.0 and torch.equal(view.final["test"][1], b.final["test"][0])
+    assert torch.equal(view.params["s.features.0.weight"][2], b.params["s.features.0.weight"][0])
+    assert traversal.worst_along_path(view).isfinite().all()
+    with pytest.raises(ParameterError, match="seeds"):
+        traversal.join(a, traversal.traverse(dense.select([0]), [traversal.Method("none")], data,
+                                             {"val": data, "test": data}, steps=2, **kw))
+
+
+def test_baselines_references_and_k_sweep_tables():
+    data = tiny_data(512)
+    base = traversal.baseline_values(data, data)
+    assert set(base) == {"pixels", "prototypes"} and all(0 <= v <= 100 for v in base.values())
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    ms = traversal.main_methods("linear", {"trust": traversal.Method("trust 1", "trust", 1.0)}, prune=0.5)
+    ms.append(traversal.Method("gmp-macs", schedule="zero", prune=0.2))
+    tr = traversal.traverse(dense, ms, data, {"test": data}, K=5, kind="kwta", steps=2, batches=1,
+                            batch_size=64, n_eval=100)
+    dense_test = [0.9, 0.8]
+    table = traversal.method_table(tr, dense_test, base)
+    assert table.count("\n") == 2 + len(ms) + len(base) and "| baseline: logistic regression on pixels |" in table
+    refs = traversal.references_list(tr, dense_test)
+    assert refs[0]["target"] == traversal.PUBLISHED["dense_target"] and refs[0]["measured"] == pytest.approx([90, 80])
+    assert [r["target"] for r in refs[1:]] == pytest.approx([85 - traversal.PUBLISHED["gmp_margin"]] * 2)
+    assert "50 %" in refs[1]["name"] and "20 %" in refs[2]["name"]
+    bl = traversal.baselines_list(base, 512, 2)
+    assert [len(b["measured"]) for b in bl] == [2, 2] and bl[0]["setting"].startswith("all 512")
+    runs = traversal.k_sweep(dense, traversal.Method("trust", "trust", 1.0), [3, 6], data,
+                             {"val": data, "test": data}, kind="kwta", steps=2, batches=1, batch_size=64,
+                             n_eval=100, tail=2, patience=1)
+    assert set(runs) == {3, 6} and all(r.K == k for k, r in runs.items())
+    kt = traversal.k_table(runs, data.x[:64])
+    assert kt.count("\n") == 3 and "| 6 | 5 |" in kt
+    with pytest.raises(ParameterError, match="Ks"):
+        traversal.k_sweep(dense, ms[0], [], data, {"val": data})
+    with pytest.raises(ParameterError, match="K="):
+        traversal.k_sweep(dense, ms[0], [1], data, {"val": data})
+
+
+def test_run_all_stops_scratch_separately_and_tune_extends_an_edge():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=128, tail=3, patience=1)
+    grid = {"trust": (1.0, 3.0)}
+    ms = traversal.run_methods("linear", 0.5, None, grid)
+    assert [m.name for m in ms] == ["none", "trust 1", "trust 3", "abrupt", "scratch", "gmp"]
+    tr = traversal.run_all(dense, ms, data, {"val": data}, **kw)
+    assert [m.name for m in tr.methods] == ["none", "trust 1", "trust 3", "abrupt", "gmp", "scratch"]
+    assert tr.final["val"].shape == (6, 2)
+    # a grid of two values: any choice is at an end, so one more λ runs beyond it
+    tuned, chosen, grown = traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=1, **kw)
+    assert len(grown["trust"]) == 3 and set(grid["trust"]) < set(grown["trust"])
+    assert len(tuned.methods) == 7 and chosen["trust"].lam in grown["trust"]
+    assert traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=0, **kw)[2] == grid
+    with pytest.raises(ParameterError, match="methods"):
+        traversal.run_all(dense, [], data, {"val": data}, **kw)
+
+
+def test_grid_for_tunes_the_main_retention_and_distillation():
+    assert list(traversal.grid_for("trust")) == ["trust", "distill"]
+    assert list(traversal.grid_for("none")) == ["distill"]
+    assert traversal.grid_for("anchor", every=True) == traversal.GRID
+    with pytest.raises(ParameterError, match="main"):
+        traversal.grid_for("ewc")
+
+
+def test_reference_words_follow_the_numbers():
+    tr = traversal.Traversal([traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.9)],
+                             [0, 1], torch.tensor([[0.5, 1.0], [0.0, 0.0]]), [10, 20], {},
+                             {"test": torch.tensor([[0.97, 0.97], [0.90, 0.92]])}, {}, 21, "kwta")
+    w = traversal.reference_words(tr, [0.98, 0.98], {"pixels": 92.5, "prototypes": 82.0})
+    assert w["dense_words"].startswith("which it reaches")
+    assert w["gmp_words"].startswith("7.00 points below") and "short of" in w["gmp_words"]
+    assert w["base_words"] == "below logistic regression on pixels: gradual magnitude pruning"
+    w = traversal.reference_words(tr, [0.90, 0.90], {"pixels": 50.0, "prototypes": 40.0})
+    assert w["dense_words"] == "which it misses by 7.50 points" and "published level" in w["gmp_words"]
+    assert w["gmp_words"].startswith("within 0.5 point") and w["base_words"].startswith("every method")
