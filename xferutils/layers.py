@@ -51,7 +51,7 @@ SCALES = {
                   student=dict(hidden=32, images=600),
                   meta=30, per_digit=30, val=20, unlabelled=20, pool=40, ns=[1, 5], tasks=10, episodes=3,
                   halves=(50, 20), epochs=3, temps=[2, 20], steps=30),
-    "book": dict(ft_epochs=30, teacher=dict(hidden=800, dropout=0.2, images=0, epochs=8, seeds=1),
+    "book": dict(ft_epochs=15, teacher=dict(hidden=800, dropout=0.2, images=0, epochs=8, seeds=1),
                  student=dict(hidden=200, images=3000),
                  meta=500, per_digit=60, val=50, unlabelled=60, pool=1000, ns=[1, 10, 100, 1000], tasks=50,
                  episodes=8, halves=(200, 50), epochs=120, temps=[0.25, 0.5, 1, 2, 5, 20],

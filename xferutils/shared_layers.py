@@ -1079,7 +1079,7 @@ def pool_sizes(preset: str, case: Case) -> dict[str, int]:
 
 RECIPES: dict[str, Recipe] = {  # how the bases and scratch networks train, per preset
     "smoke": Recipe(epochs=2, lr=2e-3, batch_size=128, patience=1),
-    "book": Recipe(epochs=40, lr=1e-3, batch_size=128, patience=5),
+    "book": Recipe(epochs=40, lr=2e-3, batch_size=256, patience=3),
     "full": Recipe(epochs=100, lr=1e-3, batch_size=128, patience=10),
 }
 SWEEPS = {"smoke": (2, 5), "book": (1, 5, 20, 100, 300), "full": (1, 5, 20, 100, 300, 1000)}

@@ -151,7 +151,7 @@ class Method:
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "trust": (1.0, 3.0, 10.0), "dense": (0.3, 1.0, 3.0),
+    "trust": (0.3, 1.0, 3.0), "dense": (0.3, 1.0, 3.0),
     "anchor": (1e-5, 1e-4, 1e-3), "distill": (0.1, 0.3, 1.0)}
 """Chapter 6's λ grids, chosen on the validation split: three traversal retentions and direct
 distillation (the ``dense`` term at q = 1 from the first step). Three values a grid, a factor
