@@ -111,13 +111,18 @@ def test_pixel_logistic_predict_learns_separable_pixels_and_checks_shapes():
         fewshot.pixel_logistic_predict(Split(x, y), test_x[:, :100])
 
 
-def test_meta_learning_reports_pixel_prototypes_on_the_same_tasks():
+def separable_digits() -> Split:
+    """400 images of ten classes, each lit on its own 70 pixels: separable from raw pixels."""
     g = torch.Generator().manual_seed(0)
     y = torch.arange(400) % 10
     x = 0.1 * torch.rand(400, 784, generator=g)
     for c in range(10):
         x[y == c, 70 * c:70 * c + 70] += 1.0
-    data = Split(x, y)
+    return Split(x, y)
+
+
+def test_meta_learning_reports_pixel_prototypes_on_the_same_tasks():
+    data = separable_digits()
     fit = Fit(max_epochs=2, patience=1)
     m = fewshot.meta_learning(lambda: torch.nn.Sequential(torch.nn.Linear(784, 8)),
                               lambda n: xu_models.MLP([784, 8], n), data, data, data, range(5), range(5, 10),
@@ -130,12 +135,7 @@ def test_meta_learning_reports_pixel_prototypes_on_the_same_tasks():
 
 
 def test_protonet_monitor_watches_held_out_tasks_and_the_curve_figure():
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(400) % 10
-    x = 0.1 * torch.rand(400, 784, generator=g)
-    for c in range(10):
-        x[y == c, 70 * c:70 * c + 70] += 1.0
-    data = Split(x, y)
+    data = separable_digits()
     fit = Fit(max_epochs=3, patience=3)
     m = fewshot.meta_learning(lambda: torch.nn.Sequential(torch.nn.Linear(784, 8)),
                               lambda n: xu_models.MLP([784, 8], n), data, data, data, range(5), range(5, 10),
