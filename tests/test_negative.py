@@ -144,6 +144,20 @@ def test_experiment3_reports_the_source_as_is_and_the_ceiling():
     assert [r["name"] for r in rows] == ["source model as is", "ceiling (Bayes: true centres, transform undone)"]
     assert all(len(r["measured"]) == 2 and r["setting"] == "fixed task, shift 0" for r in rows)
     assert ng.lr_summary(out["transfer"][0.0], out["scratch"][0.0]) == "0.1 (2/2) / 0.1 (2/2)"
+    ref = ng.references_list(out, [0, 1], noise=2.0, n_target=25)
+    assert len(ref) == 1 and ref[0]["measured"] == [100 * r["test"] for r in out["source"][0.0]]
+    tasks = [ng.seed001_data(s, "fixed", shift=0.0, noise=2.0, n_target=25) for s in (0, 1)]
+    assert abs(ref[0]["target"] - 50 * sum(ng.source_centre_accuracy(t) for t in tasks)) < 1e-9
+    assert ng.references_list({"source": {3.0: out["source"][0.0]}}, [0, 1], noise=2.0) == []
+    with pytest.raises(ParameterError, match="seeds"):
+        ng.references_list(out, [0], noise=2.0, n_target=25)
+
+
+def test_source_centre_accuracy_is_near_perfect_on_separated_classes():
+    easy = ng.seed001_data(0, "fixed", noise=0.1, shift=0.0)
+    assert ng.source_centre_accuracy(easy) > 0.99
+    hard = ng.seed001_data(0, "fixed", noise=20.0, shift=0.0)
+    assert ng.source_centre_accuracy(hard) < 0.6
 
 
 def test_lr_summary_counts_the_most_chosen_rate():

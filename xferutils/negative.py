@@ -349,6 +349,32 @@ def lr_summary(transfer: Sequence[Mapping[str, float]], scratch: Sequence[Mappin
     return f"{one(transfer)} / {one(scratch)}"
 
 
+def source_centre_accuracy(task: Task) -> float:
+    """Test accuracy of the nearest class mean of the *source* data (chapter 7's target for its
+    source network on its own task: a network should beat a classifier with no parameters)."""
+    x, y = task.source
+    means = np.stack([x[y == c].mean(0) for c in np.unique(y)])
+    xt, yt = task.test
+    return float(np.mean(((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == yt))
+
+
+def references_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]], seeds: Sequence[int], *,
+                    noise: float, n_target: int = 100) -> list[dict[str, object]]:
+    """The results file's ``references`` of chapter 7: the source network on its own task (the
+    fixed protocol's target at shift 0 is the source distribution), against the nearest class
+    mean of the same source data. Empty when shift 0 was not run."""
+    runs = exp3["source"].get(0.0)
+    if not runs:
+        return []
+    if len(runs) != len(seeds):
+        raise ParameterError(f"seeds has {len(seeds)} entries but exp3 has {len(runs)} runs at shift 0")
+    target = [source_centre_accuracy(seed001_data(s, "fixed", shift=0.0, noise=noise, n_target=n_target))
+              for s in seeds]
+    return [{"name": "source network on its own task (shift 0, document 004's recipe)",
+             "measured": [100 * r["test"] for r in runs], "target": 100 * float(np.mean(target)),
+             "source": "nearest class mean of the same source data (this run)"}]
+
+
 def baselines_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]]) -> list[dict[str, object]]:
     """The results file's ``baselines`` from a fixed-protocol :func:`experiment3`: the source model
     as is and the ceiling at every shift (``{name, setting, measured (per-seed %)}``)."""
