@@ -101,3 +101,11 @@ def test_convergence_words_follow_the_numbers():
     assert "lost accuracy" in baseline.convergence_words(-0.9, 0.2, 4, 5)
     assert "cap" in baseline.convergence_words(0.05, 0.2, 5, 5)
     assert "cap" not in baseline.convergence_words(0.05, 0.2, 4, 5)
+
+
+def test_references_list_reports_percent_against_the_published_run():
+    ref = baseline.references_list([0.975, 0.98])
+    assert ref[0]["measured"] == [97.5, 98.0] and ref[0]["target"] == baseline.ANCHOR
+    assert baseline.references_list([0.9], anchor=50.0)[0]["target"] == 50.0
+    with pytest.raises(ParameterError, match="test_acc"):
+        baseline.references_list([])

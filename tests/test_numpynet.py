@@ -252,6 +252,9 @@ def test_rates_chosen_on_validation_over_seeds():
     picked = npn.with_rates(runs, chosen)
     assert all(p["histories"][k] is r["grid"][k][chosen[k]] for p, r in zip(picked, runs) for k in chosen)
     assert "**" in npn.rates_markdown(chosen, table) and "document 004" in npn.rates_markdown(chosen, table)
+    assert npn.edge_rates({"A": 0.01, "B": 0.1, "C": 1.0}, (0.01, 0.1, 1.0)) == {"A": "lowest", "C": "highest"}
+    assert "inside" in npn.edge_words({"B": 0.1}, (0.01, 0.1, 1.0))
+    assert "a (1)" not in npn.edge_words({"A": 1.0}, (0.01, 1.0)) and "highest rate (1)" in npn.edge_words({"A": 1.0}, (0.01, 1.0))
     with pytest.raises(ParameterError, match="not run"):
         npn.with_rates(runs, {"From scratch": 0.3})
     with pytest.raises(ParameterError, match="rates"):
@@ -260,3 +263,13 @@ def test_rates_chosen_on_validation_over_seeds():
         npn.compare_strategies(npn.make_transfer_data(0), 0, max_epochs=2, patience=1, rates=[])
     with pytest.raises(ParameterError, match="rates"):
         npn.compare_strategies(npn.make_transfer_data(0), 0, max_epochs=2, patience=1, rates=[-1.0])
+
+
+def test_adding_a_rate_to_the_grid_changes_no_other_run():
+    data = npn.make_transfer_data(0, "shifted", noise=2.0, shift=0.5)
+    one = npn.compare_strategies(data, 0, max_epochs=6, patience=3, rates=[0.1])
+    two = npn.compare_strategies(data, 0, max_epochs=6, patience=3, rates=[0.03, 0.1])
+    for name in npn.STRATEGIES:
+        assert one["grid"][name][0.1].val_loss == two["grid"][name][0.1].val_loss
+        assert two["grid"][name][0.03].val_loss != two["grid"][name][0.1].val_loss
+    assert one["oracle"] == two["oracle"] and one["source_as_is"] == two["source_as_is"]

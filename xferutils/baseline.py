@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,15 @@ def most_confused(pred: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> t
 def digit_accuracy(rep: Replicas, test: Split, n_classes: int = 10) -> np.ndarray:
     """Per-class test accuracy of every replica, shape (replicas, classes)."""
     return np.array([per_class_accuracy(p, test.y, n_classes) for p in rep.predict(test.x)])
+
+
+def references_list(test_acc: Sequence[float], anchor: float = ANCHOR) -> list[dict[str, object]]:
+    """The results file's ``references`` of chapter 1: the dense network's test accuracy per
+    seed (fractions in, % out) against the published run of the same recipe."""
+    if not test_acc:
+        raise ParameterError("test_acc is empty; give one test accuracy per seed")
+    return [{"name": "dense network 784-512-256-128-10 on MNIST", "measured": [100 * a for a in test_acc],
+             "target": anchor, "source": "one published Keras run of the same recipe (LITERATURE.md)"}]
 
 
 def accuracy_table(acc: Spread, anchor: float = ANCHOR) -> str:

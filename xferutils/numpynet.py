@@ -265,7 +265,7 @@ def _strategy_settings(n_layers: int, gamma: float = 0.5) -> dict[str, tuple[flo
 
 DOC004_RATES = {"From scratch": 0.1, "Feature extraction": 0.1, "Full fine-tuning": 0.01,
                 "Discriminative FT": 0.05}  # document 004's fixed per-strategy learning rates
-RATE_GRID = (0.01, 0.03, 0.1, 0.3)  # chapter 2: every strategy chooses its rate in this grid
+RATE_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # chapter 2: every strategy chooses its rate in this grid
 
 
 def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] = (32, 16),
@@ -288,27 +288,33 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     grid = None if rates is None else [check_float("rates", r, 0.0, 10.0) for r in rates]
     if grid is not None and not grid:
         raise ParameterError("rates must hold at least one learning rate (or be None for document 004's)")
-    rng = np.random.default_rng(check_int("seed", seed, 0))
+    seed = check_int("seed", seed, 0)
     (xs, ys), (xt, yt), test = data.source, data.target, data.target_test
     dims = [xs.shape[1], *hidden, int(ys.max()) + 1]
-    stop = {"epochs": max_epochs, "patience": patience, "reg": reg, "rng": rng}
+    stop = {"epochs": max_epochs, "patience": patience, "reg": reg}
+    rng = np.random.default_rng([seed, 0])
     source = NumpyNet(dims, rng)
-    src_hist = train(source, xs, ys, lr=0.1, batch_size=64, val=data.source_val, **stop)
+    src_hist = train(source, xs, ys, lr=0.1, batch_size=64, val=data.source_val, rng=rng, **stop)
     out = {"histories": {}, "source_as_is": (source.accuracy(xt, yt), source.accuracy(*test))}
     if grid is not None:
         out["grid"] = {}
-    for name, (lr, mult) in _strategy_settings(source.n_layers).items():
+    for k, (name, (lr, mult)) in enumerate(_strategy_settings(source.n_layers).items()):
         for rate in ([lr] if grid is None else grid):
+            # one stream per strategy, restarted at every rate: the rates of a strategy share
+            # its initialisation and batch order (a paired choice), and adding a rate to the
+            # grid changes no other run
+            rng = np.random.default_rng([seed, 1, k])
             net = NumpyNet(dims, rng) if name == "From scratch" else source.copy()
             if name != "From scratch":
                 net.init_layer(net.n_layers - 1, rng)  # a new head g on the pretrained φ
             hist = train(net, xt, yt, lr=rate, batch_size=batch_size, lr_mult=mult,
-                         val=data.target_val, test=test, **stop)
+                         val=data.target_val, test=test, rng=rng, **stop)
             out["histories"].setdefault(name, hist)
             if grid is not None:
                 out["grid"].setdefault(name, {})[rate] = hist
+    rng = np.random.default_rng([seed, 2])
     oracle = NumpyNet(dims, rng)
-    ora_hist = train(oracle, *data.target_pool, lr=0.1, batch_size=64, val=data.target_val, **stop)
+    ora_hist = train(oracle, *data.target_pool, lr=0.1, batch_size=64, val=data.target_val, rng=rng, **stop)
     out["oracle"] = oracle.accuracy(*test)
     out["baselines"] = baselines(data, dims, seed)
     out["epochs"] = {"source": src_hist.best_epoch, "oracle": ora_hist.best_epoch}
@@ -329,6 +335,22 @@ def select_rates(runs: Sequence[dict]) -> dict[str, float]:
     """Each strategy's rate with the lowest validation loss averaged over the seeds' runs: the
     choice uses target validation data only, never the test set."""
     return {name: min(table, key=table.get) for name, table in rate_table(runs).items()}
+
+
+def edge_rates(chosen: Mapping[str, float], grid: Sequence[float] = RATE_GRID) -> dict[str, str]:
+    """The strategies whose chosen rate sits at an end of ``grid`` ("lowest"/"highest"): a
+    better rate may lie beyond it (chapter 2 says so on the page)."""
+    lo, hi = min(grid), max(grid)
+    return {name: "lowest" if rate == lo else "highest" for name, rate in chosen.items() if rate in (lo, hi)}
+
+
+def edge_words(chosen: Mapping[str, float], grid: Sequence[float] = RATE_GRID) -> str:
+    """One sentence for chapter 2's page: which choices (if any) sit at an end of the grid."""
+    edges = edge_rates(chosen, grid)
+    if not edges:
+        return "every chosen rate lies inside the grid, so the grid brackets each strategy's best rate"
+    parts = [f"{name.lower()} chose the {end} rate ({chosen[name]:g})" for name, end in edges.items()]
+    return "; ".join(parts) + ": a rate beyond the grid's end was not tried and might do better"
 
 
 def with_rates(runs: Sequence[dict], chosen: Mapping[str, float]) -> list[dict]:
@@ -510,8 +532,17 @@ def references_list(summary: Mapping[str, dict]) -> list[dict]:
     model trained on the same target pool."""
     return [{"name": f"oracle ({n})", "measured": [100 * v for v in row["values"]["oracle"]],
              "target": 100 * row["baselines"]["inputs_pool"].mean,
-             "source": "logistic regression on the inputs, same target pool (this run)"}
+             "source": "logistic regression on the inputs, same target pool (this run): the task's Bayes classifier is linear"}
             for n, row in summary.items() if "baselines" in row]
+
+
+def oracle_values(summary: Mapping[str, dict], setting: str) -> dict[str, object]:
+    """Chapter 2's glue on the oracle against logistic regression on the same target pool:
+    both means (%), the gap (points) and a word saying which way it goes."""
+    row = summary[setting]
+    oracle, linear = 100 * row["oracle"].mean, 100 * row["baselines"]["inputs_pool"].mean
+    return {"oracle": oracle, "linear": linear, "gap": abs(linear - oracle),
+            "word": "falls short of" if oracle < linear else "matches or beats"}
 
 
 def budget_table(summary: Mapping[str, dict]) -> str:
