@@ -1,11 +1,11 @@
-"""Tests of xferutils.baselines: the pixel, random-network and prototype baselines (chapters 2, 3)."""
+"""Tests of xferutils.core.baselines: the pixel, random-network and prototype baselines (chapters 2, 3)."""
 import numpy as np
 import pytest
 import torch
 
 import xferutils as xu
-from xferutils import baselines as bl
-from xferutils.config import ParameterError
+from xferutils.core import baselines as bl
+from xferutils.core.config import ParameterError
 
 
 def blobs(n: int, seed: int, sep: float = 3.0, dim: int = 784, k: int = 3):
@@ -30,7 +30,7 @@ def net():
 def test_each_baseline_learns_a_separable_task(easy):
     train, test = easy
     assert bl.pixel_logistic(train, test) > 0.95
-    assert bl.nearest_prototype(train, test) > 0.95
+    assert bl.prototype_accuracy(train, test) > 0.95
     assert bl.random_frozen(net, train, test, seed=0) > 0.6  # chance is 1/3
 
 
@@ -38,16 +38,16 @@ def test_random_labels_give_chance(easy):
     train, test = easy
     gen = torch.Generator().manual_seed(3)
     shuffled = xu.data.Split(train.x, train.y[torch.randperm(len(train.y), generator=gen)])
-    for acc in (bl.pixel_logistic(shuffled, test), bl.nearest_prototype(shuffled, test)):
+    for acc in (bl.pixel_logistic(shuffled, test), bl.prototype_accuracy(shuffled, test)):
         assert acc < 0.6
 
 
 def test_nearest_prototype_matches_a_hand_computation():
     train = (np.array([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [6.0, 0.0]]), np.array([0, 0, 1, 1]))
     test = (np.array([[1.0, 1.0], [4.9, 0.1], [2.6, 0.0]]), np.array([0, 1, 1]))  # means (0, 1), (5, 0)
-    assert bl.nearest_prototype(train, test) == pytest.approx(1.0)
+    assert bl.prototype_accuracy(train, test) == pytest.approx(1.0)
     test = (test[0], np.array([0, 1, 0]))  # (2.6, 0) is nearer to (5, 0): the third is wrong
-    assert bl.nearest_prototype(train, test) == pytest.approx(2 / 3)
+    assert bl.prototype_accuracy(train, test) == pytest.approx(2 / 3)
 
 
 def test_seeded_and_the_random_network_depends_on_its_seed(easy):
@@ -106,7 +106,7 @@ def test_bad_input_names_the_parameter(easy):
     with pytest.raises(ParameterError, match="c="):
         bl.logistic_accuracy(train, test, c=0.0)
     with pytest.raises(ParameterError, match="train"):
-        bl.nearest_prototype("images", test)
+        bl.prototype_accuracy("images", test)
     with pytest.raises(ParameterError, match="make_net"):
         bl.random_frozen(3, train, test)
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 import xferutils.bench as bench
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 def test_bench_quick_runs_and_writes_every_row(tmp_path):
@@ -39,7 +39,7 @@ def test_clocked_times_the_call_it_runs():
     """clocked returns the call's result, its wall seconds and its CPU seconds."""
     import torch
 
-    from xferutils import timing
+    from xferutils.pages import timing
     import time
 
     out, t = bench.clocked(lambda: time.sleep(0.05) or 42, torch.device("cpu"))

@@ -4,7 +4,7 @@ import pytest
 from jupyter_cache import get_cache
 
 from xferutils import build
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 def write_nb(path, source, forced=False):

@@ -22,15 +22,15 @@ def check_chapter_modules(device: torch.device) -> None:
         lp = xu.mixture.expected_log_probs(l1, l2, q)
         torch.testing.assert_close(lp.exp().sum(-1), torch.ones(8, device=device))
     torch.testing.assert_close(xu.mixture.expected_log_probs(l1, l2, 0.0), l1.log_softmax(-1))
-    t = xu.distill.soft_targets(l1, 2.0)
+    t = xu.chapters.what_works.distillation.soft_targets(l1, 2.0)
     torch.testing.assert_close(t.sum(-1), torch.ones(8, device=device))
     student = l2.clone().requires_grad_()
-    loss = xu.distill.distill_loss(student, t, 2.0)
+    loss = xu.chapters.what_works.distillation.distill_loss(student, t, 2.0)
     loss.backward()
     assert torch.isfinite(loss) and student.grad.abs().sum() > 0
     support = torch.randn(5, 3, 16, generator=g).to(device)  # 5 classes, 3 shots each
     query = support.mean(1) + 0.01  # each query sits on its class's prototype
-    assert xu.fewshot.classify(support, query).tolist() == [0, 1, 2, 3, 4]
+    assert xu.chapters.what_works.fewshot.classify(support, query).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_chapter_modules_on_the_cpu():

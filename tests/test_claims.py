@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from xferutils import claims
-from xferutils.claims import CONTRADICTED, EQUIVALENT, NOT_SHOWN, SUPPORTED, Family, Question
-from xferutils.config import ParameterError
+from xferutils.pages import claims
+from xferutils.pages.claims import CONTRADICTED, EQUIVALENT, NOT_SHOWN, SUPPORTED, Family, Question
+from xferutils.core.config import ParameterError
 
 
 def test_t_distribution_matches_tables():
@@ -310,7 +310,7 @@ def test_every_chapter_decides_its_claims_in_declared_questions(chapter):
     """The chapters' results (written by the notebooks at smoke in this test session): every claim
     answers a declared question of at most a dozen tested claims, no id twice, no timing in a
     family, and each claim carries the evidence the page shows."""
-    from xferutils.results import results_dir
+    from xferutils.pages.results import results_dir
 
     path = results_dir() / chapter / "smoke.json"
     if not path.is_file():

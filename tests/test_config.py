@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import xferutils as xu
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 def test_resolve_preset_env_overrides(monkeypatch):

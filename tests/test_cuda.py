@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 import xferutils as xu
-from xferutils.data import Split
+from xferutils.core.data import Split
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import xferutils as xu
-from xferutils.config import ParameterError
-from xferutils.data import DataError
+from xferutils.core.config import ParameterError
+from xferutils.core.data import DataError
 
 
 def test_mnist_shapes_and_range(mnist):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import xferutils as xu
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 @pytest.fixture(scope="module")

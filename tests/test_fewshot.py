@@ -1,4 +1,4 @@
-"""Tests of xferutils.fewshot (chapter 5): prototypes, tasks, episodic training, fine-tuned heads."""
+"""Tests of xferutils.chapters.what_works.fewshot (chapter 5): prototypes, tasks, episodic training, fine-tuned heads."""
 import math
 
 import matplotlib.pyplot as plt
@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from xferutils import fewshot
-from xferutils import models as xu_models
-from xferutils.config import ParameterError
-from xferutils.data import Split
-from xferutils.layers import Fit
+from xferutils.chapters.what_works import fewshot
+from xferutils.core import models as xu_models
+from xferutils.core.config import ParameterError
+from xferutils.core.data import Split
+from xferutils.chapters.what_works.freezing import Fit
 
 
 def toy(n_per_class=20, n_classes=4, d=6, spread=0.1, seed=0):

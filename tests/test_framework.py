@@ -1,12 +1,12 @@
-"""Tests of xferutils.framework (chapter 2): shifts, objective helpers, parameter counts, proxy A-distance."""
+"""Tests of xferutils.chapters.framework (chapter 2): shifts, objective helpers, parameter counts, proxy A-distance."""
 import numpy as np
 import pytest
 import torch
 
 import xferutils as xu
-from xferutils import framework as fw
-from xferutils.config import ParameterError
-from xferutils.data import Split
+from xferutils.chapters import framework as fw
+from xferutils.core.config import ParameterError
+from xferutils.core.data import Split
 
 
 def toy_split(n_per_class=50, n_classes=3, dim=784, seed=0) -> Split:
@@ -187,7 +187,7 @@ def test_measure_shifts_predicts_label_shift_from_validation_images():
     expected = [fw.prior_accuracy(pc, fw.skewed_priors(3, study.worst)) for pc in study.per_class_val]
     assert study.predicted[study.label_shift_names[0]] == pytest.approx(expected)
     assert sorted(study.perm) == [0, 1, 2] and all(p != i for i, p in enumerate(study.perm))
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     study.add_claims(fam)
     assert {c.id for c in fam.claims} == {"ch2-label-shift-predicted-hardest", "ch2-label-shift-predicted-easiest"}
     g = study.glue_values()
@@ -213,7 +213,7 @@ def test_transfer_to_new_tasks_trains_three_methods_with_early_stopping():
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in row.values())
     assert all(1 <= e <= 4 for v in study.epochs["new digits"].values() for e in v)
     assert "— (not defined)" not in study.table() and study.table().count("\n") == 1 + 4  # a row per method
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     study.add_claims(fam)
     assert {c.id for c in fam.claims} == {"ch2-frozen-vs-scratch-new", "ch2-tuned-vs-scratch-new"}
     assert study.glue_values()["full_new"] == pytest.approx(85.0)
@@ -229,10 +229,10 @@ def test_transfer_baselines_on_the_same_few_shot_images():
     shots = [xu.data.few_shot(pool, 5, seed=s) for s in (0, 1)]  # the images the methods trained on
     assert row["logistic regression on pixels"] == [xu.baselines.pixel_logistic(t, data, seed=s)
                                                     for t, s in zip(shots, (0, 1))]
-    assert row["nearest class prototype"] == [xu.baselines.nearest_prototype(t, data) for t in shots]
+    assert row["nearest class prototype"] == [xu.baselines.prototype_accuracy(t, data) for t in shots]
     table = study.table()
     assert "| logistic regression on pixels |" in table and table.count("\n") == 1 + 7
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     study.add_claims(fam)
     ids = {c.id for c in fam.claims if c.question == "ch2-baselines"}
     assert ids == {"ch2-baseline-frozen-vs-pixels-new", "ch2-baseline-tuned-vs-pixels-new",
@@ -258,7 +258,7 @@ def test_tables_for_the_page_fit_seven_columns():
 
 def test_efficiency_claims_are_exact_and_decided():
     rows = fw.parameter_table({"dense": xu.models.dense_net}, ranks=(16,), bottlenecks=(8, 32))
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     pct = fw.add_efficiency_claims(fam, rows, "dense")
     v = fam.verdicts()
     assert pct["LoRA r=16"] > 5 and v["003-lora-r16-0.1pct"].verdict == "contradicted"
@@ -279,7 +279,7 @@ def test_measure_bound_shapes_claims_and_figure():
     bound = fw.measure_bound(source, data, {"rotate": [0, 90], "noise": [0.0, 0.5]}, [0, 1], n=40, epochs=2, seed=0)
     assert bound.curves["rotate"]["d_A"].shape == (2, 2) and bound.curves["noise"]["target_error"].shape == (2, 2)
     assert bound.source_error.shape == (2,)
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     bound.add_claims(fam)
     assert len(fam) == 2
     g = bound.glue_values()
@@ -321,7 +321,7 @@ def test_bound_claim_ignores_the_unshifted_point():
     curves = {"rotate": {"strength": [0, 30], "d_A": np.array([[0.0, 0.0], [1.0, 1.2]]),
                          "target_error": np.array([[0.02, 0.03], [0.2, 0.25]])}}
     study = fw.BoundStudy(curves, np.array([0.05, 0.04]))  # at 0 the margin is +0.03 / +0.01
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     study.add_claims(fam)
     # margins at 30°: 0.05 + 0.5 - 0.2 = 0.35 and 0.04 + 0.6 - 0.25 = 0.39 (in points ×100)
     assert fam.claims[0].values == pytest.approx((35.0, 39.0))
@@ -340,6 +340,6 @@ def test_label_shift_distance_when_the_skewed_class_is_scarce():
     d = fw.label_shift_distance(s, [0.8, 0.1, 0.1], [0, 1], n=40, seed=0)  # a half has ~15 of class 0
     assert d.shifted.shape == d.same.shape == d.file_order.shape == (2,)
     assert set(d.glue_values()) >= {"dA_labelshift", "dA_same", "dA_order_std"}
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     d.add_claims(fam)
     assert fam.claims[0].id == "003-label-shift-keeps-px"

@@ -46,7 +46,7 @@ def test_run_step_and_table(tmp_path):
                        tmp_path / "c.log")
     assert ok.status == "ok" and (tmp_path / "a.log").read_text().strip() == "hi"
     assert bad.status.startswith("FAILED (exit 3") and slow.status.startswith("FAILED (over")
-    text = gc.table([ok, bad, slow], "NVIDIA H100 80GB HBM3")
+    text = gc.report_table([ok, bad, slow], "NVIDIA H100 80GB HBM3")
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["step", "preset", "device", "seconds"]
     assert "broken" in lines[2] and "FAILED" in lines[2] and "NVIDIA H100" in lines[1]

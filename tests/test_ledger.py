@@ -6,9 +6,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from xferutils import claims, ledger
-from xferutils.config import ParameterError
-from xferutils.results import save_results
+from xferutils.pages import claims, ledger
+from xferutils.core.config import ParameterError
+from xferutils.pages.results import save_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -57,7 +57,7 @@ def test_every_chapter_registers_the_claims_the_registry_gives_it(chapter):
     """After the notebooks ran (nbval runs them at smoke before these tests), every registry entry
     of a chapter is in that chapter's results file, exactly or as ``<id>-<part>`` claims: the
     ledger never reads "not measured" for a chapter that ran."""
-    from xferutils.results import results_dir
+    from xferutils.pages.results import results_dir
 
     path = results_dir() / chapter / "smoke.json"  # the test session's folder (see conftest.py)
     if not path.is_file():

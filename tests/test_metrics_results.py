@@ -53,7 +53,7 @@ def test_results_roundtrip_and_atomic(tmp_path, monkeypatch):
 
 
 def test_tidy_numbers_for_prose():
-    from xferutils.results import number, plural, tidy
+    from xferutils.pages.results import number, plural, tidy
 
     assert number(-0.04, "+.1f") == "0.0" and number(-0.004, ".2f") == "0.00" and number(0.04, "+.1f") == "+0.0"
     assert number(-0.4, ".1f") == "-0.4" and tidy("[-0.0, +4.1]") == "[0.0, +4.1]"

@@ -3,13 +3,15 @@ import math
 import pytest
 import torch
 
-from xferutils import ensemble, models, traversal
-from xferutils import claims as xu_claims
-from xferutils import traversal as xu_traversal
-from xferutils.claims import Family
-from xferutils.config import ParameterError
-from xferutils.data import Split
-from xferutils.mixture import Mixture, expected_log_probs, route, sampled_logits
+from xferutils.core import ensemble, models
+
+from xferutils.chapters import traversal
+from xferutils.pages import claims as xu_claims
+from xferutils.chapters import traversal as xu_traversal
+from xferutils.pages.claims import Family
+from xferutils.core.config import ParameterError
+from xferutils.core.data import Split
+from xferutils.core.mixture import Mixture, expected_log_probs, route, sampled_logits
 
 
 class Const(torch.nn.Module):
@@ -148,7 +150,7 @@ def test_traverse_runs_every_method_and_reports_shapes():
                        "002-beats-other-traversals", "002-sparse-from-prefit"] and len(ids) == 8
     assert all(i.startswith("ch6-") for i in ids[4:])
     assert {traversal.claim_id("trust", b) for b in ("none", "abrupt", "distill", "gmp")} <= set(ids)
-    from xferutils import ledger
+    from xferutils.pages import ledger
 
     assert {"002-beats-other-traversals", "002-sparse-from-prefit"} <= {e.id for e in ledger.REGISTRY}
     table = traversal.final_table(tr, [0.9, 0.9])
@@ -327,7 +329,7 @@ def test_sampled_mixture_is_the_routed_network_and_follows_q():
 
 
 def test_matched_prune_equals_the_sparse_nets_multiply_adds():
-    from xferutils import sparse
+    from xferutils.core import sparse
 
     net = sparse.sparse_net(21, "kwta")
     macs = sparse.multiply_adds(net, torch.rand(16, 784))

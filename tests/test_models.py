@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import xferutils as xu
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 @pytest.mark.parametrize("make,n_linear,widest,feat", [(xu.models.dense_net, 4, 512, 128),
@@ -88,7 +88,7 @@ def test_missing_weights_fail_at_once_offline(tmp_path, monkeypatch):
 
 def test_mlp_dropout_is_off_by_default_and_only_in_training_mode():
     import torch
-    from xferutils.models import MLP, hinton_mlp
+    from xferutils.core.models import MLP, hinton_mlp
 
     plain = MLP([784, 32, 16], 10)
     assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
@@ -109,8 +109,8 @@ def test_mlp_dropout_is_off_by_default_and_only_in_training_mode():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, "0.5", True])
 def test_mlp_dropout_refuses_bad_probabilities(bad):
-    from xferutils.config import ParameterError
-    from xferutils.models import MLP
+    from xferutils.core.config import ParameterError
+    from xferutils.core.models import MLP
 
     with pytest.raises(ParameterError, match="dropout"):
         MLP([784, 8], 10, dropout=bad)
@@ -118,9 +118,9 @@ def test_mlp_dropout_refuses_bad_probabilities(bad):
 
 def test_replicas_with_dropout_train_and_evaluate_in_eval_mode():
     import torch
-    from xferutils.data import Split
-    from xferutils.ensemble import fit_replicas
-    from xferutils.models import MLP
+    from xferutils.core.data import Split
+    from xferutils.core.ensemble import fit_replicas
+    from xferutils.core.models import MLP
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 784, generator=g)

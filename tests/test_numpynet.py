@@ -1,11 +1,11 @@
-"""Tests of xferutils.numpynet (chapter 2): hand-written backprop, seed 004's data and experiment."""
+"""Tests of xferutils.core.numpynet (chapter 2): hand-written backprop, seed 004's data and experiment."""
 import numpy as np
 import pytest
 import torch
 
 import xferutils as xu
-from xferutils import numpynet as npn
-from xferutils.config import ParameterError
+from xferutils.core import numpynet as npn
+from xferutils.core.config import ParameterError
 
 
 def net_and_batch(dims=(6, 8, 5, 3), n=12, seed=0):
@@ -152,7 +152,7 @@ def fake_run(acc: dict, as_is: float, oracle: float, curve_len: int = 10) -> dic
     hists = {}
     for k, a in acc.items():
         curve = list(np.linspace(a / 2, a, curve_len))
-        hists[k] = npn.History(loss=[1.0] * curve_len, train_acc=[1.0] * curve_len, val_loss=[1.0] * curve_len,
+        hists[k] = npn.NumpyHistory(loss=[1.0] * curve_len, train_acc=[1.0] * curve_len, val_loss=[1.0] * curve_len,
                                test_acc=curve, best_epoch=curve_len)
     return {"histories": hists, "source_as_is": (as_is, as_is), "oracle": oracle,
             "epochs": {"source": 5, "oracle": 5}}
@@ -167,7 +167,7 @@ def test_add_claims_decides_known_outcomes_through_the_family():
                               "Full fine-tuning": 0.85 + noise[2], "Discriminative FT": 0.75 + noise[3]},
                              as_is=0.55, oracle=0.9))
     summ = npn.summarise({"c": runs})["c"]
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     ids = npn.add_claims(fam, summ)
     assert len(ids) == len(set(ids)) == 16 and len(fam) == 14  # two pairs asked both ways: one test each
     assert set(fam.mirrors) == {"004-fe-best-vs-ft", "004-dft-beats-ft"}
@@ -205,7 +205,7 @@ def test_baselines_on_the_same_target_samples():
     summ = npn.summarise({"c": [out, out]})
     table = npn.baseline_table(summ)
     assert "| logistic regression on the inputs |" in table and table.count("\n") == 1 + 4 + 3 + 2
-    fam = xu.claims.Family("t", questions=xu.framework.QUESTIONS)
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     ids = npn.add_claims(fam, summ["c"])
     assert {i for i in ids if i.startswith("ch2-baseline-")} == {
         f"ch2-baseline-np-{s}-vs-inputs" for s in ("scratch", "fe", "ft", "dft")}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from xferutils.optim import adam_
+from xferutils.core.optim import adam_
 
 
 def reference(p: torch.Tensor, grads: list[torch.Tensor], rates: list[float]) -> torch.Tensor:

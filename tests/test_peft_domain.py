@@ -4,7 +4,7 @@ from torch.func import vmap
 from torch.nn import functional as F
 
 import xferutils as xu
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 
 def net(n_classes: int = 3) -> xu.models.MLP:

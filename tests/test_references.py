@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import xferutils as xu
-from xferutils.config import ParameterError
-from xferutils.references import DenseRecipe, dense_mnist
+from xferutils.core.config import ParameterError
+from xferutils.core.references import DenseRecipe, dense_mnist
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of xferutils.shared_layers (chapter 4): cases, visibility, approaches, metrics, references."""
+"""Tests of xferutils.chapters.shared_layers (chapter 4): cases, visibility, approaches, metrics, references."""
 import math
 
 import matplotlib.pyplot as plt
@@ -7,9 +7,9 @@ import torch
 from torch.nn import functional as F
 
 import xferutils as xu
-from xferutils import shared_layers as sl
-from xferutils.config import ParameterError
-from xferutils.data import Split
+from xferutils.chapters import shared_layers as sl
+from xferutils.core.config import ParameterError
+from xferutils.core.data import Split
 
 SMALL = sl.make_case("small")
 SEEDS = [0, 1]

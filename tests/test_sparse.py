@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from xferutils import models, sparse
-from xferutils.config import ParameterError
+from xferutils.core import models, sparse
+from xferutils.core.config import ParameterError
 
 
 def logits(n=64, d=40, scale=4.0, seed=0):

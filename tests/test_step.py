@@ -4,9 +4,9 @@ import torch
 from torch.func import functional_call, vmap
 
 import xferutils as xu
-from xferutils.config import ParameterError
-from xferutils.optim import adam_
-from xferutils.step import ReplicaStep
+from xferutils.core.config import ParameterError
+from xferutils.core.optim import adam_
+from xferutils.core.step import ReplicaStep
 
 
 def test_one_step_is_the_gradient_and_adam_of_each_replica():

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from xferutils import store
-from xferutils.config import ParameterError
-from xferutils.data import Split
-from xferutils.ensemble import fit_replicas, replicate
-from xferutils.models import MLP
+from xferutils.core import store
+from xferutils.core.config import ParameterError
+from xferutils.core.data import Split
+from xferutils.core.ensemble import fit_replicas, replicate
+from xferutils.core.models import MLP
 
 
 def make() -> MLP:

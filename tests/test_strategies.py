@@ -1,4 +1,4 @@
-"""Tests of xferutils.strategies: each strategy trains exactly what it claims (chapter 3)."""
+"""Tests of xferutils.chapters.strategies: each strategy trains exactly what it claims (chapter 3)."""
 import copy
 
 import numpy as np
@@ -7,8 +7,9 @@ import torch
 from torch.nn import functional as F
 
 import xferutils as xu
-from xferutils import strategies as st
-from xferutils.config import ParameterError
+from xferutils.chapters import strategies as st
+from xferutils.core import finetune, metrics
+from xferutils.core.config import ParameterError
 
 
 def net(n_classes: int = 3) -> xu.models.MLP:
@@ -103,10 +104,10 @@ def test_discriminative_rates_reach_the_optimizer(data):
 
 def test_gradual_unfreezing_follows_its_schedule():
     prep = st.prepare(st.Strategy("gradual", unfreeze_every=2), net(), 4)
-    layers = st.layer_names(prep.model)
+    layers = finetune.layer_names(prep.model)
     assert layers == ["features.0", "features.2", "features.4", "head"]
     for epoch, k in [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3), (6, 4), (50, 4)]:
-        assert st.unfrozen_layers(epoch, 4, 2) == k
+        assert finetune.unfrozen_layers(epoch, 4, 2) == k
         mult = prep.multipliers(epoch)
         trained = [layer for layer in layers if mult[f"{layer}.weight"] > 0]
         assert trained == layers[4 - k:], (epoch, trained)
@@ -116,19 +117,19 @@ def test_schedule_epochs_and_frozen_bottom():
     model = st.prepare(st.Strategy("gradual", unfreeze_every=3), net(), 4).model
     assert st.schedule_epochs(st.Strategy("gradual", unfreeze_every=3), model) == 12
     assert st.schedule_epochs(st.Strategy("full_ft"), model) == 0
-    mult = st.frozen_bottom_multipliers(model, 2)  # the exercise's reference solution
-    assert [mult[f"{layer}.weight"] for layer in st.layer_names(model)] == [0.0, 0.0, 1.0, 1.0]
+    mult = finetune.frozen_bottom_multipliers(model, 2)  # the exercise's reference solution
+    assert [mult[f"{layer}.weight"] for layer in finetune.layer_names(model)] == [0.0, 0.0, 1.0, 1.0]
     assert mult["features.0.bias"] == 0.0 and mult["head.bias"] == 1.0
-    assert set(st.frozen_bottom_multipliers(model, 0).values()) == {1.0}
+    assert set(finetune.frozen_bottom_multipliers(model, 0).values()) == {1.0}
     with pytest.raises(ParameterError, match="k="):
-        st.frozen_bottom_multipliers(model, 5)
+        finetune.frozen_bottom_multipliers(model, 5)
 
 
 def test_frozen_bottom_multipliers_freeze_in_training(data):
     prep = st.prepare("full_ft", net(), 4)
     before = copy.deepcopy(prep.model)
     rep = xu.ensemble.fit_replicas([prep.model], data, [0], epochs=2, lr=1e-2, batch_size=32,
-                                   lr_mult=st.frozen_bottom_multipliers(prep.model, 1))
+                                   lr_mult=finetune.frozen_bottom_multipliers(prep.model, 1))
     moved = changed(before, rep.unstack()[0])
     assert not moved["features.0.weight"] and moved["features.2.weight"] and moved["head.weight"]
 
@@ -273,8 +274,8 @@ def test_tile_and_epochs_to_fraction():
     t = st.tile(d, 3)
     assert len(t) == 9 and torch.equal(t.y, torch.tensor([0, 1, 2] * 3)) and torch.equal(t.x[3:6], d.x)
     assert st.tile(d, 1) is d
-    assert st.epochs_to_fraction([0.1, 0.5, 0.85, 0.9, 1.0], 0.9) == 4
-    assert st.epochs_to_fraction([1.0, 0.5, 1.0]) == 1
+    assert metrics.epochs_to_fraction([0.1, 0.5, 0.85, 0.9, 1.0], 0.9) == 4
+    assert metrics.epochs_to_fraction([1.0, 0.5, 1.0]) == 1
 
 
 def test_tuned_grids_and_validation_choice():
@@ -476,7 +477,7 @@ def test_edge_notes_give_reasons_only_for_natural_ends():
 
 
 def test_decision_cells_keep_one_short_line_per_strategy():
-    from xferutils.metrics import spread
+    from xferutils.core.metrics import spread
     fam = xu.claims.Family("t", questions=[xu.claims.Question("q", "q", claims=("*",), margin=0.5)])
     fam.direction("win", "b", "g beats ft", [80.0, 81.0, 80.5, 80.2], [70.0, 70.5, 70.1, 70.9], unit="points")
     fam.direction("und", "b", "g beats ft", [80.0, 70.0, 75.0], [75.0, 72.0, 76.0], unit="points")
@@ -496,14 +497,14 @@ def test_discriminative_is_forward_everywhere():
     """Lower layers get smaller rates: γ ≤ 1 in the grid and in the definition; γ > 1 is refused."""
     assert all(0 < g <= 1 for g in st.GRIDS["discriminative"] + st.SMOKE_GRIDS["discriminative"])
     assert round(1 / 2.6, 3) in st.GRIDS["discriminative"] and 1.0 in st.GRIDS["discriminative"]
-    mult = st.discriminative_multipliers(net(), 1 / 2.6)
-    rates = [mult[f"{name}.weight"] for name in st.layer_names(net())]  # input to head
+    mult = finetune.discriminative_multipliers(net(), 1 / 2.6)
+    rates = [mult[f"{name}.weight"] for name in finetune.layer_names(net())]  # input to head
     assert rates == sorted(rates) and rates[0] < rates[-1] == 1.0
     for bad in (1.25, 1.6):
         with pytest.raises(ParameterError, match="gamma"):
             st.Strategy("discriminative", gamma=bad)
         with pytest.raises(ParameterError, match="gamma"):
-            st.discriminative_multipliers(net(), bad)
+            finetune.discriminative_multipliers(net(), bad)
     assert "no longer discriminative" in st.edge_notes({"discriminative": [0.5, 1.0]}, {"discriminative": 1.0})[0]
 
 
@@ -577,7 +578,7 @@ def test_baselines_use_the_strategies_images(data):
         assert len(m.test[("exp1", b, 30)]) == 2
     train = xu.data.sample(pool, 30, seed=1)  # jobs_for's sample for seed 1
     assert m.test[("exp1", "pixels", 30)][1] == pytest.approx(100 * xu.baselines.pixel_logistic(train, pool, seed=1))
-    assert m.test[("exp1", "prototypes", 30)][1] == pytest.approx(100 * xu.baselines.nearest_prototype(train, pool))
+    assert m.test[("exp1", "prototypes", 30)][1] == pytest.approx(100 * xu.baselines.prototype_accuracy(train, pool))
     rows = st.baselines_list(m)
     assert {r["name"] for r in rows} == {st.NAMES3[b] for b in st.BASELINES}
     assert all(r["setting"] == "new classes, 30 labels" and len(r["measured"]) == 2 for r in rows)

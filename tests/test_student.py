@@ -8,7 +8,7 @@ import pytest
 from nbclient import NotebookClient
 
 from xferutils import student
-from xferutils.config import ParameterError
+from xferutils.core.config import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

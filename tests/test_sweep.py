@@ -1,4 +1,4 @@
-"""Sweeps over blocks of seeds (xferutils.sweep) and their merge (xferutils.claims.merge).
+"""Sweeps over blocks of seeds (xferutils.sweep) and their merge (xferutils.pages.claims.merge).
 
 The merge and argument tests need no engine; the cluster tests skip when Dask's ``distributed``
 is not installed (the optional extra ``scale``, which CI installs)."""
@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from xferutils import claims, sweep
-from xferutils.claims import Family, merge
-from xferutils.config import ParameterError
+from xferutils.pages import claims
+
+from xferutils import sweep
+from xferutils.pages.claims import Family, merge
+from xferutils.core.config import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 CH7 = ROOT / "notebooks" / "07_negative_results.ipynb"

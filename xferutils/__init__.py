@@ -1,32 +1,42 @@
 """xferutils: the helper package of the executable book on transfer learning.
 
-One module per idea of the book.
+Three layers, each a subpackage:
 
-- Core: ``config`` (presets, validation, device), ``data`` (MNIST, subsets, shifts), ``models``
-  (the seeds' networks), ``train`` (one network, the readable reference trainer), ``ensemble``
-  (vectorized replicas), ``store`` (trained networks kept by configuration and seed),
-  ``references`` (networks several chapters start from) and ``step`` (its fused / CUDA-graph step), ``metrics``, ``claims``
-  (verdicts on claims), ``plotting``, ``results``, ``timing``;
-  long loops show their progress with ``tqdm.auto``.
-- Ideas: ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN and its λ schedule).
-- Per chapter: ``baseline`` (1), ``framework`` and ``numpynet`` (2), ``strategies`` (3),
-  ``baselines`` (the pixel, random-network and prototype baselines of 2 and 3),
-  ``shared_layers`` (4), ``distill``, ``fewshot`` and ``layers`` (5), ``sparse``, ``mixture`` and
-  ``traversal`` (6), ``negative`` (7); ``ledger`` (the claims ledger).
-- Commands: ``python -m xferutils.build`` (the book), ``python -m xferutils.bench``,
-  ``python -m xferutils.claims compare``,
-  ``python -m xferutils.student``, ``python -m xferutils.gpucheck``.
+- ``core``: what trains and measures networks, independent of any page — ``config`` (presets,
+  parameter checks, device), ``data`` (MNIST, subsets, shifts), ``models``, ``train`` (one
+  network, the readable reference trainer), ``ensemble`` (seeds as vectorized replicas: the
+  book's trainer), ``step`` and ``optim`` (its fused / CUDA-graph step and its one Adam),
+  ``store`` and ``references`` (trained networks kept by configuration and seed, and the ones
+  several chapters start from), ``finetune`` (per-layer learning-rate multipliers),
+  ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN), ``sharing`` (shared layers
+  between two networks), ``sparse`` and ``mixture`` (k-WTA and the dense/sparse mixture),
+  ``numpynet`` (the NumPy network of chapter 2), ``baselines`` (pixel, random-network and
+  prototype baselines) and ``metrics``.
+- ``pages``: what turns results into pages — ``claims`` (questions, verdicts and their words),
+  ``ledger`` (every source claim and its verdict), ``results`` (results files and glue),
+  ``plotting`` and ``timing``.
+- ``chapters``: one module per chapter, named for its idea, holding what only that chapter
+  runs and the builders of its tables, figures and words: ``dense_baseline`` (1), ``framework``
+  (2), ``strategies`` (3), ``shared_layers`` (4), ``what_works`` (5: ``distillation``,
+  ``fewshot``, ``freezing``), ``traversal`` (6), ``negative_results`` (7). Chapters import the
+  core and the pages, never each other.
+
+Commands (top level): ``python -m xferutils.build`` (the book), ``python -m xferutils.bench``,
+``python -m xferutils.claims compare``, ``python -m xferutils.student``,
+``python -m xferutils.sweep``, ``python -m xferutils.gpucheck``.
+
+The core and page modules are also reachable flat (``xu.data``, ``xu.claims``), as the pages
+use them; chapters as ``xu.chapters.<name>``.
 """
 __version__ = "0.1.0"
 
-from . import (baseline, baselines, claims, config, data, distill, domain, ensemble, fewshot,  # noqa: E402
-               framework, layers, ledger, metrics, mixture, models, negative, numpynet, peft,
-               plotting, references, results, shared_layers, sparse, store, strategies, timing,
-               train, traversal)
+from . import chapters, core, pages  # noqa: E402
+from .core import (baselines, config, data, domain, ensemble, finetune, metrics, mixture,  # noqa: E402
+                   models, numpynet, optim, peft, references, sparse, step, store, train)
+from .pages import claims, ledger, plotting, results, timing  # noqa: E402
 
 show = plotting.show_source
 
-__all__ = ["baseline", "baselines", "claims", "config", "data", "distill", "domain", "ensemble", "fewshot",
-           "framework", "layers", "ledger", "metrics", "mixture", "models", "negative", "numpynet",
-           "peft", "plotting", "references", "results", "shared_layers", "show", "sparse",
-           "store", "strategies", "timing", "train", "traversal"]
+__all__ = ["baselines", "chapters", "claims", "config", "core", "data", "domain", "ensemble", "finetune",
+           "ledger", "metrics", "mixture", "models", "numpynet", "optim", "pages", "peft", "plotting",
+           "references", "results", "show", "sparse", "step", "store", "timing", "train"]

@@ -3,13 +3,13 @@
 Measured in one process on the same network (784-512-256-128-10, Adam):
 
 1. document 002's loop as written: torchvision ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
-   (batch 64, Adam 1e-3, 5 epochs), against :func:`xferutils.train.fit` (the single-model
+   (batch 64, Adam 1e-3, 5 epochs), against :func:`xferutils.core.train.fit` (the single-model
    reference; fp32, and bf16 autocast where the CPU/GPU has it) and
-   :func:`xferutils.ensemble.fit_replicas` with one replica (its ``auto`` engine: a CUDA graph
+   :func:`xferutils.core.ensemble.fit_replicas` with one replica (its ``auto`` engine: a CUDA graph
    on a GPU), both on resident tensors (batch 512, a one-cycle schedule, 3 epochs), to the same
    test accuracy (within 0.5 points: the ``same_accuracy`` column);
 2. replica scaling: K replicas trained as one vectorized model, in ms per model-epoch, against
-   sequential :func:`~xferutils.train.fit` runs of the same models. The defaults fit the device
+   sequential :func:`~xferutils.core.train.fit` runs of the same models. The defaults fit the device
    (:data:`SIZED`): K = 1, 8 on 12,000 images on a CPU (a few minutes on 2 cores), K = 1, 8, 32,
    128 on all 60,000 on a GPU.
 
@@ -28,12 +28,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import config, data, ensemble, models, timing, train
-from .results import atomic_write_text, results_dir
+from xferutils.core import config, data, ensemble, models, train
+
+from xferutils.pages import timing
+from xferutils.pages.results import atomic_write_text, results_dir
 
 
 def clocked(fn: Callable[[], object], device: torch.device) -> tuple[object, timing.Timer]:
-    """Run ``fn``; return its result and its wall and CPU seconds (:func:`xferutils.timing.timed`).
+    """Run ``fn``; return its result and its wall and CPU seconds (:func:`xferutils.pages.timing.timed`).
 
     On a shared CPU the wall clock counts other people's work too: the tables also give CPU
     time (user + system of this process), whose ratios are what contention does not inflate.
@@ -127,7 +129,7 @@ def scaling(mnist: data.MNIST, ks: list[int], epochs: int, batch_size: int, lr: 
     """ms per model-epoch of K replicas trained as one model, against sequential ``fit`` runs.
 
     The sequential reference trains ``min(seq_models, max(ks))`` of the same models (same
-    initial weights and seeds) one after another with :func:`xferutils.train.fit`; its ms per
+    initial weights and seeds) one after another with :func:`xferutils.core.train.fit`; its ms per
     model-epoch times K is what K sequential runs cost (``speedup`` divides by that).
     """
     split = _limited(mnist.train, limit)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .config import ParameterError, check_int, physical_cores
+from xferutils.core.config import ParameterError, check_int, physical_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 # Chapters in the order to start them: the longest first, so that the two workers finish together
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 READERS = ("07_negative_results",)
 LONGEST_FIRST = ("06_mixture_traversal", "04_shared_layers", "05_what_works", "03_strategies",
                  "02_framework", "01_dense_baseline", "07_negative_results")
-# Chapter 6 first: it trains chapter 1's dense networks into the store (xferutils.store), which
+# Chapter 6 first: it trains chapter 1's dense networks into the store (xferutils.core.store), which
 # chapter 1, started last, reads back instead of waiting on the store's lock for them.
 
 

@@ -92,7 +92,7 @@ def run_step(step: Step, timeout: float, log: Path) -> Step:
     return step
 
 
-def table(steps: list[Step], device: str) -> str:
+def report_table(steps: list[Step], device: str) -> str:
     """One row per step, then each preset's total over the chapter notebooks."""
     lines = [f"{'step':<28} {'preset':<7} {'device':<24} {'seconds':>8}  status"]
     for s in steps:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in steps:
         run_step(s, a.timeout, a.out / f"{s.name.replace('/', '_')}_{s.preset}.log")
         print(f"{s.name} {s.preset}: {s.status} ({s.seconds:.1f} s)", flush=True)
-    print(table(steps, device))
+    print(report_table(steps, device))
     rows = [{**asdict(s), "cwd": os.path.relpath(s.cwd, ROOT), "device": device} for s in steps]
     (a.out / "gpucheck.json").write_text(json.dumps(rows, indent=2, default=str))
     return 0 if all(s.status == "ok" for s in steps) else 1

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import ParameterError
+from xferutils.core.config import ParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SRC = ROOT / "notebooks"

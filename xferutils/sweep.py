@@ -14,7 +14,7 @@ writes them atomically to ``--out`` (default ``results/sweep/<chapter>/<preset>/
 ``seeds-<first>-<last>.json`` and ``.ipynb``. So workers need the package and the data
 (``XFER_DATA_DIR``), not a shared file system, and a failed run leaves no file behind: it is
 reported with the end of its output and retried once. ``--merge`` then pools the blocks with
-:func:`xferutils.claims.merge` into ``merged.json`` beside them, one verdict per claim on all the
+:func:`xferutils.pages.claims.merge` into ``merged.json`` beside them, one verdict per claim on all the
 seeds. The engine is the optional extra ``scale`` (``pip install -e .[scale]``).
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, ParameterError, check_choice, check_int, physical_cores
-from .results import DEFAULT_DIR, atomic_write_text
+from xferutils.core.config import PRESETS, ParameterError, check_choice, check_int, physical_cores
+from xferutils.pages.results import DEFAULT_DIR, atomic_write_text
 
 TOPIC = "xferutils-sweep"  # the Dask event topic of the "start" lines
 INSTALL = ("the sweep runs on Dask's distributed engine, which is not installed; install the "
@@ -47,7 +47,7 @@ SEED_INDEPENDENT = frozenset({"07_negative_results"})
 
 
 @dataclass(frozen=True)
-class Job:
+class SweepJob:
     """One papermill run: ``n`` seeds from ``seed0`` of ``notebook`` at ``preset``, written as
     ``out/seeds-<first>-<last>.json`` (and ``.ipynb``)."""
 
@@ -92,7 +92,7 @@ def parse_seeds(text: str) -> range:
 
 
 def plan(notebooks: Sequence[str | Path], preset: str, seeds: range, block: int,
-         out: str | Path | None = None) -> list[Job]:
+         out: str | Path | None = None) -> list[SweepJob]:
     """The runs of a sweep, validated: every notebook exists, the preset is known, blocks of
     ``block`` seeds (the last may be shorter). ``out`` is the folder of a single notebook's
     files (default ``results/sweep/<chapter>/<preset>``); with several notebooks each gets
@@ -117,7 +117,7 @@ def plan(notebooks: Sequence[str | Path], preset: str, seeds: range, block: int,
         else:
             folder = Path(out) if len(paths) == 1 else Path(out) / p.stem
         for a in range(seeds.start, seeds.stop, block):
-            jobs.append(Job(p, preset, a, min(block, seeds.stop - a), folder))
+            jobs.append(SweepJob(p, preset, a, min(block, seeds.stop - a), folder))
     return jobs
 
 
@@ -182,7 +182,7 @@ def _say(text: str) -> None:
     print(f"[sweep {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def sweep(jobs: Sequence[Job], client: Any, *, retries: int = 1, threads: int = 1) -> tuple[list[Job], list[Job]]:
+def sweep(jobs: Sequence[SweepJob], client: Any, *, retries: int = 1, threads: int = 1) -> tuple[list[SweepJob], list[SweepJob]]:
     """Run ``jobs`` on a Dask ``client``; write each finished run atomically; a failed run is
     reported and submitted again, up to ``retries`` times. Returns (done, failed)."""
     from distributed import as_completed
@@ -192,9 +192,9 @@ def sweep(jobs: Sequence[Job], client: Any, *, retries: int = 1, threads: int = 
     except Exception:  # noqa: BLE001 -- an older scheduler: no start lines, the rest works
         pass
     texts = {nb: nb.read_text() for nb in {j.notebook for j in jobs}}
-    tries: dict[Job, int] = {}
+    tries: dict[SweepJob, int] = {}
 
-    def submit(job: Job) -> Any:
+    def submit(job: SweepJob) -> Any:
         tries[job] = tries.get(job, 0) + 1
         key = f"xfer-{job.chapter}-{job.preset}-{job.name}-try{tries[job]}-{os.getpid()}-{time.time_ns()}"
         return client.submit(run_job, texts[job.notebook], str(job.notebook.resolve().parent), job.chapter,
@@ -226,9 +226,9 @@ def sweep(jobs: Sequence[Job], client: Any, *, retries: int = 1, threads: int = 
 
 
 def merge_files(paths: Sequence[Path], output: Path) -> dict[str, Any]:
-    """:func:`xferutils.claims.merge` of the results files ``paths``, written atomically."""
-    from .claims import merge
-    from .results import _plain
+    """:func:`xferutils.pages.claims.merge` of the results files ``paths``, written atomically."""
+    from xferutils.pages.claims import merge
+    from xferutils.pages.results import _plain
 
     merged = merge([json.loads(Path(p).read_text()) for p in paths])
     atomic_write_text(output, json.dumps(_plain(merged), indent=2, sort_keys=True))
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (OSError, ValueError) as err:
                 print(f"error: merge of {_where(out)}: {err}", file=sys.stderr)
                 return 2
-            from .claims import counts
+            from xferutils.pages.claims import counts
 
             c = counts(merged["claims"])
             _say(f"merged {len(mine)} runs ({merged['params']['n_seeds']} seeds) -> "

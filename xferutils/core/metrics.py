@@ -1,0 +1,70 @@
+"""Accuracy, per-class accuracy and the spread of a metric over seeds (every chapter)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from xferutils.core.config import check_float
+
+# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (95% intervals).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of predictions equal to the labels (predictions or logits)."""
+    if pred.dim() == y.dim() + 1:
+        pred = pred.argmax(-1)
+    return (pred == y).float().mean().item()
+
+
+def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> list[float]:
+    """Accuracy on the samples of each class 0..n_classes-1 (NaN for an absent class)."""
+    correct = torch.bincount(y[pred == y], minlength=n_classes).float()
+    total = torch.bincount(y, minlength=n_classes).float()
+    return (correct / total).tolist()  # 0/0 gives NaN: no samples of that class
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, sample standard deviation and 95% t-interval half-width over n seeds."""
+
+    mean: float
+    std: float
+    ci95: float
+    n: int
+
+    def __str__(self) -> str:
+        return self.fmt()
+
+    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
+        """``97.8 ± 0.2`` (mean ± std, in percent by default), with no-break spaces around "±"
+        (a table cell never breaks it) and no negative zero."""
+        from xferutils.pages.results import tidy
+
+        return tidy(f"{self.mean * scale:.{digits}f}\u00a0±\u00a0{self.std * scale:.{digits}f}")
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "n": self.n}
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """Summarise a metric measured once per seed."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("spread() needs at least one value")
+    n = len(vals)
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    t = _T975[min(n - 1, len(_T975)) - 1] if n > 1 else float("nan")
+    return Spread(mean, std, t * std / math.sqrt(n) if n > 1 else float("nan"), n)
+
+
+def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.9) -> int:
+    """First epoch (1-based) at which ``curve`` reaches ``fraction`` of its final value (document 004)."""
+    target = check_float("fraction", fraction, 0.0, 1.0) * curve[-1]
+    return next(i + 1 for i, v in enumerate(curve) if v >= target)
