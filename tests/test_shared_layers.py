@@ -419,6 +419,24 @@ def test_weight_grid_is_chosen_on_validation_and_extended_at_an_edge():
     assert plain.weight is None and plain.scores == {}
 
 
+def test_prototypes_reusing_alignment_equal_prototypes_trained_alone():
+    f, val, test = toy_features(), toy_features(n_per_class=10, seed=1), toy_features(n_per_class=10, seed=2)
+    s = sl.Settings(epochs=3, patience=2, batch_size=64, width=16, proj_dim=8, grid=(0.1, 1.0), max_extend=1)
+    align = sl.train_approach("alignment", f, SMALL, SEEDS, s, val=val)
+    alone = sl.train_approach("prototypes", f, SMALL, SEEDS, s, val=val)
+    reused = sl.train_approach("prototypes", f, SMALL, SEEDS, s, val=val, reuse=align)
+    assert reused.scores == alone.scores and reused.weight == alone.weight
+    assert torch.equal(reused.predict1(test.f1), alone.predict1(test.f1))
+    assert all(torch.equal(a, b) for a, b in zip(reused.prototypes, alone.prototypes))
+    assert reused.seconds >= align.seconds  # the training it stands on is counted
+    with pytest.raises(ParameterError, match="cannot reuse"):
+        sl.train_approach("contrastive", f, SMALL, SEEDS, s, val=val, reuse=align)
+    with pytest.raises(ParameterError, match="another case, seeds, settings or features"):
+        sl.train_approach("prototypes", f, SMALL, [5, 6], s, val=val, reuse=align)
+    with pytest.raises(ParameterError, match="another case, seeds, settings or features"):
+        sl.train_approach("prototypes", toy_features(seed=3), SMALL, SEEDS, s, val=val, reuse=align)
+
+
 def test_shared_net_on_network1_features_alone_gives_its_logits():
     net = sl.SharedNet(6, 4, 5, width=8, proj_dim=3)
     f1 = torch.randn(7, 6)

@@ -153,20 +153,32 @@ def keep_digits(data: Split, digits: Sequence[int]) -> Split:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a base or scratch network trains: Adam at ``lr`` with batches of ``batch_size``, at most
-    ``epochs`` epochs, stopped after ``patience`` epochs without a better validation accuracy
-    (the best epoch's weights kept)."""
+    """How a base or scratch network trains: Adam at ``lr`` with batches of ``batch_size``.
+
+    With ``patience``: at most ``epochs`` epochs at a constant rate, stopped after ``patience``
+    epochs without a better validation accuracy (the best epoch's weights kept). With
+    ``patience=None`` and ``schedule="onecycle"``: exactly ``epochs`` epochs, the rate rising to
+    ``lr`` over the first tenth of the steps and falling linearly to zero
+    (:func:`xferutils.train.lr_factor`), the last weights kept; the validation accuracy of every
+    epoch is still recorded (the network's validation curve)."""
 
     epochs: int = 60
     lr: float = 1e-3
     batch_size: int = 128
-    patience: int = 5
+    patience: int | None = 5
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 1, 10_000)
         check_float("lr", self.lr, 1e-6, 1.0)
         check_int("batch_size", self.batch_size, 1, 60_000)
-        check_int("patience", self.patience, 1, 1_000)
+        if self.patience is not None:
+            check_int("patience", self.patience, 1, 1_000)
+        check_choice("schedule", self.schedule, ["constant", "onecycle"])
+        if (self.schedule == "onecycle") != (self.patience is None):
+            raise ParameterError(f"schedule={self.schedule!r} with patience={self.patience!r}: stop early "
+                                 "(patience) at a constant rate, or run a onecycle schedule to its end "
+                                 "(patience=None); a onecycle rate cut off early never anneals")
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,8 @@ def trained_nets(arch: str, digits: Sequence[int], pools: Pools, seeds: Sequence
     def fit(missing: list[int]) -> Replicas:
         data = keep_digits(pools.base, cls) if rows is None else [rows[seeds.index(s)] for s in missing]
         return fit_replicas(replicate(lambda: make(len(cls)), missing), data, missing, epochs=recipe.epochs,
-                            lr=recipe.lr, batch_size=recipe.batch_size, val=val, patience=recipe.patience)
+                            lr=recipe.lr, batch_size=recipe.batch_size, val=val, patience=recipe.patience,
+                            schedule=recipe.schedule)
 
     name = f"ch4-{arch}" + ("" if rows is None else "-rows")
     return trained(name, config, seeds, lambda: make(len(cls)), fit, device=pools.base.x.device)
@@ -575,6 +588,11 @@ class Outcome:
     bridge_idx: list[torch.Tensor] | None = None  # bridging: the transfer images Network 1 saw
     weight: float | None = None
     scores: dict[float, float] = field(default_factory=dict)
+    # every weight trained, {w: (models, histories)}, and what they were trained with (for reuse)
+    tried: dict = field(default_factory=dict, repr=False)
+    seeds: list[int] = field(default_factory=list)
+    settings: Settings | None = None
+    rows_of: Features | None = field(default=None, repr=False)  # the features it trained on
 
     @property
     def epochs(self) -> list[int]:
@@ -646,9 +664,12 @@ def _outcome(approach: str, case: Case, models: list[SharedNet], history: list[H
     return Outcome(approach, case, models, 0.0, 0.0, trainable, history, protos, seen, weight)
 
 
+SAME_TRAINING = {"prototypes": "alignment"}  # approach -> the approach whose shared layers it trains
+
+
 def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[int],
                    settings: Settings = Settings(), *, val: Features | None = None,
-                   grid: Sequence[float] | None = None) -> Outcome:
+                   grid: Sequence[float] | None = None, reuse: Outcome | None = None) -> Outcome:
     """Train the shared parts of ``approach`` on cached features for every seed (vectorized).
 
     The bases are not involved: only projections, shared layers (and the discriminator or the
@@ -660,10 +681,23 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
     (:func:`val_rows`) and, for an approach with a loss weight, every weight of ``grid``
     (default ``settings.grid``) trained at once and the one with the best mean
     :meth:`Outcome.target_score` kept; a choice at the grid's edge extends the grid.
+
+    ``reuse``: the :class:`Outcome` of the approach whose training this one shares
+    (:data:`SAME_TRAINING`: ``prototypes`` trains exactly as ``alignment``, same objective,
+    rows, seeds and weights), trained on the same features, case, seeds and settings: its shared
+    layers of every weight it tried are taken instead of training them again (bit for bit the
+    same networks), and its training time is added to this one's. Anything else is refused.
     """
     check_choice("approach", approach, APPROACHES)
     seeds = check_seeds("seeds", seeds)
     s = settings
+    if reuse is not None:
+        if SAME_TRAINING.get(approach) != reuse.approach:
+            raise ParameterError(f"{approach} cannot reuse {reuse.approach}'s training: only "
+                                 f"{', '.join(f'{a} <- {b}' for a, b in SAME_TRAINING.items())} train alike")
+        if reuse.case != case or reuse.seeds != list(seeds) or reuse.settings != s or reuse.rows_of is not feats:
+            raise ParameterError(f"reuse was trained on another case, seeds, settings or features than "
+                                 f"{approach} is asked for; train it anew (reuse=None)")
     d1, d2 = feats.f1.shape[-1], feats.f2.shape[-1]
     rows = visible_rows(approach, feats, case, seeds, s.n_bridge, s.use_donor)
     vrows = val_rows(val, case, len(seeds)) if val is not None else None
@@ -672,26 +706,26 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
     else:
         todo = sorted(float(check_float("grid", w, 0.0)) for w in (grid or s.grid))
     k = len(seeds)
-    tried: dict[float, tuple[list[SharedNet], list[History]]] = {}
+    tried: dict[float, tuple[list[SharedNet], list[History]]] = dict(reuse.tried) if reuse else {}
     scores: dict[float, float] = {}
-    trainable = 0
+    trainable = reuse.trainable if reuse else 0
     with timed(feats.y.device) as t:
         for _ in range(s.max_extend + 1):
             ws = [w for w in todo if w not in tried]
-            if not ws:
-                break
-            models, hist, trainable = _fit(
-                approach, case, rows * len(ws), vrows * len(ws) if vrows else None,
-                [sd + 10007 * (i + len(tried)) for i in range(len(ws)) for sd in seeds],
-                [w for w in ws for _ in seeds], s, d1, d2)
-            for i, w in enumerate(ws):
-                tried[w] = (models[i * k:(i + 1) * k], hist[i * k:(i + 1) * k])
-                if val is not None:
+            if ws:  # the j-th weight asked for trains with seeds + 10007·j (whoever trained it)
+                models, hist, trainable = _fit(
+                    approach, case, rows * len(ws), vrows * len(ws) if vrows else None,
+                    [sd + 10007 * (len(scores) + todo.index(w)) for w in ws for sd in seeds],
+                    [w for w in ws for _ in seeds], s, d1, d2)
+                for i, w in enumerate(ws):
+                    tried[w] = (models[i * k:(i + 1) * k], hist[i * k:(i + 1) * k])
+            for w in todo:
+                if val is not None and w not in scores:
                     o = _outcome(approach, case, *tried[w], rows, feats, seeds, s, trainable, w)
                     scores[w] = sum(o.target_score(val)) / k
             if val is None or approach not in WEIGHTED:
                 break
-            grid_now = sorted(tried)
+            grid_now = sorted(scores)  # the weights this approach asked for (reuse may hold more)
             best = max(grid_now, key=lambda w: scores[w])
             if best == grid_now[-1]:
                 todo = [best * 10]
@@ -699,10 +733,13 @@ def train_approach(approach: str, feats: Features, case: Case, seeds: Sequence[i
                 todo = [best / 10]
             else:
                 break
-    weight = max(tried, key=lambda w: scores[w]) if scores else todo[0]
+    weight = max(scores, key=lambda w: scores[w]) if scores else todo[0]
     out = _outcome(approach, case, *tried[weight], rows, feats, seeds, s, trainable,
                    weight if approach in WEIGHTED else None)
     out.seconds, out.cpu_seconds, out.scores = t.wall, t.cpu, scores if approach in WEIGHTED else {}
+    if reuse is not None:  # the training it stands on is part of its cost
+        out.seconds, out.cpu_seconds = out.seconds + reuse.seconds, out.cpu_seconds + reuse.cpu_seconds
+    out.tried, out.seeds, out.settings, out.rows_of = tried, list(seeds), s, feats
     return out
 
 
