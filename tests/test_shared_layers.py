@@ -343,7 +343,8 @@ def test_case_pieces_smoke(mnist):
     assert "trivial" in sl.criteria_table({"small": r}, v) and "trivial" in sl.main_table(r, gate)
     assert "ch4-bridging-vs-pixels-small" in v
     assert {"000-bridging-94", "000-zero-information", "ch4-bridging-vs-few-shot-small",
-            "000-crit-faster-small-bridging", "ch4-donor-helps"} <= set(v)
+            "000-crit-faster-small-bridging", "ch4-donor-helps", "ch4-base1-target-small",
+            "ch4-base2-target-small"} <= set(v)
     assert all(x.verdict in ("supported", "contradicted", "equivalent", "not shown") for x in v.values())
     for table in (sl.bases_table({"small": r}), sl.main_table(r), sl.probe_table({"small": r}),
                   sl.align_table({"small": r}), sl.criteria_table({"small": r}, v), sl.claims_table(v),
@@ -365,7 +366,7 @@ def test_case_pieces_smoke(mnist):
     assert {x["name"] for x in data["baselines"]} == set(sl.PIXEL_BASELINES.values())
     assert all(len(x["measured"]) == 2 and "5 labelled images of digit 3" in x["setting"] for x in data["baselines"])
     for fig in (sl.transfer_figure({"small": r}), sl.shares_figure({"small": r}), sl.bridge_figure(r, both),
-                sl.tradeoff_figure(op)):
+                sl.tradeoff_figure(op), sl.bases_figure({"small": r})):
         assert fig.get_size_inches()[0] <= 10
         plt.close(fig)
 
@@ -417,6 +418,24 @@ def test_weight_grid_is_chosen_on_validation_and_extended_at_an_edge():
     assert all(1 <= e <= 3 for e in out.epochs)
     plain = sl.train_approach("none", f, SMALL, SEEDS, s, val=val)
     assert plain.weight is None and plain.scores == {}
+
+
+def test_prototypes_reusing_alignment_equal_prototypes_trained_alone():
+    f, val, test = toy_features(), toy_features(n_per_class=10, seed=1), toy_features(n_per_class=10, seed=2)
+    s = sl.Settings(epochs=3, patience=2, batch_size=64, width=16, proj_dim=8, grid=(0.1, 1.0), max_extend=1)
+    align = sl.train_approach("alignment", f, SMALL, SEEDS, s, val=val)
+    alone = sl.train_approach("prototypes", f, SMALL, SEEDS, s, val=val)
+    reused = sl.train_approach("prototypes", f, SMALL, SEEDS, s, val=val, reuse=align)
+    assert reused.scores == alone.scores and reused.weight == alone.weight
+    assert torch.equal(reused.predict1(test.f1), alone.predict1(test.f1))
+    assert all(torch.equal(a, b) for a, b in zip(reused.prototypes, alone.prototypes))
+    assert reused.seconds >= align.seconds  # the training it stands on is counted
+    with pytest.raises(ParameterError, match="cannot reuse"):
+        sl.train_approach("contrastive", f, SMALL, SEEDS, s, val=val, reuse=align)
+    with pytest.raises(ParameterError, match="another case, seeds, settings or features"):
+        sl.train_approach("prototypes", f, SMALL, [5, 6], s, val=val, reuse=align)
+    with pytest.raises(ParameterError, match="another case, seeds, settings or features"):
+        sl.train_approach("prototypes", toy_features(seed=3), SMALL, SEEDS, s, val=val, reuse=align)
 
 
 def test_shared_net_on_network1_features_alone_gives_its_logits():
@@ -478,7 +497,10 @@ def test_store_trains_a_base_once_and_reads_it_back(mnist, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("kwargs, name", [({"epochs": 0}, "epochs"), ({"lr": 0.0}, "lr"),
-                                          ({"batch_size": 0}, "batch_size"), ({"patience": 0}, "patience")])
+                                          ({"batch_size": 0}, "batch_size"), ({"patience": 0}, "patience"),
+                                          ({"schedule": "cosine"}, "schedule"), ({"init": "xavier"}, "init"),
+                                          ({"schedule": "onecycle"}, "onecycle"),
+                                          ({"patience": None}, "patience=None")])
 def test_recipe_refuses_bad_values(kwargs, name):
     with pytest.raises(ParameterError, match=name):
         sl.Recipe(**kwargs)
@@ -490,3 +512,45 @@ def test_pixel_baselines_learn_the_transfer_digit(mnist):
     out = sl.pixel_baselines(SMALL, pools, test, SEEDS, 20)
     assert min(out["pixels"]["transfer"]) > 0.5 and min(out["prototypes"]["transfer"]) > 0.5  # chance: 0.25
     assert min(out["pixels"]["retention"]) > 0.8
+
+
+def test_he_init_keeps_the_signal_through_the_deep_network():
+    torch.manual_seed(0)
+    x = torch.rand(512, 784)
+
+    def last_hidden_std(model):
+        with torch.no_grad():
+            return model.embed(x).std().item() / x.std().item()
+
+    torch.manual_seed(1)
+    default = xu.models.deep_nn(3)
+    torch.manual_seed(1)
+    he = sl.he_init(xu.models.deep_nn(3))
+    w = xu.models.linear_layers(he)[1].weight
+    assert w.var().item() == pytest.approx(2 / w.shape[1], rel=0.1)
+    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in xu.models.linear_layers(he))
+    assert last_hidden_std(default) < 0.5 * last_hidden_std(he)  # the default shrinks it layer by layer
+
+
+def test_onecycle_recipe_runs_every_epoch_and_records_the_validation_curve(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_STORE", str(tmp_path))
+    pools = sl.case_pools(mnist.train, SMALL, data_seed=0, **TINY)
+    recipe = sl.Recipe(epochs=3, lr=3e-3, batch_size=32, patience=None, schedule="onecycle", init="he")
+    test = Split(mnist.test.x[:300], mnist.test.y[:300])
+    bases = sl.trained_bases(SMALL, pools, test, SEEDS, recipe)
+    assert bases.epochs1 == [3, 3] and bases.epochs2 == [3, 3]
+    assert all(len(h.val_acc) == 3 and len(h.loss) == 3 for h in bases.history1 + bases.history2)
+    again = sl.trained_bases(SMALL, pools, test, SEEDS, recipe)  # read back from the store, curves included
+    assert [h.val_acc for h in again.history2] == [h.val_acc for h in bases.history2]
+    other = sl.trained_nets("deep", SMALL.digits2, pools, [1000], sl.Recipe(
+        epochs=3, lr=3e-3, batch_size=32, patience=None, schedule="onecycle", init="torch"))
+    assert not torch.equal(other.params["head.weight"][0], again.net2[0].head.weight)  # init is in the key
+
+
+def test_base_targets_follow_the_number_of_digits():
+    assert sl.base_target([0, 1, 2]) == sl.BASE_TARGET
+    for digits in ([0, 1, 2, 3, 4], list(range(2, 10))):
+        target, source = sl.base_target(digits)
+        assert target == sl.LENET_300_100[0] < sl.BASE_TARGET[0] and "Han et al. 2015" in source
+    with pytest.raises(ParameterError, match="digits"):
+        sl.base_target([])
