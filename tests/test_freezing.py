@@ -146,11 +146,11 @@ def test_deep_donor_on_few_images_leaves_its_plateau():
 
 
 def test_bridging_settings_are_chapter_4s_with_validation_stopping():
-    from xferutils.chapters import shared_layers
+    from xferutils.core import sharing
     s = layers.bridging_settings("book", 1000)
     assert s.n_bridge == 1000  # not capped at chapter 4's pool: chapter 5 has its own
-    assert (s.epochs, s.patience) == (shared_layers.preset_settings("book").epochs,
-                                      shared_layers.preset_settings("book").patience)
+    assert (s.epochs, s.patience) == (sharing.preset_settings("book").epochs,
+                                      sharing.preset_settings("book").patience)
     with pytest.raises(ParameterError, match="n_bridge"):
         layers.bridging_settings("book", 0)
 

@@ -60,7 +60,7 @@ def test_long_listing_shows_its_outline_and_folds_the_full_source():
     tokens = MarkdownIt("commonmark").parse(md)
     assert [t.info.split()[0] for t in tokens if t.type == "fence"] == ["python", "{admonition}"]
     assert inspect.getsource(xu.ensemble.fit_replicas).rstrip() in folded
-    cls = xu.plotting.outline(inspect.getsource(xu.chapters.shared_layers.SharedNet))
+    cls = xu.plotting.outline(inspect.getsource(xu.sharing.SharedNet))
     assert "def forward(" in cls and "        ..." in cls and "nn.Linear(" not in cls
 
 

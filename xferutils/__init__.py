@@ -32,11 +32,11 @@ __version__ = "0.1.0"
 
 from . import chapters, core, pages  # noqa: E402
 from .core import (baselines, config, data, domain, ensemble, finetune, metrics, mixture,  # noqa: E402
-                   models, numpynet, optim, peft, references, sparse, step, store, train)
+                   models, numpynet, optim, peft, references, sharing, sparse, step, store, train)
 from .pages import claims, ledger, plotting, results, timing  # noqa: E402
 
 show = plotting.show_source
 
 __all__ = ["baselines", "chapters", "claims", "config", "core", "data", "domain", "ensemble", "finetune",
            "ledger", "metrics", "mixture", "models", "numpynet", "optim", "pages", "peft", "plotting",
-           "references", "results", "show", "sparse", "step", "store", "timing", "train"]
+           "references", "results", "sharing", "show", "sparse", "step", "store", "timing", "train"]

@@ -466,7 +466,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
     if finetune_epochs is not None:
         finetune_epochs = check_int("finetune_epochs", finetune_epochs, 1)
     from xferutils.chapters.what_works import distillation as distill
-    from xferutils.chapters import shared_layers as shared
+    from xferutils.core import sharing as shared
     from xferutils.core.data import sample
     from xferutils.chapters.what_works.freezing import grow_head, balanced_rows, relabelled
 

@@ -80,7 +80,7 @@ def bridging_settings(preset: str, n_bridge: int):
     its cap and patience) with ``n_bridge`` labelled transfer-digit images (chapter 5)."""
     from dataclasses import replace
 
-    from xferutils.chapters.shared_layers import preset_settings
+    from xferutils.core.sharing import preset_settings
 
     return replace(preset_settings(preset, 1), n_bridge=check_int("n_bridge", n_bridge, 1))
 
