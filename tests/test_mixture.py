@@ -294,12 +294,17 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
     for m in range(2):
         for k in range(2):
             step = int(tr.best_step[m, k]) - 1
-            assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].max().item())
+            assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].nan_to_num(-1).max().item())
             assert tr.final["val"][m, k].item() == pytest.approx(curve[m, k, step].item(), abs=1e-6)
+            # each network stops on its own, `patience` steps after its best one (or at the cap):
+            # measured up to there, not after
+            measured = int((~torch.isnan(curve[m, k])).sum())
+            assert measured == min(step + 1 + 2, 8)
+            assert not torch.isnan(curve[m, k, :measured]).any()
     assert tr.ends_sparse().tolist() == [True, False]
     # in the tail only the stopping split's final networks are measured
     assert torch.isnan(tr.acc["test"]["sparse"][:, :, 2:]).all() and not torch.isnan(tr.acc["test"]["sparse"][0, :, :2]).any()
-    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0]).any()
+    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0, :, :3]).any()
     with pytest.raises(ParameterError, match="stop"):
         traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
     with pytest.raises(ParameterError, match="patience"):
@@ -455,3 +460,24 @@ def test_reference_words_follow_the_numbers():
     w = traversal.reference_words(tr, [0.90, 0.90], {"pixels": 50.0, "prototypes": 40.0})
     assert w["dense_words"] == "which it misses by 7.50 points" and "published level" in w["gmp_words"]
     assert w["gmp_words"].startswith("within 0.5 point") and w["base_words"].startswith("every method")
+
+
+def test_vectorised_prune_equals_the_replica_loop():
+    """_prune (replicas with the same count done together) gives the same masks and weights as
+    the replica-by-replica loop, for random weights, mixed fractions and unpruned replicas."""
+    g = torch.Generator().manual_seed(3)
+    shapes = {"d.a.weight": (7, 30, 20), "d.b.weight": (7, 10, 30)}
+    params = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    prune = torch.tensor([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3])
+    a = {k: v.clone() for k, v in params.items()}
+    b = {k: v.clone() for k, v in params.items()}
+    ma = {k: torch.ones_like(v) for k, v in params.items()}
+    mb = {k: torch.ones_like(v) for k, v in params.items()}
+    for step in (1, 2, 3, 3):
+        traversal._prune(ma, a, prune, step, 3)
+        traversal._prune_loop(mb, b, prune, step, 3)
+        for k in params:
+            assert torch.equal(ma[k], mb[k]) and torch.equal(a[k], b[k])
+    # at the end the pruned replicas hold the final fraction of zeros; the others none
+    zeros = (a["d.a.weight"] == 0).flatten(1).float().mean(1)
+    assert zeros.tolist() == pytest.approx([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3], abs=1 / 600)
