@@ -480,4 +480,4 @@ def test_vectorised_prune_equals_the_replica_loop():
             assert torch.equal(ma[k], mb[k]) and torch.equal(a[k], b[k])
     # at the end the pruned replicas hold the final fraction of zeros; the others none
     zeros = (a["d.a.weight"] == 0).flatten(1).float().mean(1)
-    assert zeros.tolist() == pytest.approx([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3], abs=1 / 600)
+    assert zeros.tolist() == pytest.approx([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3], abs=2 / 600)
