@@ -481,3 +481,25 @@ def test_vectorised_prune_equals_the_replica_loop():
     # at the end the pruned replicas hold the final fraction of zeros; the others none
     zeros = (a["d.a.weight"] == 0).flatten(1).float().mean(1)
     assert zeros.tolist() == pytest.approx([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3], abs=2 / 600)
+
+
+def test_kept_curve_and_stopping_words_follow_each_networks_stop():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    ms = [traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.5)]
+    kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=256)
+    tr = traversal.traverse(dense, ms, data, {"val": data}, lr=3e-3, tail=6, patience=2, **kw)
+    raw, kept = traversal.target_curve(tr, "val"), traversal.kept_curve(tr, "val")
+    seen = ~torch.isnan(raw)
+    assert torch.equal(kept[seen], raw[seen]) and not torch.isnan(kept).any()
+    for m in range(2):
+        for k in range(2):
+            best = int(tr.best_step[m, k]) - 1
+            last = int(seen[m, k].nonzero().max())
+            assert (kept[m, k, last + 1:] == raw[m, k, best]).all()
+    flags = traversal.stopping(tr, 2, 8)
+    assert flags == {m.name: [int(b) + 2 > 8 for b in tr.best_step[i]] for i, m in enumerate(tr.methods)}
+    words = traversal.stopping_words(tr, 2, 8)
+    assert words.startswith("every network") == (not any(any(v) for v in flags.values()))
+    # a cap no network could reach before its best step: every one is flagged
+    assert traversal.stopping_words(tr, 2, 1).count("of 2 seeds") == 2

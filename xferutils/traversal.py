@@ -803,6 +803,40 @@ def target_curve(tr: Traversal, split: str = "test") -> torch.Tensor:
     return torch.where(ends_sparse, tr.acc[split]["sparse"], tr.acc[split]["dense"])
 
 
+def kept_curve(tr: Traversal, split: str = "val") -> torch.Tensor:
+    """:func:`target_curve` with each network that stopped before the run ended held at the
+    accuracy of the weights it kept (its best step) after its last measurement: what the
+    method would end with at that point. Steps before its first measurement stay NaN."""
+    y = target_curve(tr, split).clone()
+    if tr.best_step is None:
+        return y
+    seen = ~torch.isnan(y)
+    last = torch.where(seen, torch.arange(y.shape[-1]), -1).max(-1).values  # (methods, seeds)
+    kept = y.gather(-1, (tr.best_step - 1).clamp(min=0).unsqueeze(-1))
+    after = torch.arange(y.shape[-1]) > last.unsqueeze(-1)
+    return torch.where(after & (last >= 0).unsqueeze(-1), kept, y)
+
+
+def stopping(tr: Traversal, patience: int, cap: int) -> dict[str, list[bool]]:
+    """Per method, for each seed: True where the network was still improving when the run
+    reached its ``cap`` (total steps): its best step lies less than ``patience`` steps before
+    the cap, so early stopping did not end it."""
+    return {m.name: (tr.best_step[i] + patience > cap).tolist() for i, m in enumerate(tr.methods)}
+
+
+def stopping_words(tr: Traversal, patience: int, cap: int) -> str:
+    """One sentence, decided by the numbers: which methods had networks stopped by the cap of
+    ``cap`` steps rather than by early stopping (not shown to have converged)."""
+    hit = {n: sum(v) for n, v in stopping(tr, patience, cap).items() if any(v)}
+    n_s = len(tr.seeds)
+    if not hit:
+        return f"every network stopped on its own, before the cap of {cap} steps"
+    parts = "; ".join(f"{LABELS.get(n, n)}: {k} of {n_s} seeds" for n, k in hit.items())
+    return (f"the cap of {cap} steps, not early stopping, ended some networks while their validation "
+            f"accuracy was still rising ({parts}): those are not shown to have converged within this "
+            "budget, and their curves in the figure show how far from a plateau they stopped")
+
+
 def worst_along_path(tr: Traversal, split: str = "test", part: str = "mixture") -> torch.Tensor:
     """(methods, seeds): the lowest accuracy of ``part`` over the steps (``mixture``: in
     expectation; ``sampled``: routed by Bernoulli draws); steps a run did not reach are skipped."""
@@ -958,7 +992,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None, split: s
                                  color=None if part == "mixture" else line.get_color())
                 ax1.fill_between(tr.q[i, sched].numpy(), np.nanmean(y, 0) - np.nanstd(y, 0),
                                  np.nanmean(y, 0) + np.nanstd(y, 0), alpha=0.15, color=line.get_color())
-        y = 100 * target_curve(tr, split)[i].numpy()
+        y = 100 * kept_curve(tr, split)[i].numpy()
         mean = np.nanmean(y, 0)
         line, = ax2.plot(images, mean, label=m.name, lw=1.2)
         if stop is not None:
@@ -968,7 +1002,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None, split: s
         ax2.axvline(images[tr.schedule_steps - 1], color="#888", ls="--", lw=1)
     ax1.set(xlabel="mixture weight q (sparse net's share)", ylabel="mixture test accuracy (%)")
     ax2.set(xlabel="training images seen (thousands)", ylabel=f"final network's {split} accuracy (%)")
-    lo = np.nanpercentile(100 * target_curve(tr, split).numpy(), 5)
+    lo = np.nanpercentile(100 * kept_curve(tr, split).numpy(), 5)
     ax2.set_ylim(max(lo - 1, 0), None)
     ax1.legend(fontsize=8, loc="lower left")
     ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=5,
