@@ -286,7 +286,16 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
     still = traversal.traverse(dense, ms, data, {"val": data}, lr=0.0, tail=10, patience=2, **kw)
     assert still.q.shape == (2, 4) and still.best_step.eq(2).all() and len(still.images) == 4
     assert still.acc["val"]["sparse"].shape == (2, 2, 4)
-    tr = traversal.traverse(dense, ms, data, {"val": data, "test": data}, lr=3e-3, tail=6, patience=2, **kw)
+    for each in (False, True):
+        _check_early_stopping(traversal.traverse(dense, ms, data, {"val": data, "test": data}, lr=3e-3,
+                                                 tail=6, patience=2, each=each, **kw), each)
+    with pytest.raises(ParameterError, match="stop"):
+        traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
+    with pytest.raises(ParameterError, match="patience"):
+        traversal.traverse(dense, ms, data, {"val": data}, tail=2, patience=0, **kw)
+
+
+def _check_early_stopping(tr, each: bool) -> None:
     run = tr.q.shape[1]
     assert 2 < run <= 8 and tr.best_step.min() >= 2 and tr.best_step.max() <= run
     # the kept weights are those of the best step: their full-split accuracy is the curve's best value
@@ -296,19 +305,16 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
             step = int(tr.best_step[m, k]) - 1
             assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].nan_to_num(-1).max().item())
             assert tr.final["val"][m, k].item() == pytest.approx(curve[m, k, step].item(), abs=1e-6)
-            # each network stops on its own, `patience` steps after its best one (or at the cap):
-            # measured up to there, not after
             measured = int((~torch.isnan(curve[m, k])).sum())
-            assert measured == min(step + 1 + 2, 8)
+            if each:  # each network stops `patience` steps after its best one (or at the cap)
+                assert measured == min(step + 1 + 2, 8)
+            else:  # every network trains and is measured until all are stale
+                assert measured == run and (tr.best_step.max() + 2 == run or run == 8)
             assert not torch.isnan(curve[m, k, :measured]).any()
     assert tr.ends_sparse().tolist() == [True, False]
     # in the tail only the stopping split's final networks are measured
     assert torch.isnan(tr.acc["test"]["sparse"][:, :, 2:]).all() and not torch.isnan(tr.acc["test"]["sparse"][0, :, :2]).any()
     assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0, :, :3]).any()
-    with pytest.raises(ParameterError, match="stop"):
-        traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
-    with pytest.raises(ParameterError, match="patience"):
-        traversal.traverse(dense, ms, data, {"val": data}, tail=2, patience=0, **kw)
 
 
 def test_sampled_mixture_is_the_routed_network_and_follows_q():
@@ -488,7 +494,7 @@ def test_kept_curve_and_stopping_words_follow_each_networks_stop():
     dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
     ms = [traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.5)]
     kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=256)
-    tr = traversal.traverse(dense, ms, data, {"val": data}, lr=3e-3, tail=6, patience=2, **kw)
+    tr = traversal.traverse(dense, ms, data, {"val": data}, lr=3e-3, tail=6, patience=2, each=True, **kw)
     raw, kept = traversal.target_curve(tr, "val"), traversal.kept_curve(tr, "val")
     seen = ~torch.isnan(raw)
     assert torch.equal(kept[seen], raw[seen]) and not torch.isnan(kept).any()

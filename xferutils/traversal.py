@@ -407,7 +407,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
              K: int = 10, kind: str = "softmax", steps: int = 5, batches: int = 10,
              batch_size: int = 256, lr: float = 1e-3, n_eval: int = 1000,
              curves: bool = True, tail: int = 0, patience: int = 3, stop: str = "val",
-             mix_seed: int = 12345) -> Traversal:
+             mix_seed: int = 12345, each: bool = False) -> Traversal:
     """Run every method from each trained dense replica (one per seed), all as one vectorized model.
 
     ``evals`` maps split names (``"val"``, ``"test"``) to data: with ``curves``, both networks and
@@ -422,7 +422,10 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     method ends with is measured after every step on the first ``n_eval`` images of
     ``evals[stop]``; each replica keeps its best weights (early stopping), and training ends once
     every replica has gone ``patience`` steps without a better accuracy. ``best_step`` holds each
-    replica's chosen step (1-based). ``acc[split]["sampled"]`` is the mixture as document 002
+    replica's chosen step (1-based). With ``each``, every replica stops on its own once it has
+    gone ``patience`` steps without a better accuracy, and leaves the computation (cheaper; with a
+    noisy stopping split and a short patience it stops earlier, on noise, than the default rule,
+    which trains every replica until all of them are stale). ``acc[split]["sampled"]`` is the mixture as document 002
     defines it: each image answered by the network a Bernoulli(q) draw picks (draws fixed by
     ``mix_seed``, the same for every method). In the tail only the final networks train and are
     measured: the other curves hold NaN there, and the other splits are not measured.
@@ -602,7 +605,10 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 elif better.any():
                     rows_b = better.nonzero().flatten().to(dev)
                     best[k][rows_b] = v.detach()[rows_b]
-        stopped |= stale >= patience
+        if each:
+            stopped |= stale >= patience
+        elif bool((stale >= patience).all()):
+            stopped[:] = True
         if bool(stopped.all()):
             break
     if best:  # early stopping: each replica goes back to its best step
