@@ -288,7 +288,16 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
     still = traversal.traverse(dense, ms, data, {"val": data}, lr=0.0, tail=10, patience=2, **kw)
     assert still.q.shape == (2, 4) and still.best_step.eq(2).all() and len(still.images) == 4
     assert still.acc["val"]["sparse"].shape == (2, 2, 4)
-    tr = traversal.traverse(dense, ms, data, {"val": data, "test": data}, lr=3e-3, tail=6, patience=2, **kw)
+    for each in (False, True):
+        _check_early_stopping(traversal.traverse(dense, ms, data, {"val": data, "test": data}, lr=3e-3,
+                                                 tail=6, patience=2, each=each, **kw), each)
+    with pytest.raises(ParameterError, match="stop"):
+        traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
+    with pytest.raises(ParameterError, match="patience"):
+        traversal.traverse(dense, ms, data, {"val": data}, tail=2, patience=0, **kw)
+
+
+def _check_early_stopping(tr, each: bool) -> None:
     run = tr.q.shape[1]
     assert 2 < run <= 8 and tr.best_step.min() >= 2 and tr.best_step.max() <= run
     # the kept weights are those of the best step: their full-split accuracy is the curve's best value
@@ -296,16 +305,18 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
     for m in range(2):
         for k in range(2):
             step = int(tr.best_step[m, k]) - 1
-            assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].max().item())
+            assert curve[m, k, step] == pytest.approx(curve[m, k, 2 - 1:].nan_to_num(-1).max().item())
             assert tr.final["val"][m, k].item() == pytest.approx(curve[m, k, step].item(), abs=1e-6)
+            measured = int((~torch.isnan(curve[m, k])).sum())
+            if each:  # each network stops `patience` steps after its best one (or at the cap)
+                assert measured == min(step + 1 + 2, 8)
+            else:  # every network trains and is measured until all are stale
+                assert measured == run and (tr.best_step.max() + 2 == run or run == 8)
+            assert not torch.isnan(curve[m, k, :measured]).any()
     assert tr.ends_sparse().tolist() == [True, False]
     # in the tail only the stopping split's final networks are measured
     assert torch.isnan(tr.acc["test"]["sparse"][:, :, 2:]).all() and not torch.isnan(tr.acc["test"]["sparse"][0, :, :2]).any()
-    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0]).any()
-    with pytest.raises(ParameterError, match="stop"):
-        traversal.traverse(dense, ms, data, {"test": data}, tail=2, **kw)
-    with pytest.raises(ParameterError, match="patience"):
-        traversal.traverse(dense, ms, data, {"val": data}, tail=2, patience=0, **kw)
+    assert torch.isnan(tr.acc["val"]["dense"][0, :, 2:]).all() and not torch.isnan(tr.acc["val"]["sparse"][0, :, :3]).any()
 
 
 def test_sampled_mixture_is_the_routed_network_and_follows_q():
@@ -457,3 +468,46 @@ def test_reference_words_follow_the_numbers():
     w = traversal.reference_words(tr, [0.90, 0.90], {"pixels": 50.0, "prototypes": 40.0})
     assert w["dense_words"] == "which it misses by 7.50 points" and "published level" in w["gmp_words"]
     assert w["gmp_words"].startswith("within 0.5 point") and w["base_words"].startswith("every method")
+
+
+def test_vectorised_prune_equals_the_replica_loop():
+    """_prune (replicas with the same count done together) gives the same masks and weights as
+    the replica-by-replica loop, for random weights, mixed fractions and unpruned replicas."""
+    g = torch.Generator().manual_seed(3)
+    shapes = {"d.a.weight": (7, 30, 20), "d.b.weight": (7, 10, 30)}
+    params = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    prune = torch.tensor([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3])
+    a = {k: v.clone() for k, v in params.items()}
+    b = {k: v.clone() for k, v in params.items()}
+    ma = {k: torch.ones_like(v) for k, v in params.items()}
+    mb = {k: torch.ones_like(v) for k, v in params.items()}
+    for step in (1, 2, 3, 3):
+        traversal._prune(ma, a, prune, step, 3)
+        traversal._prune_loop(mb, b, prune, step, 3)
+        for k in params:
+            assert torch.equal(ma[k], mb[k]) and torch.equal(a[k], b[k])
+    # at the end the pruned replicas hold the final fraction of zeros; the others none
+    zeros = (a["d.a.weight"] == 0).flatten(1).float().mean(1)
+    assert zeros.tolist() == pytest.approx([0.0, 0.9, 0.9, 0.5, 0.0, 0.5, 0.3], abs=2 / 600)
+
+
+def test_kept_curve_and_stopping_words_follow_each_networks_stop():
+    data = tiny_data(256)
+    dense = ensemble.fit_replicas(ensemble.replicate(models.dense_net, [0, 1]), data, [0, 1], epochs=1)
+    ms = [traversal.Method("trust", "trust", 1.0), traversal.Method("gmp", schedule="zero", prune=0.5)]
+    kw = dict(K=5, kind="kwta", steps=2, batches=1, batch_size=32, n_eval=256)
+    tr = traversal.traverse(dense, ms, data, {"val": data}, lr=3e-3, tail=6, patience=2, each=True, **kw)
+    raw, kept = traversal.target_curve(tr, "val"), traversal.kept_curve(tr, "val")
+    seen = ~torch.isnan(raw)
+    assert torch.equal(kept[seen], raw[seen]) and not torch.isnan(kept).any()
+    for m in range(2):
+        for k in range(2):
+            best = int(tr.best_step[m, k]) - 1
+            last = int(seen[m, k].nonzero().max())
+            assert (kept[m, k, last + 1:] == raw[m, k, best]).all()
+    flags = traversal.stopping(tr, 2, 8)
+    assert flags == {m.name: [int(b) + 2 > 8 for b in tr.best_step[i]] for i, m in enumerate(tr.methods)}
+    words = traversal.stopping_words(tr, 2, 8)
+    assert words.startswith("every network") == (not any(any(v) for v in flags.values()))
+    # a cap no network could reach before its best step: every one is flagged
+    assert traversal.stopping_words(tr, 2, 1).count("of 2 seeds") == 2

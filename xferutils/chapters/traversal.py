@@ -407,7 +407,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
              K: int = 10, kind: str = "softmax", steps: int = 5, batches: int = 10,
              batch_size: int = 256, lr: float = 1e-3, n_eval: int = 1000,
              curves: bool = True, tail: int = 0, patience: int = 3, stop: str = "val",
-             mix_seed: int = 12345) -> Traversal:
+             mix_seed: int = 12345, each: bool = False) -> Traversal:
     """Run every method from each trained dense replica (one per seed), all as one vectorized model.
 
     ``evals`` maps split names (``"val"``, ``"test"``) to data: with ``curves``, both networks and
@@ -422,7 +422,10 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     method ends with is measured after every step on the first ``n_eval`` images of
     ``evals[stop]``; each replica keeps its best weights (early stopping), and training ends once
     every replica has gone ``patience`` steps without a better accuracy. ``best_step`` holds each
-    replica's chosen step (1-based). ``acc[split]["sampled"]`` is the mixture as document 002
+    replica's chosen step (1-based). With ``each``, every replica stops on its own once it has
+    gone ``patience`` steps without a better accuracy, and leaves the computation (cheaper; with a
+    noisy stopping split and a short patience it stops earlier, on noise, than the default rule,
+    which trains every replica until all of them are stale). ``acc[split]["sampled"]`` is the mixture as document 002
     defines it: each image answered by the network a Bernoulli(q) draw picks (draws fixed by
     ``mix_seed``, the same for every method). In the tail only the final networks train and are
     measured: the other curves hold NaN there, and the other splits are not measured.
@@ -462,12 +465,10 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
         params["s." + nm] = torch.where(rand.view((R,) + (1,) * (t.dim() - 1)), scratch[nm].repeat(
             (M,) + (1,) * (t.dim() - 1)), d0)
     anchor = {k: v.clone() for k, v in params.items()}
-    for v in params.values():
-        v.requires_grad_(True)
     state = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
     prune = per_r([m.prune for m in methods])
     masks = {k: torch.ones_like(v) for k, v in params.items() if k.startswith("d.") and v.dim() == 3}
-    l2_rows = _span(lam_l2 > 0)
+    retention = [m.retention for m in methods for _ in range(n_s)]
 
     def one(p: dict[str, torch.Tensor], x: torch.Tensor, prefix: str) -> torch.Tensor:
         base = d_base if prefix == "d." else s_base
@@ -478,29 +479,33 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
 
     fwd = {pre: vmap(lambda p, x, pre=pre: one(p, x, pre)) for pre in on}
 
-    def part_logits(views: dict[str, dict[str, torch.Tensor]], xb: torch.Tensor) -> list[torch.Tensor]:
-        """Both networks' logits (R, n, 10); zeros where a network does not train (its share of
-        the mixture is 0 there, so they never count)."""
+    def part_logits(work: dict[str, dict[str, torch.Tensor]], spans: dict[str, slice],
+                    xb: torch.Tensor) -> list[torch.Tensor]:
+        """Both networks' logits (active replicas, n, 10); zeros where a network does not train
+        (its share of the mixture is 0 there, so they never count)."""
         out = []
-        for pre, rows in on.items():
-            lg = xb.new_zeros(R, xb.shape[1], 10)
-            if pre in views:
+        for pre in ("d.", "s."):
+            lg = xb.new_zeros(xb.shape[0], xb.shape[1], 10)
+            if pre in work:
+                rows = spans[pre]
                 lg = lg.index_copy(0, torch.arange(rows.start, rows.stop, device=dev),
-                                   fwd[pre](views[pre], xb[rows]))
+                                   fwd[pre](work[pre], xb[rows]))
             out.append(lg)
         return out
 
-    def l2_term(views: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:
-        """Σ_r λ_r · ½‖θ_r − θ_dense‖² over the anchor replicas (:func:`l2_sp`, batched)."""
+    def l2_term(work: dict[str, dict[str, torch.Tensor]], spans: dict[str, slice], act: torch.Tensor,
+                lam: torch.Tensor) -> torch.Tensor:
+        """Σ_r λ_r · ½‖θ_r − θ_dense‖² over the active anchor replicas (:func:`l2_sp`, batched)."""
         total = torch.zeros((), device=dev)
-        for pre in views:
-            rows = on[pre]
+        l2_rows = _span(lam > 0)
+        for pre in work:
+            rows = spans[pre]
             lo, hi = max(l2_rows.start, rows.start), min(l2_rows.stop, rows.stop)
             if lo >= hi:
                 continue
-            sq = sum(((v[lo - rows.start:hi - rows.start] - anchor[k][lo:hi]) ** 2).flatten(1).sum(1)
-                     for k, v in views[pre].items())
-            total = total + (lam_l2[lo:hi] * sq).sum() / 2
+            sq = sum(((v[lo - rows.start:hi - rows.start] - anchor[k][act[lo:hi]]) ** 2).flatten(1).sum(1)
+                     for k, v in work[pre].items())
+            total = total + (lam[lo:hi] * sq).sum() / 2
         return total
 
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -512,43 +517,64 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     best_acc, best_at = torch.full((R,), -1.0, device=dev), torch.zeros(R, dtype=torch.long)
     best: dict[str, torch.Tensor] = {}
     stale, ran = torch.zeros(R, dtype=torch.long), 0
+    stopped = torch.zeros(R, dtype=torch.bool)  # a replica stops once it is `patience` steps stale
     frozen = ({sp: _frozen_logits(params, on, one, data.x[:n_eval]) for sp, data in evals.items()}
               if curves else {})
     step_n, ramp = batches * bs, gmp_ramp(steps)
+    stop_data = Split(evals[stop].x[:n_eval], evals[stop].y[:n_eval]) if tail else None
     for s in range(total):
         ran, in_tail = s + 1, s >= steps
-        if s == steps:  # the tail: only the network each method ends with trains from here on
-            on = {"d.": _span(q_r[:, s] < 1), "s.": _span(q_r[:, s] > 0)}
+        act = torch.nonzero(~stopped).flatten().to(dev)  # the replicas still training
+        q_a = q_r[act]
+        # during the schedule a network trains wherever its share is ever above 0; in the tail
+        # only the network each method ends with trains
+        spans = ({"d.": _span(q_a[:, s] < 1), "s.": _span(q_a[:, s] > 0)} if in_tail else
+                 {"d.": _span((q_a < 1).any(1)), "s.": _span((q_a > 0).any(1))})
+        spans = {pre: rows for pre, rows in spans.items() if rows.stop > rows.start}
         idx = torch.stack([torch.randperm(len(train), generator=g)[:step_n] for g in gens])
         u = torch.stack([torch.rand(step_n, generator=g) for g in gens])
-        idx, u = idx.repeat(M, 1).to(dev), u.repeat(M, 1).to(dev)  # the same images for every method
-        chosen = u < q_r[:, s:s + 1]
-        q_prev = q_r[:, s - 1] if s > 0 else torch.zeros(R, device=dev)
-        target = _targets(methods, n_s, params, anchor, train.x[idx], q_prev, logits, one)
-        _prune(masks, params, prune, min(s + 1, ramp), ramp)
-        q_s = q_r[:, s].view(R, 1, 1)
+        idx, u = idx.repeat(M, 1).to(dev)[act], u.repeat(M, 1).to(dev)[act]  # the same images for every method
+        chosen = u < q_a[:, s:s + 1]
+        q_prev = q_a[:, s - 1] if s > 0 else torch.zeros(len(act), device=dev)
+        target = _targets([retention[r] for r in act.tolist()], act, n_s, params, anchor, train.x[idx],
+                          q_prev, logits, one)
+        _prune(masks, params, torch.where(stopped.to(dev), 0.0, prune), min(s + 1, ramp), ramp)
+        q_s = q_a[:, s].view(-1, 1, 1)
+        lam_kl_a, lam_l2_a = lam_kl[act], lam_l2[act]
+        # the active replicas' weights and Adam moments, gathered once per step (a copy)
+        rows_of = {pre: act[rows] for pre, rows in spans.items()}
+        work = {pre: {k: v[rows_of[pre]].requires_grad_(True) for k, v in params.items() if k.startswith(pre)}
+                for pre in spans}
+        moments = {k: (state[k][0][rows_of[k[:2]]], state[k][1][rows_of[k[:2]]]) for pre in work for k in work[pre]}
+        pruned = _span(prune[rows_of["d."]] > 0) if "d." in work else slice(0, 0)  # gmp: a prefix
+        work_masks = {k: m[rows_of["d."][pruned]] for k, m in masks.items()} if pruned.stop > pruned.start else {}
         for b in range(batches):
             cols = slice(b * bs, (b + 1) * bs)
-            views = {pre: {k: v[rows] for k, v in params.items() if k.startswith(pre)}
-                     for pre, rows in on.items() if rows.stop > rows.start}
-            ld, ls = part_logits(views, train.x[idx[:, cols]])
+            ld, ls = part_logits(work, spans, train.x[idx[:, cols]])
             yb = train.y[idx[:, cols]]
             ce = F.cross_entropy(sampled_logits(ld, ls, chosen[:, cols]).flatten(0, 1), yb.flatten(),
-                                 reduction="none").view(R, bs).mean(1)
+                                 reduction="none").view(len(act), bs).mean(1)
             t = target[:, cols]
             kl = (torch.xlogy(t, t) - t * mixed_log_probs(ld, ls, q_s)).sum(-1).mean(-1)
-            loss = (ce + lam_kl * kl).sum() + l2_term(views)
-            flat = [(k, v) for pre in views for k, v in views[pre].items()]
+            loss = (ce + lam_kl_a * kl).sum() + l2_term(work, spans, act, lam_l2_a)
+            flat = [(k, v) for pre in work for k, v in work[pre].items()]
             grads = torch.autograd.grad(loss, [v for _, v in flat])
             with torch.no_grad():
-                adam_by_rate([(v, g, state[k][0][on[k[:2]]], state[k][1][on[k[:2]]],
-                               s * batches + b + 1, [float(lr)]) for (k, v), g in zip(flat, grads)])
-                for k, mask in masks.items():
-                    params[k][on["d."]].mul_(mask[on["d."]])
+                adam_by_rate([(v, g, moments[k][0], moments[k][1], s * batches + b + 1, [float(lr)])
+                              for (k, v), g in zip(flat, grads)])
+                for k, mask in work_masks.items():
+                    work["d."][k][pruned].mul_(mask)
+        with torch.no_grad():  # back into the full set of replicas
+            for pre in work:
+                for k, v in work[pre].items():
+                    params[k][rows_of[pre]] = v.detach()
+                    state[k][0][rows_of[pre]], state[k][1][rows_of[pre]] = moments[k]
+        del work, moments
         for sp, data in (evals.items() if curves and not in_tail else ()):
             ld, ls = _logits_now(params, on, one, data.x[:n_eval], frozen[sp])
-            mix = mixed_log_probs(ld, ls, q_s)
-            routed = sampled_logits(ld, ls, draws[sp] < q_s.view(R, 1))
+            q_all = q_r[:, s].view(R, 1, 1)
+            mix = mixed_log_probs(ld, ls, q_all)
+            routed = sampled_logits(ld, ls, draws[sp] < q_all.view(R, 1))
             for pt, lg in (("dense", ld), ("sparse", ls), ("mixture", mix), ("sampled", routed)):
                 hits = (lg.argmax(-1) == data.y[:n_eval]).float().mean(-1)
                 acc[sp][pt][:, :, s] = hits.view(M, n_s).cpu()
@@ -557,8 +583,9 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
         if curves and not in_tail:
             now = torch.where(ends_sparse.cpu(), acc[stop]["sparse"][:, :, s].flatten(),
                               acc[stop]["dense"][:, :, s].flatten()).to(dev)
-        else:  # in the tail only the final network is measured, on the stopping split
-            now = _final_accuracy(params, ends_sparse, one, Split(evals[stop].x[:n_eval], evals[stop].y[:n_eval]))
+        else:  # in the tail only the final network of each active replica is measured
+            now = torch.full((R,), math.nan, device=dev)
+            now[act] = _final_accuracy(params, ends_sparse, one, stop_data, rows=act)
             if curves:
                 mine = now.view(M, n_s).cpu()
                 for pt in ("mixture", "sampled"):
@@ -566,9 +593,11 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 sp_rows = ends_sparse.view(M, n_s).cpu()
                 acc[stop]["sparse"][:, :, s] = torch.where(sp_rows, mine, math.nan)
                 acc[stop]["dense"][:, :, s] = torch.where(sp_rows, math.nan, mine)
-        better = (now > best_acc).cpu()
+        live = ~stopped
+        better = (now > best_acc).cpu() & live
         best_acc = torch.where(better.to(dev), now, best_acc)
-        best_at[better], stale[better], stale[~better] = s + 1, 0, stale[~better] + 1
+        best_at[better], stale[better] = s + 1, 0
+        stale[live & ~better] += 1
         with torch.no_grad():
             for k, v in params.items():
                 if k not in best:
@@ -576,7 +605,11 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 elif better.any():
                     rows_b = better.nonzero().flatten().to(dev)
                     best[k][rows_b] = v.detach()[rows_b]
-        if bool((stale >= patience).all()):
+        if each:
+            stopped |= stale >= patience
+        elif bool((stale >= patience).all()):
+            stopped[:] = True
+        if bool(stopped.all()):
             break
     if best:  # early stopping: each replica goes back to its best step
         with torch.no_grad():
@@ -588,8 +621,6 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     acc = {sp: {pt: a[:, :, :ran] for pt, a in parts.items()} for sp, parts in acc.items()}
     final = {sp: _final_accuracy(params, ends_sparse, one, data).view(M, n_s)
              for sp, data in evals.items()}
-    for v in params.values():
-        v.requires_grad_(False)
     # back to the given order of methods
     back = [order.index(j) for j in range(M)]
     rows = torch.tensor([i * n_s + k for i in back for k in range(n_s)], device=dev)
@@ -640,55 +671,81 @@ def _logits_now(params: dict, on: dict[str, slice], one: Callable, x: torch.Tens
 
 @torch.no_grad()
 def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data: Split,
-                    chunk: int = 2500) -> torch.Tensor:
-    """Accuracy of the network each replica ends with (only that network is evaluated)."""
-    out = torch.zeros(len(ends_sparse), device=data.x.device)
-    for prefix, rows in (("s.", torch.nonzero(ends_sparse).flatten()),
-                         ("d.", torch.nonzero(~ends_sparse).flatten())):
-        if len(rows) == 0:
+                    chunk: int = 500, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Accuracy of the network each replica ends with (only that network is evaluated); with
+    ``rows``, of those replicas only (in that order)."""
+    rows = torch.arange(len(ends_sparse), device=ends_sparse.device) if rows is None else rows
+    out = torch.zeros(len(rows), device=data.x.device)
+    sparse_end = ends_sparse[rows]
+    for prefix, at in (("s.", torch.nonzero(sparse_end).flatten()), ("d.", torch.nonzero(~sparse_end).flatten())):
+        if len(at) == 0:
             continue
-        sub = {k: v[rows] for k, v in params.items() if k.startswith(prefix)}
+        sub = {k: v[rows[at]] for k, v in params.items() if k.startswith(prefix)}
         call = vmap(lambda p, x, pre=prefix: one(p, x, pre), in_dims=(0, None))
         hits = sum((call(sub, data.x[i:i + chunk]).argmax(-1) == data.y[i:i + chunk]).sum(-1)
                    for i in range(0, len(data), chunk))
-        out[rows] = hits.float() / len(data)
+        out[at] = hits.float() / len(data)
     return out
 
 
 @torch.no_grad()
-def _targets(methods: list[Method], n_s: int, params: dict, anchor: dict, x: torch.Tensor,
+def _targets(kinds: Sequence[str], rows: torch.Tensor, n_s: int, params: dict, anchor: dict, x: torch.Tensor,
              q_prev: torch.Tensor, logits: Callable, one: Callable) -> torch.Tensor:
-    """Teacher probabilities per replica: the previous mixture (trust) or the dense net (dense)."""
+    """Teacher probabilities for the replicas ``rows`` (retention ``kinds[i]`` for ``rows[i]``;
+    ``x`` and ``q_prev`` are theirs): the previous mixture (trust) or the original dense net
+    (dense); uniform (unused) otherwise."""
     out = torch.full(x.shape[:2] + (10,), 0.1, device=x.device)
-    rows = {kind: torch.tensor([m * n_s + i for m, meth in enumerate(methods) if meth.retention == kind
-                                for i in range(n_s)], dtype=torch.long, device=x.device)
-            for kind in ("trust", "dense")}
-    if len(rows["trust"]):
-        r = rows["trust"]
+    at = {kind: torch.tensor([i for i, k in enumerate(kinds) if k == kind], dtype=torch.long, device=x.device)
+          for kind in ("trust", "dense")}
+    if len(at["trust"]):
+        r, g = at["trust"], rows[at["trust"]]
         if bool((q_prev[r] == 1).all()):  # the last step's mixture was the sparse net alone
-            sub = {k: v[r] for k, v in params.items() if k.startswith("s.")}
+            sub = {k: v[g] for k, v in params.items() if k.startswith("s.")}
             out[r] = vmap(lambda p, xx: one(p, xx, "s."))(sub, x[r]).softmax(-1)
         else:
-            ld, ls = vmap(logits)({k: v[r] for k, v in params.items()}, x[r])
+            ld, ls = vmap(logits)({k: v[g] for k, v in params.items()}, x[r])
             out[r] = mixed_log_probs(ld, ls, q_prev[r].view(-1, 1, 1)).exp()
-    if len(rows["dense"]):  # each seed's original dense net, the same for every method: once per seed
-        start = {k: v[:n_s] for k, v in anchor.items() if k.startswith("d.")}
-        probs = vmap(lambda p, xx: one(p, xx, "d."))(start, x[:n_s]).softmax(-1)
-        out[rows["dense"]] = probs[rows["dense"] % n_s]
+    if len(at["dense"]):  # each seed's original dense net, the same for every method: once per seed
+        r = at["dense"]
+        seed = rows[r] % n_s  # replica m·n_s + i belongs to seed i; the images are the seed's
+        uniq, inv = torch.unique(seed, return_inverse=True)
+        first = torch.stack([r[(seed == u).nonzero()[0, 0]] for u in uniq])
+        start = {k: v[uniq] for k, v in anchor.items() if k.startswith("d.")}
+        probs = vmap(lambda p, xx: one(p, xx, "d."))(start, x[first]).softmax(-1)
+        out[r] = probs[inv]
     return out
 
 
 @torch.no_grad()
 def _prune(masks: dict, params: dict, prune: torch.Tensor, step: int, steps: int) -> None:
-    """Set each gmp replica's smallest-magnitude weights to zero, to this step's cubic sparsity."""
-    for r in torch.nonzero(prune > 0).flatten().tolist():
-        frac = prune_fraction(float(prune[r]), step, steps)
-        for k, mask in masks.items():
-            w = params[k][r].abs().flatten()
-            n_zero = int(frac * w.numel())
+    """Set each gmp replica's smallest-magnitude weights to zero, to this step's cubic sparsity
+    (replicas with the same number of weights to zero are done together, one ``kthvalue``)."""
+    rows = torch.nonzero(prune > 0).flatten().tolist()
+    for k, mask in masks.items():
+        numel = params[k][0].numel()
+        groups: dict[int, list[int]] = {}
+        for r in rows:
+            groups.setdefault(int(prune_fraction(float(prune[r]), step, steps) * numel), []).append(r)
+        for n_zero, rs in groups.items():
+            at = torch.tensor(rs, device=mask.device)
+            w = params[k][at]
             if n_zero:
-                mask[r] = (params[k][r].abs() > w.kthvalue(n_zero).values).float()
-            params[k][r].mul_(mask[r])
+                cut = w.abs().flatten(1).kthvalue(n_zero, dim=1).values
+                mask[at] = (w.abs() > cut.view((-1,) + (1,) * (w.dim() - 1))).to(mask.dtype)
+            params[k][at] = w * mask[at]
+
+
+def _prune_loop(masks: dict, params: dict, prune: torch.Tensor, step: int, steps: int) -> None:
+    """The replica-by-replica version of :func:`_prune` (kept as the tests' reference)."""
+    with torch.no_grad():
+        for r in torch.nonzero(prune > 0).flatten().tolist():
+            frac = prune_fraction(float(prune[r]), step, steps)
+            for k, mask in masks.items():
+                w = params[k][r].abs().flatten()
+                n_zero = int(frac * w.numel())
+                if n_zero:
+                    mask[r] = (params[k][r].abs() > w.kthvalue(n_zero).values).float()
+                params[k][r].mul_(mask[r])
 
 
 # --- choices, claims, table and figures (chapter 6's builders) ----------------------------------
@@ -750,6 +807,40 @@ def target_curve(tr: Traversal, split: str = "test") -> torch.Tensor:
     """(methods, seeds, steps): accuracy of the network each method ends with, after every step."""
     ends_sparse = tr.ends_sparse().view(-1, 1, 1)
     return torch.where(ends_sparse, tr.acc[split]["sparse"], tr.acc[split]["dense"])
+
+
+def kept_curve(tr: Traversal, split: str = "val") -> torch.Tensor:
+    """:func:`target_curve` with each network that stopped before the run ended held at the
+    accuracy of the weights it kept (its best step) after its last measurement: what the
+    method would end with at that point. Steps before its first measurement stay NaN."""
+    y = target_curve(tr, split).clone()
+    if tr.best_step is None:
+        return y
+    seen = ~torch.isnan(y)
+    last = torch.where(seen, torch.arange(y.shape[-1]), -1).max(-1).values  # (methods, seeds)
+    kept = y.gather(-1, (tr.best_step - 1).clamp(min=0).unsqueeze(-1))
+    after = torch.arange(y.shape[-1]) > last.unsqueeze(-1)
+    return torch.where(after & (last >= 0).unsqueeze(-1), kept, y)
+
+
+def stopping(tr: Traversal, patience: int, cap: int) -> dict[str, list[bool]]:
+    """Per method, for each seed: True where the network was still improving when the run
+    reached its ``cap`` (total steps): its best step lies less than ``patience`` steps before
+    the cap, so early stopping did not end it."""
+    return {m.name: (tr.best_step[i] + patience > cap).tolist() for i, m in enumerate(tr.methods)}
+
+
+def stopping_words(tr: Traversal, patience: int, cap: int) -> str:
+    """One sentence, decided by the numbers: which methods had networks stopped by the cap of
+    ``cap`` steps rather than by early stopping (not shown to have converged)."""
+    hit = {n: sum(v) for n, v in stopping(tr, patience, cap).items() if any(v)}
+    n_s = len(tr.seeds)
+    if not hit:
+        return f"every network stopped on its own, before the cap of {cap} steps"
+    parts = "; ".join(f"{LABELS.get(n, n)}: {k} of {n_s} seeds" for n, k in hit.items())
+    return (f"the cap of {cap} steps, not early stopping, ended some networks while their validation "
+            f"accuracy was still rising ({parts}): those are not shown to have converged within this "
+            "budget, and their curves in the figure show how far from a plateau they stopped")
 
 
 def worst_along_path(tr: Traversal, split: str = "test", part: str = "mixture") -> torch.Tensor:
@@ -907,7 +998,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None, split: s
                                  color=None if part == "mixture" else line.get_color())
                 ax1.fill_between(tr.q[i, sched].numpy(), np.nanmean(y, 0) - np.nanstd(y, 0),
                                  np.nanmean(y, 0) + np.nanstd(y, 0), alpha=0.15, color=line.get_color())
-        y = 100 * target_curve(tr, split)[i].numpy()
+        y = 100 * kept_curve(tr, split)[i].numpy()
         mean = np.nanmean(y, 0)
         line, = ax2.plot(images, mean, label=m.name, lw=1.2)
         if stop is not None:
@@ -917,7 +1008,7 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None, split: s
         ax2.axvline(images[tr.schedule_steps - 1], color="#888", ls="--", lw=1)
     ax1.set(xlabel="mixture weight q (sparse net's share)", ylabel="mixture test accuracy (%)")
     ax2.set(xlabel="training images seen (thousands)", ylabel=f"final network's {split} accuracy (%)")
-    lo = np.nanpercentile(100 * target_curve(tr, split).numpy(), 5)
+    lo = np.nanpercentile(100 * kept_curve(tr, split).numpy(), 5)
     ax2.set_ylim(max(lo - 1, 0), None)
     ax1.legend(fontsize=8, loc="lower left")
     ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=5,
