@@ -273,3 +273,17 @@ def test_adding_a_rate_to_the_grid_changes_no_other_run():
         assert one["grid"][name][0.1].val_loss == two["grid"][name][0.1].val_loss
         assert two["grid"][name][0.03].val_loss != two["grid"][name][0.1].val_loss
     assert one["oracle"] == two["oracle"] and one["source_as_is"] == two["source_as_is"]
+
+
+def test_oracle_values_say_which_way_the_gaps_go():
+    from xferutils.core.metrics import spread
+    row = {"oracle": spread([0.80, 0.82]), "baselines": {"inputs_pool": spread([0.90, 0.90]),
+                                                          "inputs": spread([0.70, 0.72])}}
+    row |= {k: {"test": spread([0.60 + 0.02 * i] * 2)} for i, k in enumerate(npn.STRATEGIES)}
+    v = npn.oracle_values({"s": row}, "s")
+    assert v["word"] == "falls short of" and abs(v["gap"] - 9.0) < 1e-9
+    assert v["best"] == npn.STRATEGIES[-1].lower() and abs(v["best_acc"] - 66.0) < 1e-9
+    assert v["small_word"] == "above" and "none of the four" in v["reading"]
+    row["baselines"]["inputs"] = spread([0.50, 0.50])
+    w = npn.oracle_values({"s": row}, "s")
+    assert w["small_word"] == "below" and w["reading"].startswith(npn.STRATEGIES[-1].lower())
