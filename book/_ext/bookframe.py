@@ -12,7 +12,7 @@ Loaded by ``_config.yml`` (``sphinx.local_extensions``).
   and every chapter's install cell (tagged ``install``) is left out of the pages.
 - Figures and exercises are numbered per chapter ("Fig. 3.2", "Exercise 3.1"): the chapter's
   number comes from its file name (``notebooks/03_strategies``).
-- Glued numbers read as prose: no "-0.0", no e-notation (``xferutils.results.tidy`` applied to
+- Glued numbers read as prose: no "-0.0", no e-notation (``xferutils.pages.results.tidy`` applied to
   every ``{glue:text}`` value).
 - ``book.css``: glued values in the text's weight, values with "±" kept on one line, claim ids
   and printed lines wrapped within the column, figures scrollable at full size on a phone.
@@ -143,9 +143,9 @@ def _number_per_chapter(app, env) -> list[str]:
 
 
 def tidy_glued_text() -> bool:
-    """Route MyST-NB's formatting of ``{glue:text}`` values through ``xferutils.results.tidy``."""
+    """Route MyST-NB's formatting of ``{glue:text}`` values through ``xferutils.pages.results.tidy``."""
     try:
-        from xferutils.results import tidy
+        from xferutils.pages.results import tidy
     except ImportError:  # the package is not installed: leave MyST-NB as it is
         return False
     import myst_nb.core.variables as variables
