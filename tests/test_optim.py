@@ -48,3 +48,21 @@ def test_both_branches_agree_and_an_empty_update_is_a_no_op():
     assert torch.allclose(*runs, atol=1e-7)
     assert not torch.equal(runs[0], p)
     adam_([], [], [], [], [], [])
+
+
+def test_replica_adam_equals_torch_adam_per_replica():
+    """The stateful form (chapter 5's protonet and heads) is K independent torch.optim.Adam runs."""
+    from xferutils.core.optim import ReplicaAdam
+    torch.manual_seed(2)
+    w = torch.randn(3, 4, 5, requires_grad=True)
+    start = w.detach().clone()
+    opt = ReplicaAdam([w], lr=1e-2)
+    grads = [torch.randn(3, 4, 5) for _ in range(5)]
+    for g in grads:
+        opt.step([g])
+    assert opt.counts[0].item() == 5.0
+    assert torch.allclose(w.detach(), reference(start, grads, [1e-2] * 3), atol=1e-6)
+    loss = (w ** 2).sum()  # and it takes autograd's gradients directly
+    before = w.detach().clone()
+    opt.step(torch.autograd.grad(loss, opt.params))
+    assert not torch.equal(w.detach(), before)

@@ -110,3 +110,19 @@ def test_survival_table_reports_dead_softmax_layers():
     softmax_row, kwta_row = table.splitlines()[2:]
     assert "0.00 / 0.00 / 0.00" in softmax_row and softmax_row.endswith("| 0 |")  # nothing survives
     assert not kwta_row.endswith("| 0 |")
+
+
+def test_kwta_equals_the_scatter_definition_in_value_and_gradient():
+    """k-WTA as a threshold equals the textbook form (scatter the top-k values into zeros), and
+    its gradient reaches exactly the k winners of each row."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 64, requires_grad=True)
+    top = x.topk(5, dim=-1)
+    textbook = torch.zeros_like(x).scatter(-1, top.indices, top.values)
+    fast = sparse.kwta(x, 5)
+    assert torch.equal(fast, textbook)
+    w = torch.randn_like(x)
+    g_fast, = torch.autograd.grad((fast * w).sum(), x)
+    g_book, = torch.autograd.grad((textbook * w).sum(), x)
+    assert torch.equal(g_fast, g_book)
+    assert int((g_fast != 0).sum(-1).max()) == 5

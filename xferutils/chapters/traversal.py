@@ -35,8 +35,9 @@ from xferutils.pages.claims import Question, compare
 from xferutils.pages.claims import table as claims_table
 from xferutils.core.config import ParameterError, check_choice, check_float, check_int
 from xferutils.core.data import Split
-from xferutils.core.ensemble import Replicas, adam_by_rate, replicate
+from xferutils.core.ensemble import Replicas, replicate
 from xferutils.core.mixture import mixed_log_probs, sampled_logits
+from xferutils.core.optim import adam_
 from xferutils.core.sparse import KINDS, check_k, sparse_net
 from xferutils.pages.results import tidy
 
@@ -509,6 +510,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
         return total
 
     gens = [torch.Generator().manual_seed(s) for s in seeds]
+    rate = torch.tensor([float(lr)], device=dev)  # one rate for every replica
     total = steps + tail
     acc = ({sp: {pt: torch.full((M, n_s, total), math.nan) for pt in PARTS} for sp in evals} if curves else {})
     draws = {sp: torch.rand(min(n_eval, len(data)), generator=torch.Generator().manual_seed(mix_seed)).to(dev)
@@ -560,8 +562,10 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
             flat = [(k, v) for pre in work for k, v in work[pre].items()]
             grads = torch.autograd.grad(loss, [v for _, v in flat])
             with torch.no_grad():
-                adam_by_rate([(v, g, moments[k][0], moments[k][1], s * batches + b + 1, [float(lr)])
-                              for (k, v), g in zip(flat, grads)])
+                adam_([v for _, v in flat], list(grads), [moments[k][0] for k, _ in flat],
+                      [moments[k][1] for k, _ in flat],
+                      [torch.tensor(float(s * batches + b), dtype=torch.float64) for _ in flat],
+                      [rate] * len(flat))  # the one Adam; each count is incremented there
                 for k, mask in work_masks.items():
                     work["d."][k][pruned].mul_(mask)
         with torch.no_grad():  # back into the full set of replicas

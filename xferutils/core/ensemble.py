@@ -341,15 +341,3 @@ def _check_materialised(models: Sequence[nn.Module]) -> None:
         if any(t.is_meta for t in [*m.parameters(), *m.buffers()]):
             raise ParameterError(f"models[{i}] has parameters on the 'meta' device (no values); "
                                  "build it on a real device or load its weights first")
-
-
-def adam_by_rate(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int,
-                                       Sequence[float]]], factor: float = 1.0) -> None:
-    """Chapter 6's call of the one Adam (:func:`xferutils.core.optim.adam_`): ``(p, g, m, v, step,
-    rates)`` with ``step`` the count after this update and one host rate per replica."""
-    if not items:
-        return
-    ps, gs, ms, vs, steps, rates = zip(*items)
-    adam_(list(ps), list(gs), list(ms), list(vs),
-          [torch.tensor(float(s - 1), dtype=torch.float64) for s in steps],
-          [torch.tensor([r * factor for r in rs], device=p.device) for rs, p in zip(rates, ps)])

@@ -6,13 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from scipy import stats
 
 from xferutils.core.config import check_float
-
-# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (95% intervals).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -31,7 +27,7 @@ def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> l
 
 @dataclass(frozen=True)
 class Spread:
-    """Mean, sample standard deviation and 95% t-interval half-width over n seeds."""
+    """Mean, sample standard deviation and 95% t-interval half-width (``scipy.stats.t``) over n seeds."""
 
     mean: float
     std: float
@@ -60,8 +56,9 @@ def spread(values: Sequence[float]) -> Spread:
     n = len(vals)
     mean = sum(vals) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-    t = _T975[min(n - 1, len(_T975)) - 1] if n > 1 else float("nan")
-    return Spread(mean, std, t * std / math.sqrt(n) if n > 1 else float("nan"), n)
+    if n == 1:
+        return Spread(mean, std, float("nan"), n)
+    return Spread(mean, std, float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n), n)
 
 
 def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.9) -> int:

@@ -2,7 +2,8 @@
 
 :func:`adam_` is the update that :func:`xferutils.core.ensemble.fit_replicas` runs on every path
 (the eager loop, the fused step and the CUDA graph of :mod:`xferutils.core.step`) and that chapter 6's
-traversal runs. Its arithmetic is ``torch.optim.Adam``'s (betas 0.9/0.999, eps 1e-8, no weight
+traversal runs; :class:`ReplicaAdam` holds its state for the loops that are not
+``fit_replicas``'s (chapter 5's episodic prototypical network and per-task heads). Its arithmetic is ``torch.optim.Adam``'s (betas 0.9/0.999, eps 1e-8, no weight
 decay; ``tests/test_optim.py`` compares both branches with it):
 
 - where the rates may be read on the host (not inside a CUDA graph), the replicas are grouped by
@@ -86,3 +87,22 @@ def _foreach_adam(ps: list[torch.Tensor], gs: list[torch.Tensor], ms: list[torch
     torch._foreach_mul_(denom, ms)
     torch._foreach_mul_(denom, sizes)
     torch._foreach_sub_(ps, denom)
+
+
+class ReplicaAdam:
+    """:func:`adam_` with its state: moments, counts and one rate per replica (axis 0 of every
+    tensor). For the training loops that are not :func:`~xferutils.core.ensemble.fit_replicas`'s:
+    chapter 5's episodic prototypical networks and its per-task heads."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+        self.params = list(params)
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+        self.counts = [torch.zeros((), dtype=torch.float32 if p.device.type == "mps" else torch.float64,
+                                   device=p.device) for p in self.params]
+        self.rates = [torch.full((p.shape[0],), float(lr), device=p.device) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        """One update of every parameter from its gradient (same order as ``params``)."""
+        adam_(self.params, list(grads), [m for m, _ in self.moments], [v for _, v in self.moments],
+              self.counts, self.rates)

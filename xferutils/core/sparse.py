@@ -41,7 +41,9 @@ def kwta(x: torch.Tensor, k: int) -> torch.Tensor:
     k = check_int("k", k, 1)
     if k >= x.shape[-1]:
         return x
-    return x * (x >= x.topk(k, dim=-1).values[..., -1:])
+    with torch.no_grad():  # the threshold carries no gradient; unsorted top-k is cheaper
+        kth = x.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    return torch.where(x >= kth, x, 0.0)
 
 
 class SparseCode(NamedTuple):

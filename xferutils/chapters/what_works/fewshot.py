@@ -28,6 +28,7 @@ from xferutils.core.config import ParameterError, check_int, check_seeds
 from xferutils.core.data import Split
 from xferutils.pages.plotting import log_count_axes
 from xferutils.core.ensemble import fit_replicas, replicate
+from xferutils.core.optim import ReplicaAdam
 from xferutils.pages.results import tidy
 from xferutils.chapters.what_works.freezing import Fit, train_classifier
 
@@ -163,7 +164,7 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
     params = {k: v.detach().to(train.x.device).requires_grad_(True) for k, v in params.items()}
     base = copy.deepcopy(models[0]).to("meta")
     digits = torch.unique(train.y).tolist()
-    opt = torch.optim.Adam(params.values(), lr=fit.lr)
+    opt = ReplicaAdam(list(params.values()), fit.lr)  # the book's one Adam, a rate per replica
     kq = k_shot + n_query
 
     def loss_one(p, b, xs):  # xs: (batch, N, k+q, 784)
@@ -188,9 +189,7 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
             sl = slice(step * batch, (step + 1) * batch)
             xs = torch.stack([train.x[torch.cat([t.support[sl], t.query[sl]], -1)] for t in tasks])
             loss = grad_loss(params, buffers, xs).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            opt.step(torch.autograd.grad(loss, opt.params))
         acc = result.accuracy(val.x, val_tasks).mean(-1).cpu()
         history.append(acc.tolist())
         if monitor is not None:
@@ -227,13 +226,11 @@ def finetune_heads(feats: torch.Tensor, tasks: Tasks, *, steps: int, lr: float =
     yq = tasks.query_labels().expand(k_, -1, -1)
     w = torch.zeros(k_, t, feats.shape[-1], n, device=feats.device, requires_grad=True)
     b = torch.zeros(k_, t, 1, n, device=feats.device, requires_grad=True)
-    opt = torch.optim.Adam([w, b], lr=lr)
+    opt = ReplicaAdam([w, b], lr)  # the book's one Adam; every head has its own moments
     curve = []
     for _ in range(steps):
         loss = F.cross_entropy((sup @ w + b).flatten(0, 2), ys.flatten(), reduction="sum") / (n * k)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        opt.step(torch.autograd.grad(loss, [w, b]))
         if record:
             with torch.no_grad():
                 curve.append(((qry @ w + b).argmax(-1) == yq).float().mean().item())
