@@ -137,3 +137,24 @@ def test_summary_fits_the_column():
     assert len(lines) == 2 and all(len(line) <= 88 for line in lines), lines
     assert "preset smoke" in lines[0] and lines[1].startswith("device cpu")
     assert run.environment().startswith("xferutils") and "chapter 01_dense_baseline" in run.environment()
+
+
+def test_choice_and_list_checks_name_the_parameter():
+    from xferutils.core.config import check_choice, parse_list
+    assert check_choice("kind", "kwta", ["softmax", "kwta"]) == "kwta"
+    with pytest.raises(ParameterError, match="kind='relu'"):
+        check_choice("kind", "relu", ["softmax", "kwta"])
+    assert parse_list("digits1", "[5, 6, 7]") == [5, 6, 7] and parse_list("digits1", "(1, 2)") == [1, 2]
+    assert parse_list("digits1", [3]) == [3]  # a real list passes through
+    with pytest.raises(ParameterError, match="digits1"):
+        parse_list("digits1", "five six")
+
+
+def test_tf32_only_on_cuda_and_the_summary_fits_a_column():
+    from xferutils.core.config import short_summary, use_tf32
+    before = torch.backends.cuda.matmul.allow_tf32
+    use_tf32("cpu")  # a CPU run leaves the CUDA switches alone
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    lines = short_summary("cpu", preset="book").splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
+    assert "preset book" in lines[0] and lines[1].startswith("device cpu")

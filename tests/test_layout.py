@@ -1,6 +1,8 @@
 """The package's layers: the core imports no chapter and no page builder of a chapter; a chapter
-imports the core and the pages, never another chapter (issue 21)."""
+imports the core and the pages, never another chapter; every core module has its test file
+(issue 21)."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,19 @@ def test_imported_resolves_relative_imports(tmp_path):
         "xferutils.core.data.Split" in imported(PKG / "core" / "references.py")
     assert chapter_of("xferutils.chapters.what_works.fewshot") == "what_works"
     assert chapter_of("xferutils.core.data") is None
+
+
+CORE = sorted(p for p in (PKG / "core").glob("*.py") if p.name != "__init__.py")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.stem)
+def test_every_core_module_has_its_test_file_and_every_public_name_is_tested(path):
+    """tests/test_<module>.py exists, and each public function or class of the module is named
+    in some test (what a reader adopting the core can rely on)."""
+    assert (TESTS / f"test_{path.stem}.py").exists(), f"no tests/test_{path.stem}.py"
+    tests = "\n".join(p.read_text() for p in [*TESTS.glob("test_*.py"), TESTS / "conftest.py"] if p.exists())
+    public = [n.name for n in ast.parse(path.read_text()).body
+              if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    untested = [n for n in public if not re.search(rf"\b{n}\b", tests)]
+    assert not untested, f"{path.name}: no test names {untested}"

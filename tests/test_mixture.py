@@ -511,3 +511,18 @@ def test_kept_curve_and_stopping_words_follow_each_networks_stop():
     assert words.startswith("every network") == (not any(any(v) for v in flags.values()))
     # a cap no network could reach before its best step: every one is flagged
     assert traversal.stopping_words(tr, 2, 1).count("of 2 seeds") == 2
+
+
+def test_mixed_log_probs_is_expected_log_probs_without_the_check():
+    from xferutils.core.mixture import check_q, mixed_log_probs
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 10), torch.randn(4, 10)
+    for q in (0.0, 0.3, 1.0):
+        torch.testing.assert_close(mixed_log_probs(a, b, torch.tensor(q)), expected_log_probs(a, b, q))
+    p = ((1 - 0.3) * a.softmax(-1) + 0.3 * b.softmax(-1)).log()
+    torch.testing.assert_close(mixed_log_probs(a, b, torch.tensor(0.3)), p)
+    assert check_q(0.5).item() == 0.5 and check_q(torch.tensor([0.0, 1.0])).dtype == torch.float32
+    with pytest.raises(ParameterError, match="q"):
+        check_q(torch.tensor([0.2, 1.5]))
+    with pytest.raises(ParameterError, match="q"):
+        check_q(-0.1)

@@ -287,3 +287,12 @@ def test_oracle_values_say_which_way_the_gaps_go():
     row["baselines"]["inputs"] = spread([0.50, 0.50])
     w = npn.oracle_values({"s": row}, "s")
     assert w["small_word"] == "below" and w["reading"].startswith(npn.STRATEGIES[-1].lower())
+
+
+def test_transfer_data_holds_every_split_with_matching_shapes():
+    d = npn.make_transfer_data(0, "seed004")
+    assert isinstance(d, npn.TransferData)
+    for name in ("source", "source_val", "target", "target_val", "target_test", "target_pool"):
+        x, y = getattr(d, name)
+        assert x.ndim == 2 and len(x) == len(y) and x.shape[1] == d.source[0].shape[1]
+    assert d.source_centers.shape == d.target_centers.shape

@@ -126,3 +126,17 @@ def test_kwta_equals_the_scatter_definition_in_value_and_gradient():
     g_book, = torch.autograd.grad((textbook * w).sum(), x)
     assert torch.equal(g_fast, g_book)
     assert int((g_fast != 0).sum(-1).max()) == 5
+
+
+def test_sparse_mlp_is_a_stack_of_linear_and_sparse_activation_layers():
+    """sparse_net builds a SparseMLP whose activations are SparseActivation(K); K ≥ 2 is checked
+    before anything is built; sparse_code returns at most K − 1 survivors as a SparseCode."""
+    net = sparse.sparse_net(K=6, kind="kwta")
+    assert isinstance(net, sparse.SparseMLP)
+    acts = [m for m in net.features if isinstance(m, sparse.SparseActivation)]
+    assert len(acts) == 3 and len(net.linears()) == 4
+    assert sparse.check_k(6) == 6
+    with pytest.raises(ParameterError, match="K"):
+        sparse.check_k(1)
+    code = sparse.sparse_code(torch.randn(4, 32), 6, "kwta")
+    assert isinstance(code, sparse.SparseCode) and code.idx.shape == code.val.shape == (4, 5)

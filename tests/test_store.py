@@ -69,3 +69,13 @@ def test_bad_name_and_wrong_seeds_are_refused(data):
     wrong = lambda seeds: fit_replicas(replicate(make, [9]), data, [9], epochs=1)  # noqa: E731
     with pytest.raises(ParameterError, match="asked for"):
         store.trained("tiny", {}, [0], make, wrong)
+
+
+def test_store_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_STORE", "off")
+    assert store.store_dir() is None
+    monkeypatch.setenv("XFER_STORE", str(tmp_path / "nets"))
+    assert store.store_dir() == tmp_path / "nets"
+    monkeypatch.delenv("XFER_STORE")
+    monkeypatch.setenv("XFER_RESULTS_DIR", str(tmp_path / "res"))
+    assert store.store_dir() == tmp_path / "res" / "store"

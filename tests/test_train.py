@@ -104,3 +104,19 @@ def test_onecycle_schedule():
     with pytest.raises(ParameterError, match="schedule"):
         xu.train.fit(xu.models.MLP([784, 4], 2), xu.data.Split(torch.rand(4, 784), torch.zeros(4, dtype=torch.long)),
                      epochs=1, schedule="cosine")
+
+
+def test_epoch_generator_autocast_and_to_device():
+    from xferutils.core.train import autocast, epoch_generator, to_device
+    cpu = torch.device("cpu")
+    a, b = epoch_generator(3, cpu), epoch_generator(3, cpu)
+    assert torch.equal(torch.randperm(20, generator=a), torch.randperm(20, generator=b))  # same seed, same order
+    with autocast(cpu, False):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(cpu, True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    net = xu.models.MLP([784, 8], 3)
+    w = net.head.weight
+    assert to_device(net, cpu) is net and net.head.weight is w  # moved in place, same parameters
+    with pytest.raises(ParameterError, match="meta"):
+        to_device(xu.models.MLP([784, 8], 3).to("meta"), cpu)
