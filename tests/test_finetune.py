@@ -6,7 +6,7 @@ import torch
 
 import xferutils as xu
 from xferutils.chapters import strategies as st
-from xferutils.core import finetune, metrics
+from xferutils.core import finetune
 from xferutils.core.config import ParameterError
 
 

@@ -1,6 +1,5 @@
 """Tests of xferutils.pages.results (every chapter): the results file, and numbers tidied for prose."""
 import json
-import math
 
 import pytest
 import torch

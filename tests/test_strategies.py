@@ -8,8 +8,9 @@ from torch.nn import functional as F
 
 import xferutils as xu
 from xferutils.chapters import strategies as st
-from xferutils.core import finetune, metrics
+from xferutils.core import metrics
 from xferutils.core.config import ParameterError
+from xferutils.pages.claims import compare
 
 
 def net(n_classes: int = 3) -> xu.models.MLP:
@@ -358,15 +359,15 @@ def test_prose_words_follow_the_verdicts():
     assert out["dann_wins"] == 0 and ("undecided" in out["dann_lines"].data or "equivalent" in out["dann_lines"].data)
 
 
-def test_say_and_claims_table():
+def test_claims_words_and_table():
     fam = xu.claims.Family("t", questions=[xu.claims.Question("q", "q", claims=("*",), margin=0.1)])
     fam.direction("a", "book", "x beats y", [2.0, 2.1, 2.2, 2.0, 2.1], [1.0, 1.1, 1.0, 1.2, 1.0])
     fam.direction("b", "book", "y beats x", [1.0, 1.1, 1.0, 1.2, 1.0], [2.0, 2.1, 2.2, 2.0, 2.1])
     fam.direction("c", "book", "x beats z", [1.0, 2.0, 1.0, 2.0, 1.5], [2.0, 1.0, 2.0, 1.0, 1.5])
     v = fam.verdicts()
-    assert st.say(v["a"], "x", "y").startswith("x beats y (+1.0")
-    assert st.say(v["b"], "y", "x").startswith("y trails x (−1.0")
-    assert st.say(v["c"], "x", "z").startswith("x is not shown to differ from z (undecided at 5 seeds")
+    assert compare(v["a"], "x", "y").startswith("x beats y (+1.0")
+    assert compare(v["b"], "y", "x").startswith("y trails x (−1.0")
+    assert compare(v["c"], "x", "z").startswith("x is not shown to differ from z (undecided at 5 seeds")
     table = st.claims_table(fam.evaluate())
     assert table.count("\n") == 4 and "`a`" in table and "| not shown | 5 |" in table
 

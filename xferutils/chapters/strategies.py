@@ -504,11 +504,6 @@ def edge_notes(grids: dict[str, Sequence[float]], chosen: dict[str, float]) -> l
 
 # --- claims -------------------------------------------------------------------------------------
 
-def say(v: Verdict, a: str, b: str) -> str:
-    """"``a`` beats / trails / is equivalent to / is not shown to differ from ``b`` (evidence)"."""
-    return compare(v, a, b)
-
-
 def _slug(key: Any) -> str:
     name = key[1] if isinstance(key, tuple) else key
     return str(name).replace("_", "")
@@ -1167,7 +1162,7 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["n_edges"] = len(edges)
     if ("tune", "full_ft", 0.01) in m.test and ("tune", "full_ft", 1.0) in m.test:
         out["exp2_low"], out["exp2_high"] = mean(("tune", "full_ft", 0.01)), mean(("tune", "full_ft", 1.0))
-    out["exp2_smaller"] = md(say(verdicts["001-exp2-smaller-rate"], "m = 0.1", "m = 1"))
+    out["exp2_smaller"] = md(compare(verdicts["001-exp2-smaller-rate"], "m = 0.1", "m = 1"))
     out["exp1_cells"] = md("\n".join(f"- {cell_sentence(c)}" for c in cells if c.row.startswith("new")))
     out["ft_vs_scratch"] = md("; ".join(
         f"with {n} labels, {cmp.words(verdicts, e1('full_ft', n), e1('scratch', n))}" for n in sizes))
