@@ -258,3 +258,26 @@ def test_evaluate_on_shared_split_objects_equals_stacked_copies(small):
     copies = [xu.data.Split(s.x.clone(), s.y.clone()) for s in (test, other, test)]
     assert by_object == pytest.approx(rep.evaluate(copies), abs=1e-9)  # stacked per replica
     assert rep.select([2, 0]).evaluate(test) == pytest.approx([by_object[2], by_object[0]])
+
+
+def test_fit_replicas_takes_an_episode_sampler_and_a_score():
+    """``batches`` replaces shuffled rows (the sampler sees which replicas still train) and
+    ``score`` replaces validation accuracy: a score that never improves stops every replica
+    after ``patience`` epochs, having kept epoch 1."""
+    torch.manual_seed(0)
+    data = xu.data.Split(torch.rand(32, 784), torch.randint(0, 3, (32,)))
+    seen: list[list[int]] = []
+
+    def sampler(epoch, alive):
+        seen.append(list(alive))
+        for i in range(2):
+            yield data.x[i * 16:(i + 1) * 16].expand(len(alive), -1, -1), data.y[i * 16:(i + 1) * 16].expand(len(alive), -1)
+
+    models = xu.ensemble.replicate(lambda: xu.models.MLP([784, 8], 3), [0, 1])
+    reps = xu.ensemble.fit_replicas(models, data, [0, 1], epochs=6, batches=sampler, score=lambda r: [0.5] * len(r),
+                        patience=2)
+    assert [h.best_epoch for h in reps.history] == [1, 1]
+    assert len(seen) == 3 and seen[0] == [0, 1]
+    assert all(len(h.loss) == 3 for h in reps.history)
+    with pytest.raises(ParameterError, match="eager"):
+        xu.ensemble.fit_replicas(models, data, [0, 1], epochs=1, batches=sampler, engine="fused")

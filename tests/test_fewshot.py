@@ -150,3 +150,18 @@ def test_protonet_monitor_watches_held_out_tasks_and_the_curve_figure():
     m.curve = {}
     with pytest.raises(ParameterError, match="curve"):
         fewshot.meta_curve_figure(m)
+
+
+def test_protonet_replicas_train_as_if_alone():
+    """Through fit_replicas's episode sampler each replica draws its own tasks and stops on its
+    own: seed 1 trained beside seed 0 equals seed 1 trained alone."""
+    x, y = toy(n_per_class=40, n_classes=5, d=10, spread=1.5)
+    train = Split(x, y)
+    val_tasks = fewshot.sample_tasks(y, range(5), 3, 2, 3, 10, seed=9)
+    kw = dict(n_way=3, k_shot=2, n_query=3, episodes=3, fit=Fit(max_epochs=5, patience=1))
+    make = lambda: nn.Sequential(nn.Linear(10, 8))  # noqa: E731
+    both = fewshot.train_protonet(make, train, train, val_tasks, [0, 1], **kw)
+    alone = fewshot.train_protonet(make, train, train, val_tasks, [1], **kw)
+    torch.testing.assert_close(both.embed(x)[1], alone.embed(x)[0], atol=1e-5, rtol=1e-5)
+    assert both.best_epoch[1] == alone.best_epoch[0]
+    assert len(both.val_acc) == max(len([v for v in col if not math.isnan(v)]) for col in zip(*both.val_acc))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +38,12 @@ from xferutils.core.train import SCHEDULES, History, _check_patience, autocast, 
 Params = dict[str, torch.Tensor]
 LrMult = Mapping[str, float] | Callable[[int], Mapping[str, float]]
 Objective = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = Callable[[int, Sequence[int]], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+"""An episode sampler: ``batches(epoch, alive)`` yields the epoch's steps, each ``(xb, yb)`` with
+one row per replica still training (``alive``: their indices among the seeds); chapter 5's
+prototypical networks draw their tasks this way."""
+Score = Callable[["Replicas"], Sequence[float]]
+"""A validation criterion: one score per replica (higher is better), in place of accuracy on ``val``."""
 
 
 def replicate(make_model: Callable[[], nn.Module], seeds: Sequence[int]) -> list[nn.Module]:
@@ -172,7 +178,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                  penalty: Callable[[Params, Params], torch.Tensor] | None = None,
                  objective: Objective = cross_entropy, amp: bool = False,
                  patience: int | None = None, schedule: str = "constant",
-                 engine: str = "auto") -> Replicas:
+                 engine: str = "auto", batches: Batches | None = None,
+                 score: Score | None = None) -> Replicas:
     """Train same-shaped ``models`` together with Adam, replica k with batch order ``seeds[k]``.
 
     ``lr`` is one rate or one per replica. ``lr_mult`` maps parameter-name prefixes to
@@ -190,14 +197,22 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     validation epoch (``history[k].best_epoch``); training ends when every replica has gone
     ``patience`` epochs without improving, or after ``epochs``.
 
+    Hooks for training that is not shuffled rows (chapter 5's episodes): ``batches`` (a
+    :data:`Batches` sampler) gives each epoch's steps instead of shuffled rows of ``train``
+    (which then only says where the data lives; eager engine, constant schedule), and ``score``
+    (a :data:`Score`) replaces accuracy on ``val`` as the early-stopping criterion.
+
     The models may live anywhere: their parameters are stacked on the training data's device.
     ``engine``: ``"eager"`` (the reference), ``"fused"`` (one multi-tensor step) or ``"graph"``
     (that step captured as a CUDA graph); ``"auto"`` is ``"graph"`` on CUDA (``"fused"`` for an
     objective not marked ``graph_safe``, see :mod:`xferutils.core.step`), else ``"eager"``.
     """
     seeds = check_seeds("seeds", seeds)
-    _check_patience(patience, val)
+    _check_patience(patience, val if score is None else score)
     check_choice("schedule", schedule, SCHEDULES)
+    if batches is not None and (schedule != "constant" or engine not in ("auto", "eager")):
+        raise ParameterError(f"batches (an episode sampler) runs on engine='eager' with schedule='constant'; "
+                             f"got engine={engine!r}, schedule={schedule!r}")
     start = time.perf_counter()
     k = len(seeds)
     if len(models) != k:
@@ -209,7 +224,7 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         raise ParameterError(f"lr has {len(lrs)} values but there are {k} replicas")
     x, y = _stack(train, k)
     device = x.device
-    engine = choose_engine(engine, device, objective)
+    engine = "eager" if batches is not None else choose_engine(engine, device, objective)
     n = x.shape[-2]
     if n == 0:
         raise ParameterError("train is empty; give at least one training sample")
@@ -266,18 +281,22 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             t.requires_grad_(nm in live)  # no gradients are computed for frozen parameters
         if fused is not None:
             fused.set_rates(rates)
-        perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
-        total = torch.zeros(len(alive), device=device)
-        for i in range(per_epoch):
-            idx = perms[:, i * bs:(i + 1) * bs]
+        total, n_steps = torch.zeros(len(alive), device=device), per_epoch
+        if batches is None:
+            perms = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in gens]).to(device)
+            steps_of = (perms[:, i * bs:(i + 1) * bs] for i in range(per_epoch))
+        else:
+            steps_of, n_steps = batches(epoch, list(alive)), 0
+        for i, idx in enumerate(steps_of):
             if fused is not None:
                 fused(idx, live)
                 continue
-            xb, yb = batch_rows(x, y, idx)
+            xb, yb = batch_rows(x, y, idx) if batches is None else idx
+            n_steps = max(n_steps, i + 1)
             with autocast(device, amp):
                 losses = batched_loss(params, buffers, init, xb, yb)
             grads = torch.autograd.grad(losses.sum(), [params[nm] for nm in live], allow_unused=True)
-            factor = factors[epoch * per_epoch + i]
+            factor = 1.0 if schedule == "constant" else factors[epoch * per_epoch + i]
             with torch.no_grad():
                 used = [(nm, g) for nm, g in zip(live, grads) if g is not None]
                 adam_([params[nm] for nm, _ in used], [g for _, g in used], [state[nm][0] for nm, _ in used],
@@ -286,13 +305,14 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
                 total += losses.detach().float()
         if fused is not None:
             total = fused.epoch_losses()
-        for j, v in zip(alive, (total / max(1, per_epoch)).tolist()):
+        for j, v in zip(alive, (total / max(1, n_steps)).tolist()):
             if not done[j]:
                 losses_of[j].append(v)
-        if val is None:
+        if val is None and score is None:
             continue
-        accs = Replicas(base, params, buffers, [seeds[j] for j in alive], []).evaluate(
-            val if isinstance(val, Split) else [val[j] for j in alive])
+        now = Replicas(base, params, buffers, [seeds[j] for j in alive], [])
+        accs = (list(score(now)) if score is not None else
+                now.evaluate(val if isinstance(val, Split) else [val[j] for j in alive]))
         for j, a in zip(alive, accs):
             if not done[j]:
                 vals_of[j].append(a)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from xferutils.core.config import ParameterError, check_int, check_seeds
 from xferutils.core.data import Split
 from xferutils.pages.plotting import log_count_axes
-from xferutils.core.ensemble import fit_replicas, replicate
+from xferutils.core.ensemble import Replicas, fit_replicas, replicate
 from xferutils.core.optim import ReplicaAdam
 from xferutils.pages.results import tidy
 from xferutils.chapters.what_works.freezing import Fit, train_classifier
@@ -151,63 +151,62 @@ def train_protonet(make: Callable[[], nn.Module], train: Split, val: Split, val_
                    seeds: Sequence[int], *, n_way: int, k_shot: int, n_query: int, episodes: int = 20,
                    batch: int = 4, fit: Fit = Fit(),
                    monitor: tuple[torch.Tensor, Tasks] | None = None) -> ProtoNets:
-    """Episodic training (Snell et al. 2017) of K embeddings ``make()`` on the digits of ``train``:
-    each step, every replica draws ``batch`` tasks of its own and descends the cross-entropy of
-    its queries' prototype logits; an epoch is ``episodes`` steps. Each replica keeps its best
-    epoch on ``val_tasks`` (tasks over ``val``'s images) and training stops after ``fit.patience``
-    epochs without improvement. ``monitor``: images and tasks (e.g. over digits never trained on)
-    whose mean accuracy per replica is recorded before training and after every epoch, only
-    watched, never used to choose anything (``ProtoNets.monitor``)."""
+    """Episodic training (Snell et al. 2017) of K embeddings ``make()`` on the digits of ``train``,
+    through the book's one trainer (:func:`~xferutils.core.ensemble.fit_replicas` with an episode
+    sampler): each step, every replica draws ``batch`` tasks of its own and descends the
+    cross-entropy of its queries' prototype logits; an epoch is ``episodes`` steps. Each replica
+    keeps its best epoch on ``val_tasks`` (tasks over ``val``'s images) and stops after
+    ``fit.patience`` epochs without improvement. ``monitor``: images and tasks (e.g. over digits
+    never trained on) whose mean accuracy per replica is recorded before training and after every
+    epoch (NaN once a replica has stopped), only watched, never used to choose anything."""
     seeds = check_seeds("seeds", seeds)
-    models = replicate(make, seeds)
-    params, buffers = stack_module_state(models)
-    params = {k: v.detach().to(train.x.device).requires_grad_(True) for k, v in params.items()}
-    base = copy.deepcopy(models[0]).to("meta")
     digits = torch.unique(train.y).tolist()
-    opt = ReplicaAdam(list(params.values()), fit.lr)  # the book's one Adam, a rate per replica
-    kq = k_shot + n_query
+    labels = torch.arange(n_way, device=train.x.device).repeat_interleave(n_query)
 
-    def loss_one(p, b, xs):  # xs: (batch, N, k+q, 784)
-        e = functional_call(base, (p, b), (xs.flatten(0, 2),)).unflatten(0, xs.shape[:3])
-        logits = prototype_logits(e[:, :, k_shot:].flatten(1, 2), prototypes(e[:, :, :k_shot]))
-        labels = torch.arange(n_way, device=xs.device).repeat_interleave(n_query).expand(len(xs), -1)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
-
-    grad_loss = vmap(loss_one)
-    best = {k: v.detach().clone() for k, v in params.items()}
-    best_acc = torch.full((len(seeds),), -1.0)
-    best_epoch = torch.zeros(len(seeds), dtype=torch.long)
-    history: list[list[float]] = []
-    result = ProtoNets(base, params, buffers, [], [])
-    watched: list[list[float]] = []
-    if monitor is not None:
-        watched.append(result.accuracy(*monitor).mean(-1).tolist())
-    for epoch in range(fit.max_epochs):
-        tasks = [sample_tasks(train.y, digits, n_way, k_shot, n_query, episodes * batch,
-                              s * 7919 + epoch) for s in seeds]
+    def sampler(epoch: int, alive: Sequence[int]):
+        """Each replica's own tasks for this epoch (seeded by its seed and the epoch), a step at a time."""
+        tasks = [sample_tasks(train.y, digits, n_way, k_shot, n_query, episodes * batch, seeds[j] * 7919 + epoch)
+                 for j in alive]
         for step in range(episodes):
             sl = slice(step * batch, (step + 1) * batch)
             xs = torch.stack([train.x[torch.cat([t.support[sl], t.query[sl]], -1)] for t in tasks])
-            loss = grad_loss(params, buffers, xs).sum()
-            opt.step(torch.autograd.grad(loss, opt.params))
-        acc = result.accuracy(val.x, val_tasks).mean(-1).cpu()
-        history.append(acc.tolist())
+            yield xs, labels.expand(len(alive), batch, -1)
+
+    def episode_loss(f: Callable, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """One replica's loss on its (batch, N, k + q, 784) episodes: queries against prototypes."""
+        e = f(xs.flatten(0, 2)).unflatten(0, xs.shape[:3])
+        logits = prototype_logits(e[:, :, k_shot:].flatten(1, 2), prototypes(e[:, :, :k_shot]))
+        return F.cross_entropy(logits.flatten(0, 1), ys.flatten())
+
+    watched: list[dict[int, float]] = []
+
+    def score(reps: Replicas) -> list[float]:
+        """Validation-task accuracy of each replica still training (and the watched accuracy)."""
         if monitor is not None:
-            watched.append(result.accuracy(*monitor).mean(-1).tolist())
-        improved = acc > best_acc
-        best_acc = torch.where(improved, acc, best_acc)
-        best_epoch[improved] = epoch + 1
-        with torch.no_grad():
-            for k, v in params.items():
-                best[k][improved.to(v.device)] = v[improved.to(v.device)]
-        if bool((epoch + 1 - best_epoch >= fit.patience).all()):
-            break
-    with torch.no_grad():
-        for k, v in params.items():
-            v.copy_(best[k])
-            v.requires_grad_(False)
-    result.best_epoch, result.val_acc, result.monitor = best_epoch.tolist(), history, watched
-    return result
+            watched.append(dict(zip([seeds.index(s) for s in reps.seeds], _task_means(reps, *monitor))))
+        return _task_means(reps, val.x, val_tasks)
+
+    models = replicate(make, seeds)
+    if monitor is not None:  # epoch 0: untrained
+        params, buffers = stack_module_state(models)
+        untrained = Replicas(copy.deepcopy(models[0]).to("meta"), params, buffers, seeds, [])
+        watched.append(dict(enumerate(_task_means(untrained, *monitor))))
+    reps = fit_replicas(models, train, seeds, epochs=fit.max_epochs, lr=fit.lr, objective=episode_loss,
+                        batches=sampler, score=score, patience=fit.patience)
+    curve = [[w.get(j, math.nan) for j in range(len(seeds))] for w in watched]
+    return ProtoNets(reps.base, reps.params, reps.buffers, [h.best_epoch for h in reps.history],
+                     _val_by_epoch(reps), curve)
+
+
+def _task_means(reps: Replicas, x: torch.Tensor, tasks: Tasks) -> list[float]:
+    """Mean nearest-prototype accuracy over ``tasks`` of each replica's embedding of ``x``."""
+    return [task_accuracy(e, tasks).mean().item() for e in reps.logits(x)]
+
+
+def _val_by_epoch(reps: Replicas) -> list[list[float]]:
+    """Validation accuracy per epoch (rows) and replica (columns), NaN after a replica stopped."""
+    n = max(len(h.val_acc) for h in reps.history)
+    return [[h.val_acc[e] if e < len(h.val_acc) else math.nan for h in reps.history] for e in range(n)]
 
 
 # --- the fine-tuning baseline: a new head per task --------------------------------------------
@@ -333,18 +332,26 @@ def embed_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def meta_curve_figure(m: Meta) -> plt.Figure:
     """The prototypical network during episodic training: accuracy on validation tasks over the
-    training digits and over the held-out digits (mean ± std over seeds, epoch 0 = untrained),
+    training digits and over the held-out digits (mean ± std over the seeds still training at each
+    epoch, epoch 0 = untrained),
     and nearest prototypes on pixels for the held-out tasks."""
     if not m.curve:
         raise ParameterError("this Meta has no curve; run meta_learning with held_out_val")
     c = m.curve
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    held = np.array(c["held_out"]) * 100
-    val = np.array(c["val"]) * 100
-    ax.errorbar(range(len(held)), held.mean(1), yerr=held.std(1, ddof=1) if held.shape[1] > 1 else None,
-                marker="o", capsize=3, label="held-out digits (5-9)")
-    ax.errorbar(range(1, len(val) + 1), val.mean(1), yerr=val.std(1, ddof=1) if val.shape[1] > 1 else None,
-                marker="s", capsize=3, label="training digits (0-4), validation")
+    held = np.array(c["held_out"], dtype=float) * 100  # NaN (or None) once a replica has stopped
+    val = np.array(c["val"], dtype=float) * 100
+
+    def band(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean and std over the replicas still training at each epoch."""
+        live = (~np.isnan(a)).sum(1)
+        std = np.array([np.nanstd(r, ddof=1) if k > 1 else 0.0 for r, k in zip(a, live)])
+        return np.nanmean(a, 1), std if a.shape[1] > 1 else None
+
+    for a, x0, marker, label in ((held, 0, "o", "held-out digits (5-9)"),
+                                 (val, 1, "s", "training digits (0-4), validation")):
+        mean, std = band(a)
+        ax.errorbar(range(x0, x0 + len(a)), mean, yerr=std, marker=marker, capsize=3, label=label)
     ax.axhline(100 * c["pixels"], color="gray", ls=":", label="prototypes on pixels (held-out)")
     ax.set_xlabel(f"epoch ({c['episodes_per_epoch']} steps of episodes each; 0 = untrained)")
     ax.set_ylabel(f"{m.n_way}-way {c['k']}-shot accuracy (%)")
