@@ -11,7 +11,15 @@ reference): Adam (betas 0.9/0.999, eps 1e-8) on cross-entropy, batches from a se
 ``"onecycle"`` schedule of the learning rate, per-parameter rate multipliers (0 freezes),
 a penalty added to the loss, and early stopping on ``val`` that keeps the best epoch.
 ``fit_replicas`` adds what only many models need: one rate (or multiplier) per replica, an
-``objective`` hook, and per-replica data. Models go to the training data's device.
+``objective`` hook, per-replica data, an episode sampler (``batches``) and a validation
+``score``. Models go to the training data's device.
+
+Every network of the book trains through it, with three documented exceptions that share its
+Adam (:mod:`xferutils.core.optim`): the convex probes (L-BFGS in :mod:`xferutils.core.sharing`,
+and chapter 5's linear head per few-shot task, :class:`~xferutils.core.optim.ReplicaAdam`), the
+NumPy network of chapter 2 (the teaching exception), and chapter 6's traversal, which trains two
+networks per replica under a per-step mixing schedule, with targets from the previous step and
+pruning masks between steps (:func:`xferutils.chapters.traversal.traverse`).
 
 Two engines run that contract (``engine=``, see :mod:`xferutils.core.step`): ``"eager"``, the
 reference and the CPU default, and ``"graph"``/``"fused"``, one fused step captured as a CUDA
