@@ -1,10 +1,10 @@
 """The book's one Adam: stacked replicas, one learning rate per replica (every chapter).
 
 :func:`adam_` is the update that :func:`xferutils.core.ensemble.fit_replicas` runs on every path
-(the eager loop, the fused step and the CUDA graph of :mod:`xferutils.core.step`) and that chapter 6's
-traversal runs; :class:`ReplicaAdam` holds its state for the loops that are not
-``fit_replicas``'s (chapter 5's episodic prototypical network and per-task heads). Its arithmetic is ``torch.optim.Adam``'s (betas 0.9/0.999, eps 1e-8, no weight
-decay; ``tests/test_optim.py`` compares both branches with it):
+(the eager loop, the fused step and the CUDA graph of :mod:`xferutils.core.step`) and that
+chapter 6's traversal runs; :class:`ReplicaAdam` holds its state for chapter 5's per-task heads.
+Its arithmetic is ``torch.optim.Adam``'s (betas 0.9/0.999, eps 1e-8, no weight decay;
+``tests/test_optim.py`` compares both branches, and :class:`ReplicaAdam`, with it):
 
 - where the rates may be read on the host (not inside a CUDA graph), the replicas are grouped by
   rate and each group goes through PyTorch's public functional Adam with its fused kernel
@@ -91,8 +91,8 @@ def _foreach_adam(ps: list[torch.Tensor], gs: list[torch.Tensor], ms: list[torch
 
 class ReplicaAdam:
     """:func:`adam_` with its state: moments, counts and one rate per replica (axis 0 of every
-    tensor). For the training loops that are not :func:`~xferutils.core.ensemble.fit_replicas`'s:
-    chapter 5's episodic prototypical networks and its per-task heads."""
+    tensor). For a loop that is not :func:`~xferutils.core.ensemble.fit_replicas`'s: chapter 5's
+    linear head per few-shot task (one replica per seed, every task's head in one tensor)."""
 
     def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
         self.params = list(params)
