@@ -165,3 +165,17 @@ def test_protonet_replicas_train_as_if_alone():
     torch.testing.assert_close(both.embed(x)[1], alone.embed(x)[0], atol=1e-5, rtol=1e-5)
     assert both.best_epoch[1] == alone.best_epoch[0]
     assert len(both.val_acc) == max(len([v for v in col if not math.isnan(v)]) for col in zip(*both.val_acc))
+
+
+def test_curve_summary_reads_a_ragged_curve():
+    """Seeds stop on their own: the last value of each seed, the highest mean of the seeds still
+    training, and the untrained row."""
+    m = fewshot.Meta([1], 5, {}, {}, {}, {}, {"held_out": [[0.2, 0.4], [0.5, 0.7], [0.6, math.nan]],
+                                             "val": [], "pixels": 0.5, "k": 1, "episodes_per_epoch": 2})
+    out = fewshot.curve_summary(m)
+    assert out["h0"] == pytest.approx(30.0)
+    assert out["hmax"] == pytest.approx(60.0)  # epoch 1: (50 + 70) / 2 = 60 = epoch 2's 60
+    assert out["hlast"] == pytest.approx((60.0 + 70.0) / 2)
+    m.curve = {}
+    with pytest.raises(ParameterError, match="curve"):
+        fewshot.curve_summary(m)

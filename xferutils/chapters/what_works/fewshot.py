@@ -361,6 +361,18 @@ def meta_curve_figure(m: Meta) -> plt.Figure:
     return fig
 
 
+def curve_summary(m: Meta) -> dict[str, float]:
+    """The held-out curve in three numbers (%), for the prose: ``h0`` untrained, ``hmax`` the
+    highest mean over the seeds still training at an epoch, ``hlast`` the mean over seeds of each
+    seed's accuracy at the epoch it stopped (seeds stop on their own, so later rows hold NaN)."""
+    if not m.curve:
+        raise ParameterError("this Meta has no curve; run meta_learning with held_out_val")
+    held = np.array(m.curve["held_out"], dtype=float) * 100
+    last = [col[~np.isnan(col)][-1] for col in held.T]
+    return {"h0": float(held[0].mean()), "hmax": float(np.nanmax(np.nanmean(held, 1))),
+            "hlast": float(np.mean(last))}
+
+
 def meta_table(m: Meta) -> str:
     """Markdown: each method's accuracy on N-way k-shot test tasks, mean ± 95 % interval over tasks."""
     from xferutils.pages.plotting import markdown_table
