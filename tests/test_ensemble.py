@@ -271,7 +271,8 @@ def test_fit_replicas_takes_an_episode_sampler_and_a_score():
     def sampler(epoch, alive):
         seen.append(list(alive))
         for i in range(2):
-            yield data.x[i * 16:(i + 1) * 16].expand(len(alive), -1, -1), data.y[i * 16:(i + 1) * 16].expand(len(alive), -1)
+            rows = slice(i * 16, (i + 1) * 16)
+            yield data.x[rows].expand(len(alive), -1, -1), data.y[rows].expand(len(alive), -1)
 
     models = xu.ensemble.replicate(lambda: xu.models.MLP([784, 8], 3), [0, 1])
     reps = xu.ensemble.fit_replicas(models, data, [0, 1], epochs=6, batches=sampler, score=lambda r: [0.5] * len(r),

@@ -1,4 +1,5 @@
-"""Tests of xferutils.core.finetune (chapters 2, 3 and 5): layer names, discriminative rates, gradual unfreezing, frozen bottoms."""
+"""Tests of xferutils.core.finetune (chapters 2, 3 and 5): layer names, discriminative rates,
+gradual unfreezing, frozen bottoms."""
 import copy
 
 import pytest

@@ -1,4 +1,5 @@
-"""Tests of xferutils.chapters.shared_layers (chapter 4): a whole small case through the chapter's result, its cases and presets, the diagram, the base targets."""
+"""Tests of xferutils.chapters.shared_layers (chapter 4): a whole small case through the
+chapter's result, its cases and presets, the diagram, the base targets."""
 import math
 
 import matplotlib.pyplot as plt

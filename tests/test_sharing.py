@@ -1,4 +1,5 @@
-"""Tests of xferutils.core.sharing (chapters 4 and 5): cases, pools, bases, shared layers, objectives, probes, baselines."""
+"""Tests of xferutils.core.sharing (chapters 4 and 5): cases, pools, bases, shared layers,
+objectives, probes, baselines."""
 import pytest
 import torch
 from torch.nn import functional as F
