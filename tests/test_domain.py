@@ -6,11 +6,7 @@ from torch.nn import functional as F
 
 import xferutils as xu
 from xferutils.core.config import ParameterError
-
-
-def net(n_classes: int = 3) -> xu.models.MLP:
-    torch.manual_seed(0)
-    return xu.models.MLP([784, 16, 12, 8], n_classes)
+from toys import net
 
 
 def test_grad_reverse_negates_gradient_with_lambda():

@@ -3,30 +3,12 @@ gradual unfreezing, frozen bottoms."""
 import copy
 
 import pytest
-import torch
 
 import xferutils as xu
 from xferutils.chapters import strategies as st
 from xferutils.core import finetune
 from xferutils.core.config import ParameterError
-
-
-def net(n_classes: int = 3) -> xu.models.MLP:
-    torch.manual_seed(0)
-    return xu.models.MLP([784, 16, 12, 8], n_classes)
-
-
-@pytest.fixture(scope="module")
-def data():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(96, 784, generator=gen)
-    y = torch.randint(0, 4, (96,), generator=gen)
-    return xu.data.Split(x, y)
-
-
-def changed(before: torch.nn.Module, after: torch.nn.Module) -> dict[str, bool]:
-    a, b = dict(before.named_parameters()), dict(after.named_parameters())
-    return {n: not torch.equal(a[n], b[n]) for n in a}
+from toys import changed, net
 
 
 def test_gradual_unfreezing_follows_its_schedule():
