@@ -120,3 +120,52 @@ def test_epoch_generator_autocast_and_to_device():
     assert to_device(net, cpu) is net and net.head.weight is w  # moved in place, same parameters
     with pytest.raises(ParameterError, match="meta"):
         to_device(xu.models.MLP([784, 8], 3).to("meta"), cpu)
+
+
+def _stopper(k: int = 2, patience: int = 2, together: bool = False) -> xu.train.EarlyStopping:
+    return xu.train.EarlyStopping({"w": torch.zeros(k, 3)}, patience, together=together)
+
+
+def _measure(stop, when, scores):
+    """Measurement ``when`` with replica j's weights all equal to ``when`` (to see which are kept)."""
+    k = len(scores)
+    return stop.update(when, torch.arange(k), torch.tensor(scores), {"w": torch.full((k, 3), float(when))})
+
+
+def test_early_stopping_each_replica_stops_on_its_own_and_keeps_its_best():
+    stop = _stopper()
+    assert _measure(stop, 1, [0.5, 0.5]).tolist() == [True, True]
+    _measure(stop, 2, [0.6, 0.4])  # replica 1 stale once
+    _measure(stop, 3, [0.7, 0.4])  # replica 1 stale twice: out of patience
+    assert stop.done.tolist() == [False, True] and not stop.finished
+    _measure(stop, 4, [0.6, 0.9])  # a stopped replica does not take a later, better score
+    _measure(stop, 5, [0.6, 0.9])
+    assert stop.finished and stop.at.tolist() == [3, 1]
+    assert stop.best["w"][:, 0].tolist() == [3.0, 1.0]  # the weights of each best measurement
+
+
+def test_early_stopping_together_waits_for_every_replica_and_lets_a_stale_one_recover():
+    stop = _stopper(together=True)
+    _measure(stop, 1, [0.5, 0.5])
+    _measure(stop, 2, [0.6, 0.4])
+    _measure(stop, 3, [0.7, 0.4])  # replica 1 is stale for 2 measurements, replica 0 is not
+    assert not stop.done.any()
+    _measure(stop, 4, [0.6, 0.8])  # it recovers: its best moves on
+    assert stop.at.tolist() == [3, 4] and not stop.done.any()
+    _measure(stop, 5, [0.6, 0.7])
+    assert not stop.done.any()  # replica 0 is out of patience, replica 1 is not yet
+    _measure(stop, 6, [0.6, 0.7])
+    assert stop.finished  # both out of patience at once
+    assert stop.best["w"][:, 0].tolist() == [3.0, 4.0]
+
+
+def test_early_stopping_ignores_unmeasured_replicas_and_maps_rows():
+    stop = _stopper(k=3, patience=1)
+    stop.update(1, torch.tensor([2, 0]), torch.tensor([0.3, float("nan")]), {"w": torch.full((2, 3), 7.0)})
+    assert stop.at.tolist() == [0, 0, 1]  # row 0 was not measured (NaN), row 1 not given
+    assert stop.best["w"][2].tolist() == [7.0] * 3 and stop.best["w"][0].tolist() == [0.0] * 3
+
+
+def test_early_stopping_refuses_a_patience_below_one():
+    with pytest.raises(ParameterError, match="patience"):
+        _stopper(patience=0)

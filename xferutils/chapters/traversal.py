@@ -38,6 +38,7 @@ from xferutils.core.data import Split
 from xferutils.core.ensemble import Replicas, replicate
 from xferutils.core.mixture import mixed_log_probs, sampled_logits
 from xferutils.core.optim import adam_
+from xferutils.core.train import EarlyStopping
 from xferutils.core.sparse import KINDS, check_k, sparse_net
 from xferutils.pages.results import tidy
 
@@ -516,10 +517,11 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
     draws = {sp: torch.rand(min(n_eval, len(data)), generator=torch.Generator().manual_seed(mix_seed)).to(dev)
              for sp, data in evals.items()}  # the sampled mixture's coin per evaluation image
     ends_sparse = q_r[:, -1] == 1
-    best_acc, best_at = torch.full((R,), -1.0, device=dev), torch.zeros(R, dtype=torch.long)
-    best: dict[str, torch.Tensor] = {}
-    stale, ran = torch.zeros(R, dtype=torch.long), 0
-    stopped = torch.zeros(R, dtype=torch.bool)  # a replica stops once it is `patience` steps stale
+    # early stopping as the trainer's (each replica keeps its best step), measured from the
+    # schedule's last step on; without `each`, nobody stops until every replica is out of patience
+    stopping = EarlyStopping(params, patience, together=not each) if tail else None
+    stopped = stopping.done if stopping is not None else torch.zeros(R, dtype=torch.bool)
+    ran = 0
     frozen = ({sp: _frozen_logits(params, on, one, data.x[:n_eval]) for sp, data in evals.items()}
               if curves else {})
     step_n, ramp = batches * bs, gmp_ramp(steps)
@@ -597,30 +599,16 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 sp_rows = ends_sparse.view(M, n_s).cpu()
                 acc[stop]["sparse"][:, :, s] = torch.where(sp_rows, mine, math.nan)
                 acc[stop]["dense"][:, :, s] = torch.where(sp_rows, math.nan, mine)
-        live = ~stopped
-        better = (now > best_acc).cpu() & live
-        best_acc = torch.where(better.to(dev), now, best_acc)
-        best_at[better], stale[better] = s + 1, 0
-        stale[live & ~better] += 1
-        with torch.no_grad():
-            for k, v in params.items():
-                if k not in best:
-                    best[k] = v.detach().clone()
-                elif better.any():
-                    rows_b = better.nonzero().flatten().to(dev)
-                    best[k][rows_b] = v.detach()[rows_b]
-        if each:
-            stopped |= stale >= patience
-        elif bool((stale >= patience).all()):
-            stopped[:] = True
-        if bool(stopped.all()):
+        stopping.update(s + 1, torch.arange(R), now, params)
+        if stopping.finished:
             break
-    if best:  # early stopping: each replica goes back to its best step
+    if stopping is not None:  # early stopping: each replica goes back to its best step
         with torch.no_grad():
             for k, v in params.items():
-                v.copy_(best[k])
+                v.copy_(stopping.best[k])
+        best_at = stopping.at
     else:
-        best_at[:] = ran
+        best_at = torch.full((R,), ran, dtype=torch.long)
     q_given = q_given[:, :ran]
     acc = {sp: {pt: a[:, :, :ran] for pt, a in parts.items()} for sp, parts in acc.items()}
     final = {sp: _final_accuracy(params, ends_sparse, one, data).view(M, n_s)

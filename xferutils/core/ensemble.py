@@ -19,7 +19,8 @@ Adam (:mod:`xferutils.core.optim`): the convex probes (L-BFGS in :mod:`xferutils
 and chapter 5's linear head per few-shot task, :class:`~xferutils.core.optim.ReplicaAdam`), the
 NumPy network of chapter 2 (the teaching exception), and chapter 6's traversal, which trains two
 networks per replica under a per-step mixing schedule, with targets from the previous step and
-pruning masks between steps (:func:`xferutils.chapters.traversal.traverse`).
+pruning masks between steps (:func:`xferutils.chapters.traversal.traverse`); it stops with the
+same early stopping (:class:`~xferutils.core.train.EarlyStopping`).
 
 Two engines run that contract (``engine=``, see :mod:`xferutils.core.step`): ``"eager"``, the
 reference and the CPU default, and ``"graph"``/``"fused"``, one fused step captured as a CUDA
@@ -41,7 +42,8 @@ from xferutils.core.config import ParameterError, check_choice, check_float, che
 from xferutils.core.data import Split
 from xferutils.core.optim import adam_
 from xferutils.core.step import ENGINES, ReplicaStep, choose_engine, resolve_engine
-from xferutils.core.train import SCHEDULES, History, _check_patience, autocast, epoch_generator, lr_factor
+from xferutils.core.train import (SCHEDULES, EarlyStopping, History, _check_patience, autocast, epoch_generator,
+                                  lr_factor)
 
 Params = dict[str, torch.Tensor]
 LrMult = Mapping[str, float] | Callable[[int], Mapping[str, float]]
@@ -269,10 +271,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
     alive = list(range(k))  # the original index of each replica still training
     losses_of: list[list[float]] = [[] for _ in range(k)]
     vals_of: list[list[float]] = [[] for _ in range(k)]
-    best_acc = torch.full((k,), -1.0)
-    best_epoch = torch.zeros(k, dtype=torch.long)
-    done = torch.zeros(k, dtype=torch.bool)  # replicas out of patience: they train no further
-    best = {nm: t.detach().clone() for nm, t in params.items()} if patience is not None else {}
+    stopping = EarlyStopping(params, patience) if patience is not None else None
+    done = stopping.done if stopping is not None else torch.zeros(k, dtype=torch.bool)
     for epoch in range(epochs):
         mults = (lr_mult(epoch) if callable(lr_mult) else lr_mult) or {}
         active = {nm: _multiplier(mults, nm) for nm in names}
@@ -327,16 +327,8 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
         if patience is None:
             continue
         rows = torch.tensor(alive)
-        acc_t = torch.tensor(accs)
-        improved = (acc_t > best_acc[rows]) & ~done[rows]  # a stopped replica keeps its best
-        best_acc[rows[improved]] = acc_t[improved]
-        best_epoch[rows[improved]] = epoch + 1
-        keep = improved.to(device)
-        with torch.no_grad():
-            for nm, t in params.items():
-                best[nm][rows[improved].to(device)] = t[keep]
-        done[rows] |= epoch + 1 - best_epoch[rows] >= patience
-        if bool(done.all()):
+        stopping.update(epoch + 1, rows, torch.tensor(accs), params)
+        if stopping.finished:
             break
         stopped = done[rows]
         if shrink and bool(stopped.any()):  # each replica stops on its own, as sequential fits would
@@ -354,9 +346,9 @@ def fit_replicas(models: Sequence[nn.Module], train: Split | Sequence[Split], se
             if x.dim() == 3:
                 x, y = x.index_select(0, sel), y.index_select(0, sel)
     with torch.no_grad():
-        final = best if patience is not None else params
-        params = {nm: t.detach().clone() if patience is None else t for nm, t in final.items()}
-    ends = best_epoch.tolist() if patience is not None else [len(losses_of[j]) for j in range(k)]
+        final = stopping.best if stopping is not None else params
+        params = {nm: t.detach().clone() if stopping is None else t for nm, t in final.items()}
+    ends = stopping.at.tolist() if stopping is not None else [len(losses_of[j]) for j in range(k)]
     seconds = time.perf_counter() - start
     history = [History(loss=losses_of[j], val_acc=vals_of[j], best_epoch=ends[j], seconds=seconds)
                for j in range(k)]

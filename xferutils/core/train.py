@@ -183,6 +183,51 @@ def _check_patience(patience: int | None, val: object) -> None:
             raise ParameterError("patience needs a validation split: give val=...")
 
 
+class EarlyStopping:
+    """Early stopping for K replicas at once (:func:`~xferutils.core.ensemble.fit_replicas`, every
+    chapter; chapter 6's traversal): each replica keeps the weights of its best score, and is out
+    of patience once ``patience`` measurements have passed without a better one.
+
+    ``together=False`` (the trainer's rule): each replica stops on its own, so K replicas trained
+    together end as K separate runs would. ``together=True``: no replica stops until every one
+    is out of patience at once (chapter 6, where a stale replica may still improve later).
+    ``params`` are the stacked weights (replica on axis 0) whose best values are kept.
+    """
+
+    def __init__(self, params: Mapping[str, torch.Tensor], patience: int, *, together: bool = False):
+        self.patience = check_int("patience", patience, 1)
+        self.together = together
+        k = next(iter(params.values())).shape[0]
+        self.score = torch.full((k,), -1.0)  # every real score (an accuracy, a negative loss) beats it
+        self.at = torch.zeros(k, dtype=torch.long)  # the best measurement's number (1-based); 0: none
+        self.done = torch.zeros(k, dtype=torch.bool)  # out of patience: trains no further
+        self.best = {nm: t.detach().clone() for nm, t in params.items()}
+
+    @torch.no_grad()
+    def update(self, when: int, rows: torch.Tensor, scores: torch.Tensor,
+               params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Record measurement number ``when`` (1-based): ``scores[j]`` of replica ``rows[j]``,
+        whose weights are ``params[name][j]`` (NaN: not measured). Returns which of ``rows``
+        improved; a replica already out of patience keeps its best."""
+        rows, scores = rows.cpu(), scores.detach().float().cpu()
+        improved = (scores > self.score[rows]) & ~self.done[rows]
+        self.score[rows[improved]], self.at[rows[improved]] = scores[improved], when
+        if bool(improved.any()):
+            for nm, t in params.items():
+                self.best[nm][rows[improved].to(t.device)] = t[improved.to(t.device)].detach()
+        stale = when - self.at >= self.patience
+        if self.together:
+            self.done |= bool(stale.all())
+        else:
+            self.done[rows] |= stale[rows]
+        return improved
+
+    @property
+    def finished(self) -> bool:
+        """Whether every replica is out of patience."""
+        return bool(self.done.all())
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     """Predicted class of every input (argmax of the logits), in eval mode."""
