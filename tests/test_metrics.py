@@ -32,3 +32,9 @@ def test_spread():
     assert xu.metrics.spread([-0.0004, 0.0002]).fmt() == "0.0\u00a0±\u00a00.0"
     with pytest.raises(ValueError):
         xu.metrics.spread([])
+
+
+def test_epochs_to_fraction():
+    assert xu.metrics.epochs_to_fraction([0.1, 0.5, 0.9, 1.0]) == 3
+    assert xu.metrics.epochs_to_fraction([0.2, 0.2, 0.2]) == 1  # a flat curve "converges" at once
+    assert xu.metrics.epochs_to_fraction([0.1, 0.6, 1.0], fraction=0.5) == 2

@@ -526,3 +526,12 @@ def test_mixed_log_probs_is_expected_log_probs_without_the_check():
         check_q(torch.tensor([0.2, 1.5]))
     with pytest.raises(ParameterError, match="q"):
         check_q(-0.1)
+
+
+def test_survival_table_reports_dead_softmax_layers():
+    net = models.dense_net()
+    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
+    table = traversal.survival_table(net.state_dict(), x, y, [10], kinds=["softmax", "kwta"])
+    softmax_row, kwta_row = table.splitlines()[2:]
+    assert "0.00 / 0.00 / 0.00" in softmax_row and softmax_row.endswith("| 0 |")  # nothing survives
+    assert not kwta_row.endswith("| 0 |")

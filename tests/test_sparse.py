@@ -103,15 +103,6 @@ def test_kwta_gathered_path_equals_masked_forward():
     assert all(int(c.max()) == 5 for c in counts)
 
 
-def test_survival_table_reports_dead_softmax_layers():
-    net = models.dense_net()
-    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
-    table = sparse.survival_table(net.state_dict(), x, y, [10], kinds=["softmax", "kwta"])
-    softmax_row, kwta_row = table.splitlines()[2:]
-    assert "0.00 / 0.00 / 0.00" in softmax_row and softmax_row.endswith("| 0 |")  # nothing survives
-    assert not kwta_row.endswith("| 0 |")
-
-
 def test_kwta_equals_the_scatter_definition_in_value_and_gradient():
     """k-WTA as a threshold equals the textbook form (scatter the top-k values into zeros), and
     its gradient reaches exactly the k winners of each row."""

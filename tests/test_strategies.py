@@ -447,7 +447,7 @@ def test_decision_cells_keep_one_short_line_per_strategy():
 
 
 def test_numpy_discriminative_is_forward():
-    settings = xu.numpynet._strategy_settings(3)
+    settings = xu.chapters.numpy_strategies._strategy_settings(3)
     lr, mult = settings["Discriminative FT"]
     assert mult["W0"] < mult["W1"] < mult["W2"] == 1.0  # input layer slowest, head at the full rate
 

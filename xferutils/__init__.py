@@ -10,14 +10,14 @@ Three layers, each a subpackage:
   several chapters start from), ``finetune`` (per-layer learning-rate multipliers),
   ``peft`` (LoRA, adapters), ``domain`` (gradient reversal, DANN), ``sharing`` (shared layers
   between two networks), ``sparse`` and ``mixture`` (k-WTA and the dense/sparse mixture),
-  ``numpynet`` (the NumPy network of chapter 2), ``baselines`` (pixel, random-network and
+  ``numpynet`` (document 004's NumPy network, chapters 2 and 7), ``baselines`` (pixel, random-network and
   prototype baselines) and ``metrics``.
 - ``pages``: what turns results into pages — ``claims`` (questions, verdicts and their words),
   ``ledger`` (every source claim and its verdict), ``results`` (results files and glue),
   ``plotting`` and ``timing``.
 - ``chapters``: one module per chapter, named for its idea, holding what only that chapter
   runs and the builders of its tables, figures and words: ``dense_baseline`` (1), ``framework``
-  (2), ``strategies`` (3), ``shared_layers`` (4), ``what_works`` (5: ``distillation``,
+  and ``numpy_strategies`` (2), ``strategies`` (3), ``shared_layers`` (4), ``what_works`` (5: ``distillation``,
   ``fewshot``, ``freezing``), ``traversal`` (6), ``negative_results`` (7). Chapters import the
   core and the pages, never each other.
 

@@ -1129,3 +1129,25 @@ def reference_words(tr: Traversal, dense_test: Sequence[float], base: dict[str, 
     out["base_words"] = ("every method's final network is above both" if not below else
                          f"below {NAMES[best_name]}: " + "; ".join(below))
     return out
+
+
+def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequence[int],
+                   kinds: Sequence[str] = KINDS) -> str:
+    """Markdown: a trained dense net's weights in the sparse net, per K and kind: active units
+    per layer (%), test accuracy (%), and the gradient norm that reaches the first layer."""
+    from xferutils.pages.plotting import markdown_table
+    from xferutils.core.sparse import active_fraction
+
+    rows = []
+    for kind in kinds:
+        for K in Ks:
+            net = sparse_net(K, kind)
+            net.load_state_dict(dense_state)
+            logits = net(x)
+            nn.functional.cross_entropy(logits, y).backward()
+            active = " / ".join(f"{100 * a:.2f}" for a in active_fraction(net, x))
+            acc = 100 * (logits.argmax(1) == y).float().mean().item()
+            grad = net.linears()[0].weight.grad.norm().item()
+            rows.append([kind, K, active, f"{acc:.1f}", tidy(f"{grad:.2g}")])  # 7 × 10⁻⁷, not 7e-07
+    return markdown_table(["activation", "K", "active units per layer (%)", "accuracy (%)",
+                           "gradient norm, first layer"], rows, "lrrrr")

@@ -18,7 +18,6 @@ from torch import nn
 
 from xferutils.core.config import check_choice, check_int
 from xferutils.pages.timing import timed
-from xferutils.pages.results import tidy
 
 KINDS = ("softmax", "kwta")
 
@@ -143,27 +142,6 @@ def multiply_adds(net: SparseMLP, x: torch.Tensor) -> dict[str, float]:
     first = linears[0].in_features * linears[0].out_features
     rest = sum(c.float().mean().item() * m.out_features for c, m in zip(counts, linears[1:]))
     return {"dense": float(dense), "sparse": first + rest, "first_layer": float(first)}
-
-
-def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequence[int],
-                   kinds: Sequence[str] = KINDS) -> str:
-    """Markdown: a trained dense net's weights in the sparse net, per K and kind: active units
-    per layer (%), test accuracy (%), and the gradient norm that reaches the first layer."""
-    from xferutils.pages.plotting import markdown_table
-
-    rows = []
-    for kind in kinds:
-        for K in Ks:
-            net = sparse_net(K, kind)
-            net.load_state_dict(dense_state)
-            logits = net(x)
-            nn.functional.cross_entropy(logits, y).backward()
-            active = " / ".join(f"{100 * a:.2f}" for a in active_fraction(net, x))
-            acc = 100 * (logits.argmax(1) == y).float().mean().item()
-            grad = net.linears()[0].weight.grad.norm().item()
-            rows.append([kind, K, active, f"{acc:.1f}", tidy(f"{grad:.2g}")])  # 7 × 10⁻⁷, not 7e-07
-    return markdown_table(["activation", "K", "active units per layer (%)", "accuracy (%)",
-                           "gradient norm, first layer"], rows, "lrrrr")
 
 
 @torch.no_grad()
