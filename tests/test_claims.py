@@ -342,3 +342,28 @@ def test_a_run_with_more_seeds_at_the_same_preset_is_kept_under_its_name(tmp_pat
     assert note.startswith("At `book-20-seeds` (20 seeds at most")
     with pytest.raises(ParameterError, match="name"):
         claims.keep(res, tmp_path / "scale", name="../up")
+
+
+def with_p(p: float, n: int = 8) -> list[float]:
+    """Per-seed differences whose two-sided paired t-test gives exactly ``p``."""
+    z = np.array([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 0.0][:n])
+    z = (z - z.mean()) / z.std(ddof=1)
+    return list(1.0 + z * math.sqrt(n) / claims.t_quantile(1 - p / 2, n - 1))
+
+
+def test_the_adjusted_interval_agrees_with_holms_decision_at_every_step():
+    """Holm decides its later steps at wider levels than Bonferroni's α/m: the adjusted interval
+    is taken at the claim's own step, so it excludes 0 exactly when the difference is shown."""
+    fam = Family("t")
+    fam.ask("q", "q", claims=("*",), margin=0.1)
+    for i, p in enumerate([0.001, 0.015, 0.03, 0.2]):  # Holm: 0.004, 0.045, 0.06, 0.2
+        fam.direction(f"c{i}", "s", "a beats b", with_p(p), [0.0] * 8)
+    v = fam.verdicts()
+    assert [round(v[f"c{i}"].p, 4) for i in range(4)] == [0.001, 0.015, 0.03, 0.2]
+    assert [v[f"c{i}"].verdict for i in range(4)] == [SUPPORTED, SUPPORTED, NOT_SHOWN, NOT_SHOWN]
+    for x in v.values():
+        assert (x.interval_adjusted[0] > 0) == (x.p_adjusted < claims.ALPHA)
+    # the second step is decided at 1 − α/3: a Bonferroni interval (1 − α/4) would contain 0 there
+    assert claims.holm_level(v["c1"].p, v["c1"].p_adjusted) == pytest.approx(1 - claims.ALPHA / 3)
+    assert claims.interval(with_p(0.015), 1 - claims.ALPHA / 4)[0] < 0 < v["c1"].interval_adjusted[0]
+    assert v["c0"].interval_adjusted == pytest.approx(claims.interval(with_p(0.001), 1 - claims.ALPHA / 4))

@@ -1,5 +1,6 @@
 """Tests of xferutils.chapters.shared_layers (chapter 4): a whole small case through the
 chapter's result, its cases and presets, the diagram, the base targets."""
+import json
 import math
 
 import matplotlib.pyplot as plt
@@ -129,3 +130,29 @@ def test_base_targets_follow_the_number_of_digits():
         assert target == sl.LENET_300_100[0] < sl.BASE_TARGET[0] and "Han et al. 2015" in source
     with pytest.raises(ParameterError, match="digits"):
         sl.base_target([])
+
+
+def _claim(cid: str, verdict: str, values: list[float], claimed: float = 11.0) -> dict:
+    return {"id": cid, "verdict": verdict, "values": values, "n": len(values), "unit": "%",
+            "measured": sum(values) / len(values), "claimed": claimed, "text": f"text of {cid}"}
+
+
+def test_reversal_note_explains_a_flip_with_both_runs_numbers_and_the_bases(tmp_path):
+    ours = [_claim("ch4-chance-large-prototypes", "contradicted", [4.0, 5.0]),
+            _claim("ch4-base1-target-large", "contradicted", [97.0, 97.5], 98.36),
+            _claim("ch4-base2-target-large", "contradicted", [96.0, 96.5], 98.36),
+            _claim("ch4-chance-small-none", "supported", [50.0, 60.0])]
+    theirs = [_claim("ch4-chance-large-prototypes", "supported", [1.0, 80.0, 20.0]),
+              _claim("ch4-base1-target-large", "equivalent", [98.3, 98.3, 98.3], 98.36),
+              _claim("ch4-base2-target-large", "contradicted", [97.2, 97.2, 97.2], 98.36),
+              _claim("ch4-chance-small-none", "supported", [55.0, 56.0, 57.0])]
+    (tmp_path / "04_shared_layers").mkdir()
+    (tmp_path / "04_shared_layers" / "full.json").write_text(json.dumps({"claims": theirs}))
+    note = sl.reversal_note("book", ours, root=tmp_path)
+    assert note.count("**") == 2 and "prototypes" in note and "small" not in note  # only the flip
+    assert "contradicted at `book` and supported at `full`" in note
+    assert "4.5 % over 2 seeds against 33.7 % over 3" in note and "from 1.0 to 80.0 %" in note
+    assert "97.25 and 96.25 % at `book`, 98.30 and 97.20 % at `full` (expected 98.36 %)" in note
+    theirs[0]["verdict"] = "not shown"
+    (tmp_path / "04_shared_layers" / "full.json").write_text(json.dumps({"claims": theirs}))
+    assert sl.reversal_note("book", ours, root=tmp_path) == ""

@@ -753,3 +753,40 @@ def chapter_results(results: dict[str, CaseResult], sweep: dict | None, op: dict
     if op is not None:
         out["operating_point"] = {k: v for k, v in op.items() if k not in ("val", "test")}
     return out
+
+
+def reversal_note(preset: str, verdicts: Sequence[Verdict | dict], root=None) -> str:
+    """Markdown: every claim of chapter 4 that reverses direction (supported ↔ contradicted)
+    between this run's ``verdicts`` and a kept run at another preset (``scale/``), with the numbers
+    it rests on at both presets; for an above-chance claim, the two frozen base networks of its
+    case, which its transfer reads. Empty when no claim reverses."""
+    import json
+    from pathlib import Path
+
+    from xferutils.pages.claims import SCALE_DIR, differences, flips
+
+    ours = {v["id"]: v for v in (x if isinstance(x, dict) else x.as_dict() for x in verdicts)}
+    notes = []
+    for path in sorted(Path(root or SCALE_DIR, "04_shared_layers").glob("*.json")):
+        if path.stem == preset:
+            continue
+        theirs = {c["id"]: c for c in json.loads(path.read_text())["claims"]}
+        both = sorted(set(ours) & set(theirs))
+        for cid, va, vb in flips(differences({i: ours[i] for i in both}, {i: theirs[i] for i in both})):
+            a, b = ours[cid], theirs[cid]
+            words = (f"**{a['text']}** is {va} at `{preset}` and {vb} at `{path.stem}`: "
+                     f"{a['measured']:.1f} {a['unit']} over {a['n']} seeds against {b['measured']:.1f} "
+                     f"{b['unit']} over {b['n']}, whose seeds range from {min(b['values']):.1f} to "
+                     f"{max(b['values']):.1f} {b['unit']}.")
+            case = cid.split("-")[2] if cid.startswith("ch4-chance-") else None
+            bases = [f"ch4-base{i}-target-{case}" for i in (1, 2)]
+            if case and all(k in ours and k in theirs for k in bases):
+                words += (f" The approach reads the two frozen bases, and they differ between the runs: "
+                          f"in the {case} case Network 1 and the donor reach "
+                          f"{ours[bases[0]]['measured']:.2f} and {ours[bases[1]]['measured']:.2f} % at "
+                          f"`{preset}`, {theirs[bases[0]]['measured']:.2f} and "
+                          f"{theirs[bases[1]]['measured']:.2f} % at `{path.stem}` (expected "
+                          f"{ours[bases[0]]['claimed']:g} %). Which way the verdict goes rests on "
+                          "how well the bases were trained, not on the approach alone.")
+            notes.append(words)
+    return "\n\n".join(notes)

@@ -15,7 +15,9 @@ within a tolerance (``value``). It is decided from per-seed measurements, paired
 4. one of four verdicts: ``supported`` or ``contradicted`` (the difference is shown, its sign says
    which), ``equivalent`` (shown to lie within ±m), or ``not shown`` — then the verdict carries the
    adjusted interval and the minimum detectable effect (MDE): the difference the run would have
-   found with 80 % power at its seeds and family size.
+   found with 80 % power at its seeds and family size. The adjusted interval is taken at the level
+   of the claim's Holm step (:func:`holm_level`), so it excludes 0 exactly when the difference is
+   shown.
 
 A ``value`` claim is *supported* when its equivalence to the stated value is shown and
 *contradicted* when a difference beyond ±tol is. Deterministic quantities (``exact=True``:
@@ -464,8 +466,19 @@ def _tested_verdict(c: Claim, p_diff: float, p_eq: float, m: int, margin: float 
         verdict = SUPPORTED if (mean > 0) == (c.expect in ("greater", "at_least")) else CONTRADICTED
     else:
         verdict = EQUIVALENT if p_eq < alpha else NOT_SHOWN
-    return _verdict(c, mean, interval(d), interval(d, 1 - alpha / m), _p_difference(c), p_diff, eq_margin,
+    p = _p_difference(c)
+    return _verdict(c, mean, interval(d), interval(d, holm_level(p, p_diff, alpha)), p, p_diff, eq_margin,
                     mde(sd, n, m, alpha), verdict, p_eq=p_eq)
+
+
+def holm_level(p: float, p_adjusted: float, alpha: float = ALPHA) -> float:
+    """The confidence level of a claim's adjusted interval: ``1 − α·p/p_adjusted``, the level at
+    which Holm's step decided it (``1 − α/m`` for the smallest of m p-values). The interval then
+    excludes 0 exactly when ``p_adjusted < α``: it agrees with the verdict, which a Bonferroni
+    interval (always ``1 − α/m``) does not for Holm's later steps."""
+    if not p_adjusted > 0:  # p = 0: every level decides it; keep the widest, Bonferroni-free one
+        return 1 - alpha
+    return 1 - alpha * min(1.0, p / p_adjusted)
 
 
 def _direct_verdict(c: Claim, margin: float | None) -> Verdict:
