@@ -153,6 +153,17 @@ def test_reversal_note_explains_a_flip_with_both_runs_numbers_and_the_bases(tmp_
     assert "contradicted at `book` and supported at `full`" in note
     assert "4.5 % over 2 seeds against 33.7 % over 3" in note and "from 1.0 to 80.0 %" in note
     assert "97.25 and 96.25 % at `book`, 98.30 and 97.20 % at `full` (expected 98.36 %)" in note
+    assert "how well the bases were trained" in note
     theirs[0]["verdict"] = "not shown"
     (tmp_path / "04_shared_layers" / "full.json").write_text(json.dumps({"claims": theirs}))
     assert sl.reversal_note("book", ours, root=tmp_path) == ""
+
+
+def test_reversal_note_does_not_blame_the_bases_when_they_match(tmp_path):
+    base = [_claim(f"ch4-base{i}-target-large", "supported", [98.5, 98.5], 98.36) for i in (1, 2)]
+    ours = [_claim("ch4-chance-large-none", "contradicted", [4.0, 5.0]), *base]
+    theirs = [_claim("ch4-chance-large-none", "supported", [30.0, 40.0, 50.0]), *base]
+    (tmp_path / "04_shared_layers").mkdir()
+    (tmp_path / "04_shared_layers" / "full.json").write_text(json.dumps({"claims": theirs}))
+    note = sl.reversal_note("book", ours, root=tmp_path)
+    assert "own variation over seeds" in note and "how well the bases" not in note

@@ -39,7 +39,7 @@ from xferutils.core.ensemble import Replicas, replicate
 from xferutils.core.mixture import mixed_log_probs, sampled_logits
 from xferutils.core.optim import adam_
 from xferutils.core.train import EarlyStopping
-from xferutils.core.sparse import KINDS, check_k, sparse_net
+from xferutils.core.sparse import KINDS, active_fraction, check_k, sparse_net
 from xferutils.pages.results import tidy
 
 RETENTION = ("none", "trust", "dense", "anchor")
@@ -1136,7 +1136,6 @@ def survival_table(dense_state: dict, x: torch.Tensor, y: torch.Tensor, Ks: Sequ
     """Markdown: a trained dense net's weights in the sparse net, per K and kind: active units
     per layer (%), test accuracy (%), and the gradient norm that reaches the first layer."""
     from xferutils.pages.plotting import markdown_table
-    from xferutils.core.sparse import active_fraction
 
     rows = []
     for kind in kinds:

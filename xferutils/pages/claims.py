@@ -476,7 +476,7 @@ def holm_level(p: float, p_adjusted: float, alpha: float = ALPHA) -> float:
     which Holm's step decided it (``1 − α/m`` for the smallest of m p-values). The interval then
     excludes 0 exactly when ``p_adjusted < α``: it agrees with the verdict, which a Bonferroni
     interval (always ``1 − α/m``) does not for Holm's later steps."""
-    if not p_adjusted > 0:  # p = 0: every level decides it; keep the widest, Bonferroni-free one
+    if not p_adjusted > 0:  # p = 0: decided at any level; the unadjusted one
         return 1 - alpha
     return 1 - alpha * min(1.0, p / p_adjusted)
 
@@ -774,6 +774,19 @@ def keep(results_path: str | Path, root: str | Path = SCALE_DIR, name: str | Non
     return out
 
 
+def kept_runs(chapter: str, preset: str, root: str | Path = SCALE_DIR) -> Iterable[tuple[str, dict[str, Any]]]:
+    """``(name, contents)`` of every kept run of ``chapter`` (``scale/<chapter>/<name>.json``)
+    other than the one at ``preset``, by name."""
+    for path in sorted(Path(root, chapter).glob("*.json")):
+        if path.stem != preset:
+            yield path.stem, json.loads(path.read_text())
+
+
+def by_id(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Verdicts (objects or stored dicts) as stored dicts, keyed by claim id."""
+    return {v["id"]: v for v in (dict(x) if isinstance(x, Mapping) else x.as_dict() for x in verdicts)}
+
+
 def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str, Any]],
                root: str | Path = SCALE_DIR) -> str:
     """Markdown for a chapter: for every kept run of ``chapter`` at another preset, the claims
@@ -781,12 +794,9 @@ def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str,
     a flip between supported and contradicted is marked."""
     from xferutils.pages.plotting import markdown_table
 
-    ours = {v["id"]: v for v in (x if isinstance(x, dict) else x.as_dict() for x in verdicts)}
+    ours = by_id(verdicts)
     parts = []
-    for path in sorted(Path(root, chapter).glob("*.json")):
-        if path.stem == preset:
-            continue
-        data = json.loads(path.read_text())
+    for name, data in kept_runs(chapter, preset, root):
         theirs = {c["id"]: c for c in data["claims"]}
         both = sorted(set(ours) & set(theirs))
         diff = differences({i: ours[i] for i in both}, {i: theirs[i] for i in both})
@@ -803,11 +813,11 @@ def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str,
                     f"{'changes' if len(diff) == 1 else 'change'} verdict; "
                     + (f"{len(flipped)} reverse{'s' if len(flipped) == 1 else ''} direction"
                        if flipped else "none reverses direction (supported ↔ contradicted)"))
-        head = f"At `{path.stem}` ({plural(seeds, 'seed')} at most, on {where}): {what}."
+        head = f"At `{name}` ({plural(seeds, 'seed')} at most, on {where}): {what}."
         if diff:
             rows = [[f"`{cid}`", f"{va} ({ours[cid]['n']})", f"{vb} ({theirs[cid]['n']})"
                      + (" ⚠" if (cid, va, vb) in flipped else "")] for cid, va, vb in diff]
-            head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{path.stem}` (seeds)"], rows, "lll")
+            head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{name}` (seeds)"], rows, "lll")
         parts.append(head)
     if not parts:
         return "This chapter has not been run at another preset yet."
