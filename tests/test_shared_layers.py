@@ -167,3 +167,47 @@ def test_reversal_note_does_not_blame_the_bases_when_they_match(tmp_path):
     (tmp_path / "04_shared_layers" / "full.json").write_text(json.dumps({"claims": theirs}))
     note = sl.reversal_note("book", ours, root=tmp_path)
     assert "own variation over seeds" in note and "how well the bases" not in note
+
+
+def _short(label="Network 2 (large)", gap=1.9, case="large", role=2, target=98.36):
+    """One entry of sl.short_networks: (label, images per digit, last-third gain, third, gap,
+    case, role, target)."""
+    return (label, 1687, 0.3, 4, gap, case, role, target)
+
+
+def test_short_words_say_the_gap_and_every_network_reaching_its_target():
+    assert sl.short_words([]) == "Every network reaches its target on average"
+    text = sl.short_words([_short(gap=1.9), _short("Network 1 (large)", gap=1.1, role=1)])
+    assert "1.1 points or more" in text and "0.30 points" in text and "1,687 images per digit" in text
+
+
+def test_size_words_tell_whether_more_images_close_each_gap():
+    curves = {"large": {1687: (97.1, 96.5), 3375: (98.1, 97.6), 4900: (98.6, 97.9)}}
+    short = [_short("Network 1 (large)", role=1), _short("Network 2 (large)", role=2)]
+    text = sl.size_words(short, curves)
+    one, two = text.split("; ")
+    assert one.startswith("Network 1 (large) reaches 97.10 % with 1,687") and "more images close its gap" in one
+    assert "still 0.46 points short of 98.36 %" in two and "images alone do not close" in two
+    assert sl.size_words(short, {}) .startswith("No base stays below")
+
+
+def test_references_carry_the_size_curve_only_where_a_base_falls_short(mnist):
+    s = sharing.Settings(epochs=1, patience=1, batch_size=64, width=16, proj_dim=8, n_bridge=5, memory_slots=4,
+                         max_extend=0)
+    r = run_small_case(mnist, s)
+    results = {"small": r}
+    curves = {"small": {30: (10.0, 20.0), 60: (30.0, 40.0)}}
+    refs = sl.references_list(results, curves)
+    assert len(refs) == 2
+    for i, ref in enumerate(refs):
+        short = sum(ref["measured"]) / len(ref["measured"]) < ref["target"]
+        assert ("by_images" in ref) == short
+        if short:
+            assert ref["by_images"] == {"30": curves["small"][30][i], "60": curves["small"][60][i]}
+    assert all("by_images" not in ref for ref in sl.references_list(results))
+    fig = sl.size_figure(curves, results)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 5  # two curves, two targets, the run's pool
+    plt.close(fig)
+    empty = sl.size_figure({}, results)
+    assert not empty.axes[0].axison
+    plt.close(empty)

@@ -496,3 +496,31 @@ def test_train_base_trains_one_network_per_seed_on_its_digits(mnist):
     assert nets[0].head.out_features == 3 and all(a > 0.8 for a in accs)
     with pytest.raises(ParameterError, match="arch"):
         sharing.train_base("tall", train, test, cls, SEEDS, epochs=1)
+
+
+def test_curve_sizes_span_this_preset_full_and_every_image():
+    large = sharing.make_case("large")
+    book, full = (sharing.pool_sizes(p, large)["base_per_class"] for p in ("book", "full"))
+    assert sharing.curve_sizes("book", large) == sorted({book, full, sharing.MAX_PER_CLASS})
+    assert book < full < sharing.MAX_PER_CLASS  # the large case's pool grows from book to every image
+    own = sharing.pool_sizes("smoke", SMALL)["base_per_class"]
+    assert sharing.curve_sizes("smoke", SMALL) == [own, 2 * own]
+
+
+def test_size_curve_matches_the_main_runs_bases_at_their_own_pool(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("XFER_STORE", str(tmp_path))
+    test = Split(mnist.test.x[:300], mnist.test.y[:300])
+    own = sharing.pool_sizes("smoke", SMALL)
+    main = sharing.trained_bases(SMALL, sharing.case_pools(mnist.train, SMALL, data_seed=0, **own), test, [0], QUICK)
+    per = own["base_per_class"]
+    curve = sharing.size_curve(SMALL, mnist.train, test, [per, 2 * per], 0, QUICK, preset="smoke")
+    assert sorted(curve) == [per, 2 * per]
+    assert curve[per] == pytest.approx((100 * main.acc1[0], 100 * main.acc2[0]))  # the same pools and seed
+    assert all(0.0 <= a <= 100.0 for v in curve.values() for a in v)
+    assert len(list(tmp_path.iterdir())) >= 2  # both architectures kept in the store
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [sharing.MAX_PER_CLASS + 1]])
+def test_size_curve_refuses_bad_sizes(mnist, sizes):
+    with pytest.raises(ParameterError, match="sizes"):
+        sharing.size_curve(SMALL, mnist.train, mnist.test, sizes, 0, QUICK)

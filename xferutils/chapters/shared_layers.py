@@ -580,6 +580,83 @@ def tradeoff_figure(op: dict) -> plt.Figure:
     return fig
 
 
+def _pct_mean(v: Sequence[float]) -> float:
+    """The mean of accuracies given as fractions, in percent."""
+    return 100.0 * sum(v) / len(v)
+
+
+def short_networks(results: dict[str, CaseResult]) -> list[tuple]:
+    """The bases whose mean test accuracy stays below :func:`base_target`: (label, images per
+    digit, what the last third of the schedule added to the mean validation accuracy (points),
+    that third in epochs, the gap to the target (points), case, role 1 or 2, the target (%))."""
+    short = []
+    for n, r in results.items():
+        for i, label, digits, acc, hist in ((1, "Network 1", r.case.digits1, r.base_acc1, r.bases.history1),
+                                            (2, "Network 2", r.case.digits2, r.base_acc2, r.bases.history2)):
+            curves = [h.val_acc for h in hist if h.val_acc]
+            if _pct_mean(acc) >= base_target(digits)[0] or not curves:
+                continue
+            e = min(len(c) for c in curves)
+            mc = [sum(c[j] for c in curves) / len(curves) for j in range(e)]
+            third = max(1, e // 3)
+            short.append((f"{label} ({n})", r.base_per_class, 100 * (mc[-1] - mc[max(0, e - 1 - third)]), third,
+                          base_target(digits)[0] - _pct_mean(acc), n, i, base_target(digits)[0]))
+    return short
+
+
+def short_words(short: Sequence[tuple]) -> str:
+    """The sentence on the bases below their target (:func:`short_networks`): the gap and what the
+    end of the schedule still added."""
+    if not short:
+        return "Every network reaches its target on average"
+    return (f"Where a network stays below its target ({', '.join(x[0] for x in short)}), the gap is "
+            f"{min(x[4] for x in short):.1f} points or more, while the last third of its schedule "
+            f"added at most {max(x[2] for x in short):.2f} points to its mean validation accuracy: "
+            "at this number of images the curves are not closing the gap. These networks learn from "
+            f"{short_images(short)} images per digit, LeNet-300-100 from about 6,000")
+
+
+def size_words(short: Sequence[tuple], curves: dict[str, dict[int, tuple[float, float]]]) -> str:
+    """Whether more images of the same digits close each base's gap, from ``curves``
+    (:func:`~xferutils.core.sharing.size_curve` per case); empty without a measured gap."""
+    parts = []
+    for label, _, _, _, _, case, role, goal in short:
+        if case not in curves:
+            continue
+        sizes = sorted(curves[case])
+        accs = [curves[case][k][role - 1] for k in sizes]
+        reach = ", ".join(f"{a:.2f} % with {k:,}" for k, a in zip(sizes, accs))
+        verdict = ("more images close its gap" if accs[-1] >= goal else
+                   f"with every image it is still {goal - accs[-1]:.2f} points short of {goal:g} %, so images "
+                   "alone do not close its gap")
+        parts.append(f"{label} reaches {reach} images per digit: {verdict}")
+    return "; ".join(parts) if parts else "No base stays below its target, so nothing was trained again"
+
+
+def size_figure(curves: dict[str, dict[int, tuple[float, float]]], results: dict[str, CaseResult]) -> plt.Figure:
+    """Test accuracy of both bases against the images per digit they trained on (one seed), per
+    case of ``curves``, each network's target dashed in its colour and the run's own pool dotted."""
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(min(10, 4.2 * max(1, len(curves))), 3.2),
+                             squeeze=False)
+    if not curves:
+        axes[0][0].text(0.5, 0.5, "every base reaches its target", ha="center", va="center")
+        axes[0][0].set_axis_off()
+        return fig
+    for ax, (name, curve) in zip(axes[0], curves.items()):
+        r, sizes = results[name], sorted(curve)
+        for i, (label, digits) in enumerate((("Network 1 (WideNN)", r.case.digits1),
+                                             ("Network 2 (DeepNN)", r.case.digits2))):
+            ax.plot(sizes, [curve[k][i] for k in sizes], marker="o", ms=4, color=PALETTE[i], label=label)
+            ax.axhline(base_target(digits)[0], ls="--", lw=1, color=PALETTE[i])
+        ax.axvline(r.base_per_class, ls=":", lw=1, color="0.4")
+        ax.set_title(f"{name} case (dotted: this run's pool)", fontsize=10)
+        ax.set_xlabel("training images per digit")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def short_images(short: Sequence[tuple]) -> str:
     """``1,687`` or ``1,687 to 2,700``: the images per digit of the networks below their target."""
     lo, hi = min(x[1] for x in short), max(x[1] for x in short)
@@ -587,7 +664,8 @@ def short_images(short: Sequence[tuple]) -> str:
 
 
 def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: dict | None = None,
-          op: dict | None = None) -> dict[str, object]:
+          op: dict | None = None, curves: dict[str, dict[int, tuple[float, float]]] | None = None,
+          ) -> dict[str, object]:
     """The numbers and verdict-generated words the chapter's text glues (``ch4_`` + key)."""
     first = next(iter(results.values()))
     m = first.metrics
@@ -600,18 +678,7 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
     base = [x for r in results.values() for x in (*r.base_acc1, *r.base_acc2)]
     eps = [e for r in results.values() for e in (*r.base_epochs1, *r.base_epochs2)]
     v = verdicts
-    short = []  # networks whose mean stays below target: (label, case, images per digit, last-third gain)
-    for n, r in results.items():
-        for label, digits, acc, hist in (("Network 1", r.case.digits1, r.base_acc1, r.bases.history1),
-                                         ("Network 2", r.case.digits2, r.base_acc2, r.bases.history2)):
-            curves = [h.val_acc for h in hist if h.val_acc]
-            if mean(acc) >= base_target(digits)[0] or not curves:
-                continue
-            e = min(len(c) for c in curves)
-            mc = [sum(c[i] for c in curves) / len(curves) for i in range(e)]
-            third = max(1, e // 3)
-            short.append((f"{label} ({n})", r.base_per_class, 100 * (mc[-1] - mc[max(0, e - 1 - third)]), third,
-                          base_target(digits)[0] - mean(acc)))
+    short = short_networks(results)
     out: dict[str, object] = {
         "case_list": (f"the {next(iter(results))} case" if len(results) == 1 else
                       f"the {', '.join(list(results)[:-1])} and {list(results)[-1]} cases"), "n_seeds": len(first.seeds), "n_bridge": first.n_bridge, "case0": first.case.name,
@@ -645,12 +712,8 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
         "n_base_above": sum(mean(acc) >= base_target(ds)[0] for r in results.values()
                             for ds, acc in ((r.case.digits1, r.base_acc1), (r.case.digits2, r.base_acc2))),
         "n_base": 2 * len(results),
-        "short_text": (f"Where a network stays below its target ({', '.join(x[0] for x in short)}), the gap is "
-                       f"{min(x[4] for x in short):.1f} points or more, while the last third of its schedule "
-                       f"added at most {max(x[2] for x in short):.2f} points to its mean validation accuracy: "
-                       "at this number of images the curves are not closing the gap. The lever left is images: "
-                       f"these networks learn from {short_images(short)} per digit, LeNet-300-100 from about 6,000"
-                       if short else "Every network reaches its target on average"),
+        "short_text": short_words(short),
+        "size_text": size_words(short, curves or {}),
         "px_transfer": mean(first.pixels["pixels"]["transfer"]) if first.pixels else float("nan"),
         "px_retention": mean(first.pixels["pixels"]["retention"]) if first.pixels else float("nan"),
         "proto_px_transfer": mean(first.pixels["prototypes"]["transfer"]) if first.pixels else float("nan"),
@@ -713,16 +776,22 @@ def base_target(digits: Sequence[int]) -> tuple[float, str]:
     return BASE_TARGET if len(check_digits("digits", digits)) <= 3 else LENET_300_100
 
 
-def references_list(results: dict[str, CaseResult]) -> list[dict[str, object]]:
+def references_list(results: dict[str, CaseResult],
+                    curves: dict[str, dict[int, tuple[float, float]]] | None = None) -> list[dict[str, object]]:
     """The results file's ``references``: both bases of every case against :func:`base_target`
-    of their digits (``{name, measured (per-seed %), target (%), source}``)."""
+    of their digits (``{name, measured (per-seed %), target (%), source}``); a base below its
+    target whose case has a :func:`~xferutils.core.sharing.size_curve` in ``curves`` also gets
+    ``by_images`` (images per digit → test accuracy %, one seed), the evidence of why."""
     out = []
     for n, r in results.items():
-        for label, digits, acc in (("Network 1 (WideNN)", r.case.digits1, r.base_acc1),
-                                   ("Network 2 (DeepNN, the donor)", r.case.digits2, r.base_acc2)):
+        for i, label, digits, acc in ((0, "Network 1 (WideNN)", r.case.digits1, r.base_acc1),
+                                      (1, "Network 2 (DeepNN, the donor)", r.case.digits2, r.base_acc2)):
             target, source = base_target(digits)
-            out.append({"name": f"{label} on digits {list(digits)} ({n} case)", "measured": pct(acc),
-                        "target": target, "source": source})
+            entry = {"name": f"{label} on digits {list(digits)} ({n} case)", "measured": pct(acc),
+                     "target": target, "source": source}
+            if curves and n in curves and _pct_mean(acc) < target:
+                entry["by_images"] = {str(k): v[i] for k, v in sorted(curves[n].items())}
+            out.append(entry)
     return out
 
 
@@ -743,11 +812,14 @@ def baselines_list(results: dict[str, CaseResult]) -> list[dict[str, object]]:
 
 
 def chapter_results(results: dict[str, CaseResult], sweep: dict | None, op: dict | None,
-                    settings: Settings, scale: dict) -> dict[str, object]:
+                    settings: Settings, scale: dict,
+                    curves: dict[str, dict[int, tuple[float, float]]] | None = None) -> dict[str, object]:
     """Everything the results file holds besides the parameters and the claims."""
     out: dict[str, object] = {"settings": settings.__dict__, "scale": scale,
                               "cases": {n: r.as_dict() for n, r in results.items()},
-                              "references": references_list(results), "baselines": baselines_list(results)}
+                              "references": references_list(results, curves), "baselines": baselines_list(results)}
+    if curves:
+        out["size_curves"] = {n: {str(k): list(v) for k, v in sorted(c.items())} for n, c in curves.items()}
     if sweep is not None:
         out["bridge_sweep"] = {f"{n}-{'donor' if d else 'alone'}": v for (n, d), v in sweep.items()}
     if op is not None:

@@ -1054,6 +1054,40 @@ def pool_sizes(preset: str, case: Case) -> dict[str, int]:
     return {"base_per_class": per, "shared_per_class": sc["shared_per_class"], "val_per_class": sc["val_per_class"]}
 
 
+MAX_PER_CLASS = 4900  # the largest base pool every digit allows beside its shared and validation pools
+
+
+def curve_sizes(preset: str, case: Case) -> list[int]:
+    """Images per digit at which chapter 4 measures a base's accuracy against the size of its pool:
+    the ``book`` and ``full`` pools of ``case`` and every image (:data:`MAX_PER_CLASS`); at
+    ``smoke``, its own pool and twice it."""
+    own = pool_sizes(preset, case)["base_per_class"]
+    if preset == "smoke":
+        return [own, 2 * own]
+    return sorted({pool_sizes("book", case)["base_per_class"], pool_sizes("full", case)["base_per_class"],
+                   MAX_PER_CLASS})
+
+
+def size_curve(case: Case, train: Split, test: Split, sizes: Sequence[int], seed: int, recipe: Recipe,
+               donor_recipe: Recipe | None = None, *, preset: str = "book",
+               data_seed: int = 0) -> dict[int, tuple[float, float]]:
+    """Test accuracy (%) of Network 1 and the donor on their own digits, one seed, trained by
+    :func:`trained_bases` on ``size`` images per digit for each of ``sizes`` (the other pools as
+    at ``preset``). Chapter 4 uses it where a base stays below its target: does the gap close
+    with more images? A size the main run used is read back from the store."""
+    sizes = [check_int(f"sizes[{i}]", s, 1, MAX_PER_CLASS) for i, s in enumerate(sizes)]
+    if not sizes:
+        raise ParameterError("sizes is empty; give at least one number of images per digit")
+    other = pool_sizes(preset, case)
+    out = {}
+    for per in sizes:
+        pools = case_pools(train, case, base_per_class=per, shared_per_class=other["shared_per_class"],
+                           val_per_class=other["val_per_class"], data_seed=data_seed)
+        b = trained_bases(case, pools, test, [seed], recipe, donor_recipe)
+        out[per] = (100 * b.acc1[0], 100 * b.acc2[0])
+    return out
+
+
 RECIPES: dict[str, Recipe] = {  # how the bases and scratch networks train, per preset
     "smoke": Recipe(epochs=2, lr=2e-3, batch_size=128, patience=1),
     "book": Recipe(epochs=5, lr=3e-3, batch_size=512, patience=None, schedule="onecycle", init="he"),
