@@ -165,3 +165,30 @@ def test_lr_summary_counts_the_most_chosen_rate():
     assert ng.lr_summary(runs, [{"lr": 0.01}]) == "0.1 (2/3) / 0.01 (1/1)"
     with pytest.raises(ParameterError, match="lr"):
         ng.lr_summary([{"test": 0.5}], runs)
+
+
+def test_source_curve_scores_the_network_and_the_class_mean_on_the_same_points():
+    curve = ng.source_curve([0, 1], [50, 100], noise=2.0, epochs=2)
+    assert sorted(curve) == [50, 100]
+    for v in curve.values():
+        assert len(v["network"]) == len(v["class mean"]) == 2
+        assert all(0.0 <= a <= 100.0 for a in v["network"] + v["class mean"])
+    task = ng.seed001_data(1, "fixed", shift=0.0, noise=2.0, n_source=100)
+    assert curve[100]["class mean"][1] == pytest.approx(100 * ng.source_centre_accuracy(task))
+    fig = ng.source_curve_figure(curve)
+    assert len(fig.axes[0].containers) == 2
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kw", [dict(seeds=[], sizes=[100]), dict(seeds=[0], sizes=[]), dict(seeds=[0], sizes=[2])])
+def test_source_curve_refuses_bad_input(kw):
+    with pytest.raises(ParameterError):
+        ng.source_curve(kw["seeds"], kw["sizes"], noise=2.0, epochs=1)
+
+
+def test_source_curve_words_follow_the_gap():
+    curve = lambda gaps: {n: {"network": [90.0 - g], "class mean": [90.0]} for n, g in gaps.items()}  # noqa: E731
+    assert ng.source_curve_words(curve({1000: 3.0, 4000: 1.5})).startswith(
+        "the gap narrows from 3.0 points with 1,000 source points to 1.5 points with 4,000")
+    assert "closes with 4,000" in ng.source_curve_words(curve({1000: 3.0, 4000: -0.2}))
+    assert ng.source_curve_words(curve({1000: 1.0, 4000: 1.5})).startswith("the gap does not narrow")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xferutils.core.config import ParameterError, check_choice, check_float, check_int
+from xferutils.core.config import ParameterError, check_choice, check_float, check_int, check_seeds
 from xferutils.core.numpynet import NumpyNet, blobs, train
 from xferutils.pages.plotting import data_ticks
 
@@ -356,6 +356,60 @@ def source_centre_accuracy(task: Task) -> float:
     means = np.stack([x[y == c].mean(0) for c in np.unique(y)])
     xt, yt = task.test
     return float(np.mean(((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == yt))
+
+
+def source_curve(seeds: Sequence[int], sizes: Sequence[int], *, noise: float,
+                 epochs: int = 100) -> dict[int, dict[str, list[float]]]:
+    """Document 004's source network (:func:`pretrain`) against the nearest class mean of the same
+    source data (:func:`source_centre_accuracy`), both scored on the fixed task at shift 0, for
+    each number of source points in ``sizes``: per-seed test accuracies (%) under ``"network"``
+    and ``"class mean"``. Chapter 7 uses it to ask whether more data close the network's gap."""
+    seeds = check_seeds("seeds", seeds)
+    sizes = [check_int(f"sizes[{i}]", n, 5) for i, n in enumerate(sizes)]
+    if not sizes:
+        raise ParameterError("sizes is empty; give at least one number of source points")
+    out: dict[int, dict[str, list[float]]] = {}
+    for n in sizes:
+        tasks = [seed001_data(s, "fixed", shift=0.0, noise=noise, n_source=n) for s in seeds]
+        out[n] = {"network": [100 * pretrain(t, s, epochs=epochs).accuracy(*t.test) for s, t in zip(seeds, tasks)],
+                  "class mean": [100 * source_centre_accuracy(t) for t in tasks]}
+    return out
+
+
+def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]]) -> str:
+    """What :func:`source_curve` shows, in words: the mean gap (class mean minus network, points)
+    at the smallest and the largest number of source points, whether it narrowed or closed, and
+    what that says about the gap."""
+    sizes = sorted(curve)
+    gap = {n: float(np.mean(curve[n]["class mean"]) - np.mean(curve[n]["network"])) for n in sizes}
+    lo, hi = sizes[0], sizes[-1]
+    end = f"and closes with {hi:,}" if gap[hi] <= 0 else f"to {gap[hi]:.1f} points with {hi:,}"
+    if gap[hi] < gap[lo]:
+        return (f"the gap narrows from {gap[lo]:.1f} points with {lo:,} source points {end}: the network's "
+                "shortfall is the variance of fitting a flexible model to few noisy points, which more data "
+                "reduce, not a flaw of the experiment")
+    return (f"the gap does not narrow ({gap[lo]:.1f} points with {lo:,} source points, {gap[hi]:.1f} with "
+            f"{hi:,}): more data do not help here, so the shortfall is not the variance of a small sample")
+
+
+def source_curve_figure(curve: Mapping[int, Mapping[str, Sequence[float]]]) -> plt.Figure:
+    """Test accuracy against the number of source points: the source network (mean ± std over
+    seeds) and the nearest class mean of the same data."""
+    sizes = sorted(curve)
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for i, key in enumerate(("network", "class mean")):
+        m = [float(np.mean(curve[n][key])) for n in sizes]
+        sd = [float(np.std(curve[n][key], ddof=1)) if len(curve[n][key]) > 1 else 0.0 for n in sizes]
+        ax.errorbar(sizes, m, yerr=sd, marker="o", ms=4, capsize=3,
+                    label="source network (document 004's recipe)" if key == "network" else "nearest class mean")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("source points")
+    ax.set_ylabel("test accuracy at shift 0 (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def references_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]], seeds: Sequence[int], *,
