@@ -192,3 +192,16 @@ def test_source_curve_words_follow_the_gap():
         "the gap narrows from 3.0 points with 1,000 source points to 1.5 points with 4,000")
     assert "closes with 4,000" in ng.source_curve_words(curve({1000: 3.0, 4000: -0.2}))
     assert ng.source_curve_words(curve({1000: 1.0, 4000: 1.5})).startswith("the gap does not narrow")
+
+
+def test_references_carry_the_source_curve_when_given():
+    sources = ng.pretrain_all([0, 1], "fixed", noise=2.0, epochs=2)
+    exp3 = ng.experiment3(sources, "fixed", [0.0], lrs=[0.1], noise=2.0, max_epochs=2)
+    plain = ng.references_list(exp3, [0, 1], noise=2.0)
+    assert len(plain) == 1 and "by_source_points" not in plain[0]
+    assert plain[0]["target"] == pytest.approx(100 * np.mean(
+        [ng.source_centre_accuracy(ng.seed001_data(s, "fixed", shift=0.0, noise=2.0)) for s in (0, 1)]))
+    curve = {100: {"network": [80.0, 84.0], "class mean": [90.0, 92.0]}}
+    (ref,) = ng.references_list(exp3, [0, 1], noise=2.0, curve=curve)
+    assert ref["by_source_points"] == {"100": {"network": 82.0, "class mean": 91.0}}
+    assert ng.references_list({"source": {}}, [0], noise=2.0) == []

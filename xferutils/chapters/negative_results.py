@@ -413,10 +413,13 @@ def source_curve_figure(curve: Mapping[int, Mapping[str, Sequence[float]]]) -> p
 
 
 def references_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]], seeds: Sequence[int], *,
-                    noise: float, n_target: int = 100) -> list[dict[str, object]]:
+                    noise: float, n_target: int = 100,
+                    curve: Mapping[int, Mapping[str, Sequence[float]]] | None = None) -> list[dict[str, object]]:
     """The results file's ``references`` of chapter 7: the source network on its own task (the
     fixed protocol's target at shift 0 is the source distribution), against the nearest class
-    mean of the same source data. Empty when shift 0 was not run."""
+    mean of the same source data; with ``curve`` (:func:`source_curve`), ``by_source_points``
+    (source points → mean accuracy % of the network and of the class mean). Empty when shift 0
+    was not run."""
     runs = exp3["source"].get(0.0)
     if not runs:
         return []
@@ -424,9 +427,12 @@ def references_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, floa
         raise ParameterError(f"seeds has {len(seeds)} entries but exp3 has {len(runs)} runs at shift 0")
     target = [source_centre_accuracy(seed001_data(s, "fixed", shift=0.0, noise=noise, n_target=n_target))
               for s in seeds]
-    return [{"name": "source network on its own task (shift 0, document 004's recipe)",
-             "measured": [100 * r["test"] for r in runs], "target": 100 * float(np.mean(target)),
-             "source": "nearest class mean of the same source data (this run)"}]
+    out: dict[str, object] = {"name": "source network on its own task (shift 0, document 004's recipe)",
+                              "measured": [100 * r["test"] for r in runs], "target": 100 * float(np.mean(target)),
+                              "source": "nearest class mean of the same source data (this run)"}
+    if curve:
+        out["by_source_points"] = {str(n): {k: float(np.mean(v)) for k, v in curve[n].items()} for n in sorted(curve)}
+    return [out]
 
 
 def baselines_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, float]]]]) -> list[dict[str, object]]:
