@@ -783,7 +783,7 @@ def cell_lines(cell: Cell) -> list[str]:
     stands against the cell's reference."""
     v = cell.lead_vs_anchor
     if v is None:
-        where = f"(the reference)"
+        where = "(the reference)"
     elif v.verdict == "equivalent":
         where = f"= {cell.anchor}"
     elif v.verdict == "not shown":
@@ -859,7 +859,7 @@ __all__ = ["STRATEGIES", "LABELS", "KNOBS", "Strategy", "tuned", "Anchor", "weig
            "gradual_multipliers", "unfrozen_layers", "schedule_epochs",
            "frozen_bottom_multipliers", "check_tasks", "GRIDS", "SMOKE_GRIDS", "jobs_for",
            "tuning_jobs", "promote", "Job", "JobResult", "tile", "run_jobs", "merge_multipliers",
-           "epochs_to_fraction", "Measurements", "validated", "interior", "say", "Cell", "questions", "moderate_size",
+           "epochs_to_fraction", "Measurements", "validated", "interior", "Cell", "questions", "moderate_size",
            "claims_table", "counts_table", "tuning_table", "size_table", "shift_table",
            "seed001_exp1_table", "seed001_exp2_table", "seed001_exp3_table", "forgetting_table",
            "size_figure", "shift_figure", "complexity", "one_se", "AA", "aa_keys", "aa_spread", "aa_table",
@@ -1129,7 +1129,7 @@ def cell_sentence(cell: Cell) -> str:
     v = cell.lead_vs_anchor
     if cell.col == 0:
         return f"{where}: {compare(v, cell.leader, 'the ' + _prose(cell.anchor))}."
-    lead = (f"{_prose(cell.leader)} leads on validation" + (f" and is the reference" if v is None else
+    lead = (f"{_prose(cell.leader)} leads on validation" + (" and is the reference" if v is None else
             f"; against the reference it {compare(v, '', _prose(cell.anchor)).strip()}"))
     parts = [f"Shown better than {_prose(cell.anchor)}: {', '.join(map(_prose, cell.better))}" if cell.better
              else f"None shown better than {_prose(cell.anchor)}"]

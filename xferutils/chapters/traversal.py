@@ -983,13 +983,14 @@ def traversal_figure(tr: Traversal, names: Sequence[str] | None = None, split: s
             continue
         if 0 < tr.q[i, 0] < 1:
             sched = slice(0, tr.schedule_steps or tr.q.shape[1])
+            color = None  # the mixture's line picks a colour; the sampled mixture's line reuses it
             for part, style in (("mixture", "-"), ("sampled", ":")):
                 y = 100 * tr.acc["test"][part][i][:, sched].numpy()
                 line, = ax1.plot(tr.q[i, sched].numpy(), np.nanmean(y, 0), style, marker="o", ms=3,
-                                 label=m.name if part == "mixture" else None,
-                                 color=None if part == "mixture" else line.get_color())
+                                 label=m.name if part == "mixture" else None, color=color)
+                color = line.get_color()
                 ax1.fill_between(tr.q[i, sched].numpy(), np.nanmean(y, 0) - np.nanstd(y, 0),
-                                 np.nanmean(y, 0) + np.nanstd(y, 0), alpha=0.15, color=line.get_color())
+                                 np.nanmean(y, 0) + np.nanstd(y, 0), alpha=0.15, color=color)
         y = 100 * kept_curve(tr, split)[i].numpy()
         mean = np.nanmean(y, 0)
         line, = ax2.plot(images, mean, label=m.name, lw=1.2)

@@ -21,7 +21,6 @@ from torch.nn import functional as F
 from xferutils.core.config import ParameterError, check_digits, check_float, check_int
 from xferutils.core.data import Split, relabel
 from xferutils.core.ensemble import Replicas, fit_replicas
-from xferutils.core.models import MLP
 
 
 def grad_reverse(x: torch.Tensor, lam: float | torch.Tensor = 1.0) -> torch.Tensor:

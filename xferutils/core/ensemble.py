@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from xferutils.core.config import ParameterError, check_choice, check_float, check_int, check_seeds
 from xferutils.core.data import Split
 from xferutils.core.optim import adam_
-from xferutils.core.step import ENGINES, ReplicaStep, choose_engine, resolve_engine
+from xferutils.core.step import ENGINES, ReplicaStep, choose_engine, resolve_engine  # noqa: F401 (ENGINES and resolve_engine: re-exported for bench)
 from xferutils.core.train import (SCHEDULES, EarlyStopping, History, _check_patience, autocast, epoch_generator,
                                   lr_factor)
 

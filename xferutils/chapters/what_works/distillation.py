@@ -408,7 +408,6 @@ def mean_or_one(values: Sequence[float], scale: float = 100.0, digits: int = 1, 
 def hinton_table(o: Omitted, teacher_size: str, student_size: str) -> str:
     """Markdown: Hinton et al. 2015's numbers beside this run's distilled student (mean ± std over
     seeds; test errors are counts on the 10,000 test images)."""
-    from xferutils.core.metrics import spread
     from xferutils.pages.plotting import markdown_table
 
     h, st = HINTON_2015, o.students[f"T={o.chosen_T:g}"]
