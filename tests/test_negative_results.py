@@ -176,7 +176,7 @@ def test_source_curve_scores_the_network_and_the_class_mean_on_the_same_points()
     task = ng.seed001_data(1, "fixed", shift=0.0, noise=2.0, n_source=100)
     assert curve[100]["class mean"][1] == pytest.approx(100 * ng.source_centre_accuracy(task))
     fig = ng.source_curve_figure(curve)
-    assert len(fig.axes[0].containers) == 2
+    assert len(fig.axes[0].containers) == 1 and fig.axes[0].get_ylabel().startswith("gap")
     plt.close(fig)
 
 
@@ -186,12 +186,18 @@ def test_source_curve_refuses_bad_input(kw):
         ng.source_curve(kw["seeds"], kw["sizes"], noise=2.0, epochs=1)
 
 
-def test_source_curve_words_follow_the_gap():
-    curve = lambda gaps: {n: {"network": [90.0 - g], "class mean": [90.0]} for n, g in gaps.items()}  # noqa: E731
-    assert ng.source_curve_words(curve({1000: 3.0, 4000: 1.5})).startswith(
-        "the gap narrows from 3.0 points with 1,000 source points to 1.5 points with 4,000")
-    assert "closes with 4,000" in ng.source_curve_words(curve({1000: 3.0, 4000: -0.2}))
-    assert ng.source_curve_words(curve({1000: 1.0, 4000: 1.5})).startswith("the gap does not narrow")
+def test_source_curve_words_decide_the_change_of_the_gap_by_its_paired_interval():
+    def curve(lo: list[float], hi: list[float]) -> dict:
+        return {1000: {"network": [90.0 - g for g in lo], "class mean": [90.0] * len(lo)},
+                4000: {"network": [90.0 - g for g in hi], "class mean": [90.0] * len(hi)}}
+
+    narrows = ng.source_curve_words(curve([3.0, 3.2, 2.8, 3.1], [1.0, 1.1, 0.9, 1.2]))
+    assert narrows.startswith("the gap is 3.0 points with 1,000 source points and 1.1 with 4,000 (4 seeds, paired)")
+    assert ": it narrows by 2.0 points (95 % interval" in narrows and "more data reduce" in narrows
+    assert ": it widens by" in ng.source_curve_words(curve([1.0, 1.1, 0.9, 1.2], [3.0, 3.2, 2.8, 3.1]))
+    noisy = ng.source_curve_words(curve([3.0, 0.0, 2.0, 1.0], [1.0, 2.5, 0.5, 2.0]))
+    assert "is not shown either way at 4 seeds" in noisy and "narrows" not in noisy
+    assert "an unbounded interval" in ng.source_curve_words(curve([3.0], [1.0]))  # one seed: no interval
 
 
 def test_references_carry_the_source_curve_when_given():

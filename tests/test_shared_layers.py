@@ -206,7 +206,7 @@ def test_references_carry_the_size_curve_only_where_a_base_falls_short(mnist):
             assert ref["by_images"] == {"30": curves["small"][30][i], "60": curves["small"][60][i]}
     assert all("by_images" not in ref for ref in sl.references_list(results))
     fig = sl.size_figure(curves, results)
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 5  # two curves, two targets, the run's pool
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 4  # two curves, one target (99 % for both), the pool
     plt.close(fig)
     empty = sl.size_figure({}, results)
     assert not empty.axes[0].axison

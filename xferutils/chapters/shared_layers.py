@@ -635,7 +635,7 @@ def size_words(short: Sequence[tuple], curves: dict[str, dict[int, tuple[float, 
 
 def size_figure(curves: dict[str, dict[int, tuple[float, float]]], results: dict[str, CaseResult]) -> plt.Figure:
     """Test accuracy of both bases against the images per digit they trained on (one seed), per
-    case of ``curves``, each network's target dashed in its colour and the run's own pool dotted."""
+    case of ``curves``, their targets dashed (once per value) and the run's own pool dotted."""
     fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(min(10, 4.2 * max(1, len(curves))), 3.2),
                              squeeze=False)
     if not curves:
@@ -644,10 +644,10 @@ def size_figure(curves: dict[str, dict[int, tuple[float, float]]], results: dict
         return fig
     for ax, (name, curve) in zip(axes[0], curves.items()):
         r, sizes = results[name], sorted(curve)
-        for i, (label, digits) in enumerate((("Network 1 (WideNN)", r.case.digits1),
-                                             ("Network 2 (DeepNN)", r.case.digits2))):
+        for i, label in enumerate(("Network 1 (WideNN)", "Network 2 (DeepNN)")):
             ax.plot(sizes, [curve[k][i] for k in sizes], marker="o", ms=4, color=PALETTE[i], label=label)
-            ax.axhline(base_target(digits)[0], ls="--", lw=1, color=PALETTE[i])
+        for target in sorted({base_target(r.case.digits1)[0], base_target(r.case.digits2)[0]}):
+            ax.axhline(target, ls="--", lw=1, color="0.3", label=f"target, {target:g} %")
         ax.axvline(r.base_per_class, ls=":", lw=1, color="0.4")
         ax.set_title(f"{name} case (dotted: this run's pool)", fontsize=10)
         ax.set_xlabel("training images per digit")
