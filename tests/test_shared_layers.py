@@ -170,9 +170,8 @@ def test_reversal_note_does_not_blame_the_bases_when_they_match(tmp_path):
 
 
 def _short(label="Network 2 (large)", gap=1.9, case="large", role=2, target=98.36):
-    """One entry of sl.short_networks: (label, images per digit, last-third gain, third, gap,
-    case, role, target)."""
-    return (label, 1687, 0.3, 4, gap, case, role, target)
+    """One entry of sl.short_networks."""
+    return sl.Shortfall(label, 1687, 0.3, 4, gap, case, role, target)
 
 
 def test_short_words_say_the_gap_and_every_network_reaching_its_target():

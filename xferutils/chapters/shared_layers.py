@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -585,46 +586,59 @@ def _pct_mean(v: Sequence[float]) -> float:
     return 100.0 * sum(v) / len(v)
 
 
-def short_networks(results: dict[str, CaseResult]) -> list[tuple]:
-    """The bases whose mean test accuracy stays below :func:`base_target`: (label, images per
-    digit, what the last third of the schedule added to the mean validation accuracy (points),
-    that third in epochs, the gap to the target (points), case, role 1 or 2, the target (%))."""
+class Shortfall(NamedTuple):
+    """A base whose mean test accuracy stays below :func:`base_target` (chapter 4's bases text)."""
+
+    label: str  # "Network 1 (large)"
+    per_class: int  # its training images per digit
+    late_gain: float  # what the last third of its schedule added to the mean validation accuracy (points)
+    third: int  # that third, in epochs
+    gap: float  # target minus mean test accuracy (points)
+    case: str
+    role: int  # 1: Network 1, 2: the donor
+    target: float  # %
+
+
+def short_networks(results: dict[str, CaseResult]) -> list[Shortfall]:
+    """The bases of ``results`` whose mean test accuracy stays below :func:`base_target`."""
     short = []
     for n, r in results.items():
         for i, label, digits, acc, hist in ((1, "Network 1", r.case.digits1, r.base_acc1, r.bases.history1),
                                             (2, "Network 2", r.case.digits2, r.base_acc2, r.bases.history2)):
             curves = [h.val_acc for h in hist if h.val_acc]
-            if _pct_mean(acc) >= base_target(digits)[0] or not curves:
+            target = base_target(digits)[0]
+            if _pct_mean(acc) >= target or not curves:
                 continue
             e = min(len(c) for c in curves)
             mc = [sum(c[j] for c in curves) / len(curves) for j in range(e)]
             third = max(1, e // 3)
-            short.append((f"{label} ({n})", r.base_per_class, 100 * (mc[-1] - mc[max(0, e - 1 - third)]), third,
-                          base_target(digits)[0] - _pct_mean(acc), n, i, base_target(digits)[0]))
+            short.append(Shortfall(f"{label} ({n})", r.base_per_class, 100 * (mc[-1] - mc[max(0, e - 1 - third)]),
+                                   third, target - _pct_mean(acc), n, i, target))
     return short
 
 
-def short_words(short: Sequence[tuple]) -> str:
+def short_words(short: Sequence[Shortfall]) -> str:
     """The sentence on the bases below their target (:func:`short_networks`): the gap and what the
     end of the schedule still added."""
     if not short:
         return "Every network reaches its target on average"
-    return (f"Where a network stays below its target ({', '.join(x[0] for x in short)}), the gap is "
-            f"{min(x[4] for x in short):.1f} points or more, while the last third of its schedule "
-            f"added at most {max(x[2] for x in short):.2f} points to its mean validation accuracy: "
+    return (f"Where a network stays below its target ({', '.join(x.label for x in short)}), the gap is "
+            f"{min(x.gap for x in short):.1f} points or more, while the last third of its schedule "
+            f"added at most {max(x.late_gain for x in short):.2f} points to its mean validation accuracy: "
             "at this number of images the curves are not closing the gap. These networks learn from "
             f"{short_images(short)} images per digit, LeNet-300-100 from about 6,000")
 
 
-def size_words(short: Sequence[tuple], curves: dict[str, dict[int, tuple[float, float]]]) -> str:
+def size_words(short: Sequence[Shortfall], curves: dict[str, dict[int, tuple[float, float]]]) -> str:
     """Whether more images of the same digits close each base's gap, from ``curves``
     (:func:`~xferutils.core.sharing.size_curve` per case); empty without a measured gap."""
     parts = []
-    for label, _, _, _, _, case, role, goal in short:
-        if case not in curves:
+    for x in short:
+        if x.case not in curves:
             continue
-        sizes = sorted(curves[case])
-        accs = [curves[case][k][role - 1] for k in sizes]
+        sizes = sorted(curves[x.case])
+        accs = [curves[x.case][k][x.role - 1] for k in sizes]
+        label, goal = x.label, x.target
         reach = ", ".join(f"{a:.2f} % with {k:,}" for k, a in zip(sizes, accs))
         verdict = ("more images close its gap" if accs[-1] >= goal else
                    f"with every image it is still {goal - accs[-1]:.2f} points short of {goal:g} %, so images "
@@ -657,9 +671,9 @@ def size_figure(curves: dict[str, dict[int, tuple[float, float]]], results: dict
     return fig
 
 
-def short_images(short: Sequence[tuple]) -> str:
+def short_images(short: Sequence[Shortfall]) -> str:
     """``1,687`` or ``1,687 to 2,700``: the images per digit of the networks below their target."""
-    lo, hi = min(x[1] for x in short), max(x[1] for x in short)
+    lo, hi = min(x.per_class for x in short), max(x.per_class for x in short)
     return f"{lo:,}" if lo == hi else f"{lo:,} to {hi:,}"
 
 
