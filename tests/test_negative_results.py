@@ -211,3 +211,10 @@ def test_references_carry_the_source_curve_when_given():
     (ref,) = ng.references_list(exp3, [0, 1], noise=2.0, curve=curve)
     assert ref["by_source_points"] == {"100": {"network": 82.0, "class mean": 91.0}}
     assert ng.references_list({"source": {}}, [0], noise=2.0) == []
+
+
+def test_source_curve_reuses_networks_already_trained_on_the_default_source_set():
+    fixed = ng.pretrain_all([0, 1], "fixed", noise=2.0, epochs=2)
+    again = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2)
+    reused = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2, trained=fixed)
+    assert reused == again  # the same networks: the source data do not depend on the shift

@@ -358,12 +358,17 @@ def source_centre_accuracy(task: Task) -> float:
     return float(np.mean(((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == yt))
 
 
-def source_curve(seeds: Sequence[int], sizes: Sequence[int], *, noise: float,
-                 epochs: int = 100) -> dict[int, dict[str, list[float]]]:
+SOURCE_POINTS = 1000  # document 004's source set (seed001_data's n_source)
+
+
+def source_curve(seeds: Sequence[int], sizes: Sequence[int], *, noise: float, epochs: int = 100,
+                 trained: Mapping[int, NumpyNet] | None = None) -> dict[int, dict[str, list[float]]]:
     """Document 004's source network (:func:`pretrain`) against the nearest class mean of the same
     source data (:func:`source_centre_accuracy`), both scored on the fixed task at shift 0, for
     each number of source points in ``sizes``: per-seed test accuracies (%) under ``"network"``
-    and ``"class mean"``. Chapter 7 uses it to ask whether more data close the network's gap."""
+    and ``"class mean"``. ``trained`` (seed → network, from :func:`pretrain_all` on the fixed task
+    with the same ``noise`` and ``epochs``) is reused at :data:`SOURCE_POINTS` instead of training
+    the same network again. Chapter 7 uses it to ask whether more data close the network's gap."""
     seeds = check_seeds("seeds", seeds)
     sizes = [check_int(f"sizes[{i}]", n, 5) for i, n in enumerate(sizes)]
     if not sizes:
@@ -371,7 +376,9 @@ def source_curve(seeds: Sequence[int], sizes: Sequence[int], *, noise: float,
     out: dict[int, dict[str, list[float]]] = {}
     for n in sizes:
         tasks = [seed001_data(s, "fixed", shift=0.0, noise=noise, n_source=n) for s in seeds]
-        out[n] = {"network": [100 * pretrain(t, s, epochs=epochs).accuracy(*t.test) for s, t in zip(seeds, tasks)],
+        nets = [trained[s] if trained and n == SOURCE_POINTS and s in trained else pretrain(t, s, epochs=epochs)
+                for s, t in zip(seeds, tasks)]
+        out[n] = {"network": [100 * net.accuracy(*t.test) for net, t in zip(nets, tasks)],
                   "class mean": [100 * source_centre_accuracy(t) for t in tasks]}
     return out
 
@@ -381,25 +388,24 @@ def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]], level
     at the smallest and the largest number of source points, and its change between them paired
     by seed, with a Student-t interval at ``level``: it narrows or widens only where the interval
     excludes 0; otherwise the change is not shown either way."""
-    from scipy import stats
+    from xferutils.pages.claims import interval
 
     sizes = sorted(curve)
     gap = {n: np.subtract(curve[n]["class mean"], curve[n]["network"]) for n in sizes}
     lo, hi = sizes[0], sizes[-1]
     d = gap[lo] - gap[hi]  # > 0: the gap narrows with more points
     n, m = len(d), float(d.mean())
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    pct_level = f"{100 * level:g} %"
+    low, high = interval(d, level)  # NaN below two seeds
     text = (f"the gap is {gap[lo].mean():.1f} points with {lo:,} source points and {gap[hi].mean():.1f} with "
             f"{hi:,} ({n} seeds, paired)")
-    interval = f"{pct_level} interval {m - half:.1f} to {m + half:.1f}"
-    if m - half > 0:
-        return (text + f": it narrows by {m:.1f} points ({interval}), so the network's shortfall is the variance "
+    shown = f"{100 * level:g} % interval {low:.1f} to {high:.1f}"
+    if low > 0:
+        return (text + f": it narrows by {m:.1f} points ({shown}), so the network's shortfall is the variance "
                 "of fitting a flexible model to few noisy points, which more data reduce, not a flaw of the "
                 "experiment")
-    if m + half < 0:
-        return text + f": it widens by {-m:.1f} points ({interval}), so more data do not close it"
-    bound = "an unbounded interval" if not math.isfinite(half) else interval
+    if high < 0:
+        return text + f": it widens by {-m:.1f} points ({shown}), so more data do not close it"
+    bound = "an unbounded interval" if math.isnan(low) else shown
     return text + f": the change ({m:+.1f} points, {bound}) is not shown either way at {n} seeds"
 
 

@@ -631,19 +631,19 @@ def short_words(short: Sequence[Shortfall]) -> str:
 
 def size_words(short: Sequence[Shortfall], curves: dict[str, dict[int, tuple[float, float]]]) -> str:
     """Whether more images of the same digits close each base's gap, from ``curves``
-    (:func:`~xferutils.core.sharing.size_curve` per case); empty without a measured gap."""
+    (:func:`~xferutils.core.sharing.size_curve` per case); a sentence saying nothing was trained
+    again when no short base has a curve."""
     parts = []
     for x in short:
         if x.case not in curves:
             continue
         sizes = sorted(curves[x.case])
         accs = [curves[x.case][k][x.role - 1] for k in sizes]
-        label, goal = x.label, x.target
         reach = ", ".join(f"{a:.2f} % with {k:,}" for k, a in zip(sizes, accs))
-        verdict = ("more images close its gap" if accs[-1] >= goal else
-                   f"with every image it is still {goal - accs[-1]:.2f} points short of {goal:g} %, so images "
-                   "alone do not close its gap")
-        parts.append(f"{label} reaches {reach} images per digit: {verdict}")
+        verdict = ("more images close its gap" if accs[-1] >= x.target else
+                   f"with every image it is still {x.target - accs[-1]:.2f} points short of {x.target:g} %, "
+                   "so images alone do not close its gap")
+        parts.append(f"{x.label} reaches {reach} images per digit: {verdict}")
     return "; ".join(parts) if parts else "No base stays below its target, so nothing was trained again"
 
 
@@ -684,9 +684,7 @@ def prose(results: dict[str, CaseResult], verdicts: dict[str, Verdict], sweep: d
     first = next(iter(results.values()))
     m = first.metrics
 
-    def mean(v: Sequence[float]) -> float:
-        return 100.0 * sum(v) / len(v)
-
+    mean = _pct_mean  # accuracies (fractions) → percent
     zs = {(n, a): mean(r.metrics[a]["transfer"]) for n, r in results.items() for a in ZERO_SHOT}
     zs_best = max(zs, key=zs.get)
     base = [x for r in results.values() for x in (*r.base_acc1, *r.base_acc2)]
