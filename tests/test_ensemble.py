@@ -282,3 +282,32 @@ def test_fit_replicas_takes_an_episode_sampler_and_a_score():
     assert all(len(h.loss) == 3 for h in reps.history)
     with pytest.raises(ParameterError, match="eager"):
         xu.ensemble.fit_replicas(models, data, [0, 1], epochs=1, batches=sampler, engine="fused")
+
+
+def test_activation_floats_counts_every_layer_output():
+    mlp = xu.models.MLP([784, 32, 16], 10)  # Linear, ReLU, Linear, ReLU, head
+    assert xu.ensemble.activation_floats(mlp, 784) == 32 + 32 + 16 + 16 + 10
+    lenet = xu.models.lenet5(10)  # the conv layers dominate: 6 maps of 24×24 twice, pooled to 12×12
+    assert xu.ensemble.activation_floats(lenet, 784) > 2 * 6 * 24 * 24
+
+
+def test_eval_rows_keeps_chunks_within_the_cpu_budget():
+    lenet, budget = xu.models.lenet5(5), xu.ensemble.CPU_EVAL_FLOATS
+    per = xu.ensemble.activation_floats(lenet, 784)
+    for k in (1, 30, 150, 10_000):
+        rows = xu.ensemble.eval_rows(lenet, k, 784, "cpu")
+        assert 1 <= rows <= 8192
+        assert rows == 1 or k * rows * per <= budget
+    assert xu.ensemble.eval_rows(lenet, 150, 784, "cpu") < xu.ensemble.eval_rows(lenet, 30, 784, "cpu")
+    assert xu.ensemble.eval_rows(lenet, 150, 784, "meta") == 8192  # accelerators: large chunks
+    with pytest.raises(ParameterError, match="replicas"):
+        xu.ensemble.eval_rows(lenet, 0, 784, "cpu")
+
+
+def test_logits_in_chunks_equal_one_pass(small):
+    _, test = small
+    rep = xu.ensemble.fit_replicas(xu.ensemble.replicate(lambda: xu.models.lenet5(10), [0, 1]),
+                                   xu.data.sample(test, 200, seed=1), [0, 1], epochs=1, batch_size=50)
+    x = test.x[:300]
+    assert torch.allclose(rep.logits(x), rep.logits(x, batch_size=300), atol=1e-5)
+    assert torch.allclose(rep.logits(x, batch_size=7), rep.logits(x, batch_size=300), atol=1e-5)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from xferutils.pages.claims import Question, compare
 from xferutils.pages.claims import table as claims_table
 from xferutils.core.config import ParameterError, check_choice, check_float, check_int
 from xferutils.core.data import Split
-from xferutils.core.ensemble import Replicas, replicate
+from xferutils.core.ensemble import Replicas, eval_rows, replicate
 from xferutils.core.mixture import mixed_log_probs, sampled_logits
 from xferutils.core.optim import adam_
 from xferutils.core.train import EarlyStopping
@@ -625,10 +626,17 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
 
 
 @torch.no_grad()
-def _part_eval(params: dict, prefix: str, rows: slice, one: Callable, x: torch.Tensor,
-               chunk: int = 2500) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _eval_rows(replicas: int, in_features: int, device: str) -> int:
+    """Rows per evaluation chunk for ``replicas`` copies of the chapter's networks (the dense and
+    the sparse net write as many activations): :func:`~xferutils.core.ensemble.eval_rows`."""
+    return eval_rows(_dense(), replicas, in_features, device)
+
+
+def _part_eval(params: dict, prefix: str, rows: slice, one: Callable, x: torch.Tensor) -> torch.Tensor:
     """Logits (replicas in ``rows``, n, 10) of one network (``prefix``) on shared inputs, in chunks."""
     sub = {k: v[rows] for k, v in params.items() if k.startswith(prefix)}
+    chunk = _eval_rows(rows.stop - rows.start, x.shape[-1], x.device.type)
     call = vmap(lambda p, xx: one(p, xx, prefix), in_dims=(0, None))
     return torch.cat([call(sub, x[i:i + chunk]) for i in range(0, len(x), chunk)], 1)
 
@@ -663,7 +671,7 @@ def _logits_now(params: dict, on: dict[str, slice], one: Callable, x: torch.Tens
 
 @torch.no_grad()
 def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data: Split,
-                    chunk: int = 500, rows: torch.Tensor | None = None) -> torch.Tensor:
+                    rows: torch.Tensor | None = None) -> torch.Tensor:
     """Accuracy of the network each replica ends with (only that network is evaluated); with
     ``rows``, of those replicas only (in that order)."""
     rows = torch.arange(len(ends_sparse), device=ends_sparse.device) if rows is None else rows
@@ -673,6 +681,7 @@ def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data
         if len(at) == 0:
             continue
         sub = {k: v[rows[at]] for k, v in params.items() if k.startswith(prefix)}
+        chunk = _eval_rows(len(at), data.x.shape[-1], data.x.device.type)
         call = vmap(lambda p, x, pre=prefix: one(p, x, pre), in_dims=(0, None))
         hits = sum((call(sub, data.x[i:i + chunk]).argmax(-1) == data.y[i:i + chunk]).sum(-1)
                    for i in range(0, len(data), chunk))
