@@ -24,6 +24,10 @@ def test_bench_quick_runs_and_writes_every_row(tmp_path):
         assert r["max_acc_gap_to_sequential"] < 0.01  # the same models, trained together or in turn
     assert res["scaling"] == scaling
     assert "replica scaling" in bench.format_table(res)
+    ev = data["eval_chunks"]
+    assert (ev["k"], ev["images"]) == (4, 200) and ev["rows_per_chunk"] >= 1
+    assert ev["max_abs_diff"] < 1e-4  # chunking changes the speed, not the logits
+    assert "evaluation (4 lenet5 replicas, 200 images)" in bench.format_table(res)
 
 
 def test_bench_refuses_bad_flags(tmp_path):

@@ -11,9 +11,12 @@ Measured in one process on the same network (784-512-256-128-10, Adam):
 2. replica scaling: K replicas trained as one vectorized model, in ms per model-epoch, against
    sequential :func:`~xferutils.core.train.fit` runs of the same models. The defaults fit the device
    (:data:`SIZED`): K = 1, 8 on 12,000 images on a CPU (a few minutes on 2 cores), K = 1, 8, 32,
-   128 on all 60,000 on a GPU.
+   128 on all 60,000 on a GPU;
+3. evaluation in chunks: K LeNet-5 replicas (chapter 3's CNN) predict the test images in one
+   pass and in :func:`~xferutils.core.ensemble.eval_rows`'s chunks (K = 30 on 2,000 images;
+   the logits must agree).
 
-Prints two tables and writes JSON with every row. ``--quick`` is a seconds-long run (tests).
+Prints three tables and writes JSON with every row. ``--quick`` is a seconds-long run (tests).
 """
 from __future__ import annotations
 
@@ -162,10 +165,26 @@ def scaling(mnist: data.MNIST, ks: list[int], epochs: int, batch_size: int, lr: 
     return rows
 
 
+def eval_chunks(mnist: data.MNIST, k: int, n: int) -> dict:
+    """Seconds for ``k`` LeNet-5 replicas to compute logits on ``n`` test images in one pass and
+    in the chunks :meth:`~xferutils.core.ensemble.Replicas.logits` uses by default."""
+    device = mnist.train.x.device
+    rep = ensemble.fit_replicas(ensemble.replicate(models.lenet5, range(k)), data.sample(mnist.train, 256, seed=0),
+                                list(range(k)), epochs=1, batch_size=64)
+    x = mnist.test.x[:n]
+    one, t_one = clocked(lambda: rep.logits(x, batch_size=n), device)
+    chunked, t_chunked = clocked(lambda: rep.logits(x), device)
+    return {"model": "lenet5", "k": k, "images": n, "rows_per_chunk": ensemble.eval_rows(rep.base, k, x.shape[-1], device),
+            "seconds_one_pass": t_one.wall, "seconds_chunked": t_chunked.wall,
+            "speedup": t_one.wall / max(t_chunked.wall, 1e-9),
+            "max_abs_diff": float((one - chunked).abs().max())}
+
+
 def run_bench(device: str = "auto", seed_epochs: int = 5, epochs: int = 3, batch_size: int = 512,
               lr: float = 5e-3, ks: tuple[int, ...] = (1, 8, 32, 128), replica_epochs: int = 2,
               limit: int | None = None, scaling_limit: int | None = None, amp: str = "auto",
-              engines: tuple[str, ...] = ("auto",), seq_models: int = 8) -> dict:
+              engines: tuple[str, ...] = ("auto",), seq_models: int = 8,
+              eval_k: int = 30, eval_images: int = 2000) -> dict:
     """Run every measurement and return the results as a dict."""
     dev = config.get_device(device)
     if dev.type == "cpu":
@@ -201,6 +220,7 @@ def run_bench(device: str = "auto", seed_epochs: int = 5, epochs: int = 3, batch
                                    rep.evaluate(mnist.test)[0]))
     out["scaling"] = scaling(mnist, list(ks), replica_epochs, 256, 2e-3, list(engines),
                              scaling_limit if scaling_limit is not None else limit, seq_models)
+    out["eval_chunks"] = eval_chunks(mnist, eval_k, eval_images)
     return out
 
 
@@ -223,6 +243,12 @@ def format_table(res: dict) -> str:
                          f"{r['ms_per_model_epoch']:15.2f} {r['speedup']:7.1f}x {r['cpu_ms_per_model_epoch']:11.2f} "
                          f"{r['cpu_speedup']:6.1f}x {100 * r['acc_mean']:8.2f}% "
                          f"{100 * r['max_acc_gap_to_sequential']:7.2f}")
+    ev = res.get("eval_chunks")
+    if ev:
+        lines.append(f"evaluation ({ev['k']} {ev['model']} replicas, {ev['images']} images): one pass "
+                     f"{ev['seconds_one_pass']:.2f} s, chunks of {ev['rows_per_chunk']} rows "
+                     f"{ev['seconds_chunked']:.2f} s ({ev['speedup']:.1f}x; logits differ by at most "
+                     f"{ev['max_abs_diff']:.1e})")
     return "\n".join(lines)
 
 
@@ -238,7 +264,7 @@ SIZED = {  # defaults by device: a CPU run takes a few minutes, the GPU-sized sc
     "gpu": {"ks": [1, 8, 32, 128], "scaling_limit": None},
 }
 QUICK = {"seed_epochs": 1, "epochs": 1, "ks": [1, 2], "replica_epochs": 1, "limit": 512,
-         "seq_models": 2, "amp": "off"}
+         "seq_models": 2, "amp": "off", "eval_k": 4, "eval_images": 200}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -284,7 +310,8 @@ def main(argv: list[str] | None = None) -> dict:
         if getattr(a, name) is not None:
             config.check_int(f"--{name.replace('_', '-')}", getattr(a, name), 64, 60000)
     res = run_bench(a.device, a.seed_epochs, a.epochs, a.batch_size, a.lr, tuple(a.ks), a.replica_epochs,
-                    a.limit, a.scaling_limit, a.amp, tuple(engines), a.seq_models)
+                    a.limit, a.scaling_limit, a.amp, tuple(engines), a.seq_models,
+                    getattr(a, "eval_k", 30), getattr(a, "eval_images", 2000))
     print(format_table(res))
     path = a.json or results_dir() / "bench" / f"{config.get_device(a.device).type}.json"
     atomic_write_text(path, json.dumps(res, indent=2))
