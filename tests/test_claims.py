@@ -199,6 +199,16 @@ def test_equivalence_needs_a_tost_against_the_declared_margin():
     assert "is equivalent to" in claims.compare(v["same-tight"], "a", "b")
 
 
+def test_a_threshold_at_its_bound_is_not_shown_never_equivalent():
+    fam = Family("t")
+    fam.ask("q", "is the gap within 1 point?", claims=("gap",), margin=1.0)
+    gaps = noisy(-1.0, 10, 0.1)  # sits on the bound, tightly: within ±1 of it, on neither side
+    fam.threshold("gap", "s", "the gap is at least -1 point", gaps, -1.0, unit="points")
+    v = fam.verdicts()["gap"]
+    assert v.verdict == NOT_SHOWN and v.label == "not shown (10 seeds)"
+    assert "undecided at 10 seeds" in v.evidence()
+
+
 def test_undecided_carries_its_adjusted_interval_and_mde():
     fam = Family("t")
     fam.ask("q", "does a beat b?", claims=("x",), margin=0.5)
@@ -299,7 +309,9 @@ def test_results_carry_the_evidence_and_merge_is_exact():
 
 
 def test_numbers_on_the_page_never_read_minus_zero():
-    assert claims.signed(-0.01, "points") == "0.0" and claims.signed(-1.26, "points") == "−1.3"
+    assert claims.signed(-0.0001, "points") == "0.0" and claims.signed(-1.26, "points") == "−1.3"
+    # an interval's end just short of 0 keeps a digit: it must not read as touching 0
+    assert claims.signed(-0.02, "points") == "−0.02" and claims.signed(0.004, "points") == "+0.004"
     assert claims.signed(2.0, "points") == "+2.0" and claims.magnitude(9.5e-07) == "9.5 × 10⁻⁷"
     assert claims.plural(1, "seed") == "1 seed" and claims.plural(3, "seed") == "3 seeds"
 

@@ -168,3 +168,10 @@ def test_claims_split_into_parts_count_for_their_entry(tmp_path):
     # an exact id never takes the parts of a longer one
     assert rows["000-bridging-94"].status == ledger.NOT_MEASURED
     assert ledger.unregistered(found) == []
+
+
+def test_measured_text_reads_accuracies_in_percent_and_gaps_in_points():
+    cmp = {"kind": "direction", "unit": "points", "measured": 96.75, "baseline": 89.46}
+    assert ledger.measured_text(cmp) == "96.8 % vs 89.5 %"  # two accuracies, compared in points
+    gap = {"kind": "threshold", "unit": "points", "measured": -0.95, "claimed": -1.0}
+    assert ledger.measured_text(gap) == "−0.9 points (claimed −1.0 points)"  # the quantity is a gap

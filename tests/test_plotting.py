@@ -95,3 +95,10 @@ def test_epoch_axes_have_whole_ticks_and_log_axes_the_measured_counts():
     assert [t.get_text() for t in ax2.get_xticklabels()] == ["50", "100", "500"]
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_markdown_table_escapes_a_pipe_inside_a_cell():
+    t = xu.plotting.markdown_table(["claim", "where"], [["P(Y | X) differs", "Chapter 2"], [r"a \| b", "x"]])
+    body = t.splitlines()[2]
+    assert body == r"| P(Y \| X) differs | Chapter 2 |"  # still two cells
+    assert t.splitlines()[3] == r"| a \| b | x |"  # an escaped pipe is not escaped twice

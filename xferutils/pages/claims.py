@@ -15,7 +15,9 @@ within a tolerance (``value``). It is decided from per-seed measurements, paired
 4. one of four verdicts: ``supported`` or ``contradicted`` (the difference is shown, its sign says
    which), ``equivalent`` (shown to lie within ±m), or ``not shown`` — then the verdict carries the
    adjusted interval and the minimum detectable effect (MDE): the difference the run would have
-   found with 80 % power at its seeds and family size. The adjusted interval is taken at the level
+   found with 80 % power at its seeds and family size. Only a comparison (``direction``) can be
+   *equivalent*: a ``threshold`` claim whose quantity sits within ±m of its bound is *not shown*
+   either way. The adjusted interval is taken at the level
    of the claim's Holm step (:func:`holm_level`), so it excludes 0 exactly when the difference is
    shown.
 
@@ -464,8 +466,8 @@ def _tested_verdict(c: Claim, p_diff: float, p_eq: float, m: int, margin: float 
         verdict = SUPPORTED if p_eq < alpha else CONTRADICTED if p_diff < alpha else NOT_SHOWN
     elif p_diff < alpha:
         verdict = SUPPORTED if (mean > 0) == (c.expect in ("greater", "at_least")) else CONTRADICTED
-    else:
-        verdict = EQUIVALENT if p_eq < alpha else NOT_SHOWN
+    else:  # a threshold sitting within ±margin of its bound answers neither side of the claim
+        verdict = EQUIVALENT if p_eq < alpha and c.kind == "direction" else NOT_SHOWN
     p = _p_difference(c)
     return _verdict(c, mean, interval(d), interval(d, holm_level(p, p_diff, alpha)), p, p_diff, eq_margin,
                     mde(sd, n, m, alpha), verdict, p_eq=p_eq)
@@ -537,10 +539,14 @@ def magnitude(x: float | None, unit: str = "") -> str:
 
 
 def signed(x: float | None, unit: str = "") -> str:
-    """A difference for the page: ``+1.2``, ``−0.4`` (a true minus), ``0.0`` (never ``-0.0``)."""
+    """A difference for the page: ``+1.2``, ``−0.4`` (a true minus), ``0.0`` (never ``-0.0``).
+    A value that one decimal would round to 0 but is not (an interval's end just short of 0) keeps
+    one significant digit, ``−0.03``, so that an interval that excludes 0 never reads as touching it."""
     if x is None or not math.isfinite(x):
         return "–"
     text = magnitude(x, unit)
+    if _digits(unit) is not None and text.strip("0.") == "" and 5e-4 <= abs(x):
+        text = f"{abs(x):.1g}"
     if text.strip("0.") == "" or text == "0":
         return text
     return ("+" if x > 0 else "−") + text

@@ -235,12 +235,14 @@ def _num(x: Any, unit: str = "") -> str:
 
 
 def measured_text(v: Mapping[str, Any]) -> str:
-    """``0.942 (claimed 0.94)`` or ``0.81 vs 0.78``: the measured value beside what it is compared with."""
+    """``0.942 (claimed 0.94)`` or ``96.8 % vs 89.5 %``: the measured value beside what it is
+    compared with. A comparison in points compares two accuracies: they read in %."""
     unit = v.get("unit") or ""
     unit = "" if unit in ("", "fraction") else f" {unit}" if unit != "%" else " %"
-    m = _num(v.get("measured"), unit)
     if v.get("kind") == "direction" and v.get("baseline") is not None:
-        return f"{m} vs {_num(v.get('baseline'), unit)}"
+        level = " %" if unit == " points" else unit
+        return f"{_num(v.get('measured'), level)} vs {_num(v.get('baseline'), level)}"
+    m = _num(v.get("measured"), unit)
     if v.get("claimed") is not None:
         return f"{m} (claimed {_num(v.get('claimed'), unit)})"
     return m

@@ -1,6 +1,8 @@
 """One figure style for the whole book, and the plots several chapters share."""
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -106,14 +108,17 @@ def log_count_axes(fig: plt.Figure, ax: plt.Axes, xlabel: str, ylabel: str, top:
 def markdown_table(header: Sequence[object], rows: Sequence[Sequence[object]], align: str = "") -> str:
     """A Markdown table; ``align`` has one letter per column, ``l`` or ``r`` (default: plain).
 
-    Show it in a notebook with ``display(Markdown(markdown_table(...)))``.
+    Show it in a notebook with ``display(Markdown(markdown_table(...)))``. A ``|`` inside a cell
+    (``P(Y | X)``) is escaped, so that it cannot split the cell.
     """
     if align and len(align) != len(header):
         raise ValueError(f"align={align!r} needs one letter per column ({len(header)})")
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in (align or "l" * len(header)))
-    lines = ["| " + " | ".join(map(str, header)) + " |", rule]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return "\n".join(lines)
+    row = lambda cells: "| " + " | ".join(_PIPE.sub(r"\\|", str(c)) for c in cells) + " |"  # noqa: E731
+    return "\n".join([row(header), rule, *map(row, rows)])
+
+
+_PIPE = re.compile(r"(?<!\\)\|")
 
 
 SHOW_LINES = 30  # a listing longer than this shows its outline, with the full source folded
