@@ -210,3 +210,10 @@ def test_references_carry_the_size_curve_only_where_a_base_falls_short(mnist):
     empty = sl.size_figure({}, results)
     assert not empty.axes[0].axison
     plt.close(empty)
+
+
+def test_probe_fit_words_claim_convergence_only_when_the_gradient_vanished():
+    done = sl.probe_fit_words({"iterations": [42.0, 42.0], "grad_norm": [3e-8, 3e-8]})
+    assert done.startswith("to convergence (42 L-BFGS iterations") and "not converged" not in done
+    capped = sl.probe_fit_words({"iterations": [500.0], "grad_norm": [2e-3]})
+    assert capped.startswith("as far as L-BFGS got (500 L-BFGS iterations") and capped.endswith("not converged)")

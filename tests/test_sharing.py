@@ -266,7 +266,7 @@ def test_fit_logistic_solves_each_replica_on_its_own():
     x = torch.randn(2, 90, 5, generator=g) + 8 * F.one_hot(y, 5).float()  # separable along axes 0..2
     both, iters = sharing.fit_logistic(x, y, 3, l2=1e-2)
     alone, _ = sharing.fit_logistic(x[1:], y, 3, l2=1e-2)
-    assert iters >= 1
+    assert iters >= 1 and both.grad_norm < 1e-5  # solved: the gradient vanishes at the end
     assert (both(x).argmax(-1) == y).float().mean() == 1.0
     assert torch.allclose(both(x)[1], alone(x[1:])[0], atol=1e-3)  # stacking does not couple them
     with pytest.raises(ParameterError, match="l2"):

@@ -336,6 +336,15 @@ def test_prose_words_follow_the_verdicts():
     out = st.prose(m, cc, v, st.decision(cc, v), grids=grids, chosen={"lora": 4, "l2sp": 0.0}, **kw)
     assert out["ft_vs_scratch"].data.startswith("with 50 labels, full fine-tuning beats training from scratch (+")
     assert out["exp2_smaller"].data.startswith("m = 0.1 trails m = 1 (")
+    assert out["exp2_advice"].data == "fails here"  # the document's advice against its own verdict
+    lots = [x for k, x in v.items() if k.startswith("001-decision-ft-lots-")]
+    words = out["ft_lots"].data
+    beaten = [x for x in lots if x.verdict == "supported"]
+    assert words.startswith(f"full fine-tuning is shown to beat {len(beaten)} of the {len(lots)} alternatives at 100")
+    for x in beaten:  # every alternative it beats is named, with its evidence
+        assert x.text.rsplit("beats ", 1)[-1] + " (" + x.evidence() in words
+    worst = min(np.mean(m.test[("exp1", "scratch", n)]) for n in (50, 100))
+    assert f"from scratch {worst:.1f} % at its worst size" in out["exp1_verdicts"].data
     assert out["n_edges"] == 1 and "L2-SP" in out["edges"].data
     assert out["n_claims"] == len(v) == (out["n_supported"] + out["n_contradicted"] + out["n_not_shown"]
                                          + out["n_equivalent"])

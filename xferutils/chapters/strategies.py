@@ -1095,8 +1095,11 @@ def _cell(cmp: Comparisons, row: str, col: int, keys: Sequence[Any], anchor: Any
     for k in others:
         cmp.claim(k, anchor, f"ch3-{slug.split('-')[0]}-{col}-{_slug(k)}-vs-{_slug(anchor)}"
                   if slug.startswith("new") else f"ch3-shift-{_slug(k)}-vs-scratch-{slug[3:].split('-')[0]}",
-                  f"{row}, {col} labels: {_name(k)} beats {_name(anchor)}")
+                  f"{row}, {col} labels: {_name(k)} {'beat' if _name(k) in PLURAL else 'beats'} {_name(anchor)}")
     return row, col, lead, anchor, others
+
+
+PLURAL = ("adapters",)  # strategy names that take a plural verb ("adapters beat …")
 
 
 def decision(cc: ChapterClaims, verdicts: dict[str, Verdict]) -> list[Cell]:
@@ -1142,6 +1145,26 @@ def cell_sentence(cell: Cell) -> str:
     return f"{where}: {lead}. " + "; ".join(parts) + "."
 
 
+def lots_words(lots: Sequence[Verdict], n: int) -> str:
+    """Document 001's "lots of data: fine-tuning" rule in words, from its comparisons of full
+    fine-tuning with each alternative at ``n`` labels: which it is shown to beat, which it trails,
+    which it equals within the margin, how many stay undecided (chapter 3)."""
+    name = lambda v: v.text.rsplit("full fine-tuning beats ", 1)[-1]  # noqa: E731
+    group = {k: [v for v in lots if v.verdict == k] for k in ("supported", "contradicted", "equivalent", "not shown")}
+    listed = lambda vs: ", ".join(f"{name(v)} ({v.evidence()})" for v in vs)  # noqa: E731
+    beat = group["supported"]
+    text = (f"full fine-tuning is shown to beat {len(beat)} of the {len(lots)} alternatives at {n} labels"
+            + (f": {listed(beat)}" if beat else ""))
+    if group["contradicted"]:
+        text += f"; it trails {listed(group['contradicted'])}"
+    if group["equivalent"]:
+        text += f"; it is equivalent to {listed(group['equivalent'])}"
+    if group["not shown"]:
+        text += (f"; against the other {len(group['not shown'])} "
+                 f"({', '.join(name(v) for v in group['not shown'])}) the difference is undecided")
+    return text
+
+
 def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cells: Sequence[Cell], *,
           grids: dict[str, Sequence[float]], chosen: dict[str, float], sizes: Sequence[int],
           angles: Sequence[int], n3: int, shift_names: Sequence[str]) -> dict[str, Any]:
@@ -1162,7 +1185,10 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     out["n_edges"] = len(edges)
     if ("tune", "full_ft", 0.01) in m.test and ("tune", "full_ft", 1.0) in m.test:
         out["exp2_low"], out["exp2_high"] = mean(("tune", "full_ft", 0.01)), mean(("tune", "full_ft", 1.0))
-    out["exp2_smaller"] = md(compare(verdicts["001-exp2-smaller-rate"], "m = 0.1", "m = 1"))
+    v2 = verdicts["001-exp2-smaller-rate"]
+    out["exp2_smaller"] = md(compare(v2, "m = 0.1", "m = 1"))
+    out["exp2_advice"] = md(v2.says("holds here", "fails here", "is neither confirmed nor refuted here",
+                                    "is neither confirmed nor refuted here"))
     out["exp1_cells"] = md("\n".join(f"- {cell_sentence(c)}" for c in cells if c.row.startswith("new")))
     out["ft_vs_scratch"] = md("; ".join(
         f"with {n} labels, {cmp.words(verdicts, e1('full_ft', n), e1('scratch', n))}" for n in sizes))
@@ -1171,15 +1197,13 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
         for k in ("feature_extraction", "scratch", "full_ft"):
             out[f"{_slug(k)}_{tag}"] = mean(e1(k, n))
     trio = ("feature_extraction", "full_ft", "scratch")
-    worst = {k: float(np.mean(np.min([m.test[e1(k, n)] for n in sizes], axis=0))) for k in trio}
+    worst = {k: min(mean(e1(k, n)) for n in sizes) for k in trio}  # the mean at its worst size
     out["exp1_verdicts"] = md(", ".join(f"{LABELS[k]} {worst[k]:.1f} % at its worst size" for k in trio))
     out["moderate"] = cc.doc["moderate"]
     mod = cc.doc["moderate"]
     out["gradual_moderate"] = md(cmp.words(verdicts, e1("gradual", mod), e1("full_ft", mod)))
     lots = [verdicts[c] for c in verdicts if c.startswith("001-decision-ft-lots-")]
-    beaten = sum(v.verdict == "supported" for v in lots)
-    out["ft_lots"] = md(f"full fine-tuning is shown to beat {beaten} of the {len(lots)} alternatives at "
-                        f"{sizes[-1]} labels ({cmp.words(verdicts, e1('full_ft', sizes[-1]), e1('feature_extraction', sizes[-1]))})")
+    out["ft_lots"] = md(lots_words(lots, sizes[-1]))
     lines = []
     for a in angles:
         parts = [cmp.words(verdicts, e3(k, a, n3), e3("scratch", a, n3)) for k in shift_names if k != "scratch"]

@@ -57,7 +57,7 @@ PUBLISHED = {
     "ss_abrupt_bleu": 11.2, "ss_gradual_bleu": 30.6,  # Bengio et al. 2015: always sampling vs scheduled
     "han_dense_err": 1.64, "han_pruned_err": 1.59, "han_kept": 8.0,  # Han et al. 2015, LeNet-300-100
     "gmp_margin": 0.5,  # issue 19: GMP at 90 % sparsity within about 0.5 points of the dense net
-    "dense_target": 97.5,  # chapter 1 / issue 19: the dense reference on all training images
+    "dense_target": 97.5,  # the book's target for chapter 1's network on all training images
 }
 
 
@@ -923,7 +923,8 @@ def method_table(tr: Traversal, dense_test: Sequence[float], base: dict[str, flo
     return final_table(tr, dense_test) + extra
 
 
-def references_list(tr: Traversal, dense_test: Sequence[float], dense_source: str = "chapter 1 / issue 19") -> list[dict]:
+def references_list(tr: Traversal, dense_test: Sequence[float],
+                    dense_source: str = "the book's target for this network on all training images") -> list[dict]:
     """The results file's ``references``: the dense net against its expected level, and gradual
     magnitude pruning (each pruned run) against Han et al.'s "no loss" (the dense net's mean
     less :data:`PUBLISHED` ``gmp_margin``)."""

@@ -103,11 +103,11 @@ REGISTRY: tuple[Entry, ...] = (
     _e("002-sparse-useful", "the sparse model reached by the traversal is useful (near the dense net)", CH6),
     _e("002-beats-other-traversals", "optimal retention beats other traversal strategies", CH6),
     _e("002-step-optimality", "each infinitesimal step along the path is optimal", None,
-       "the theory behind 'optimal' is not stated in the seed; no quantity to measure"),
+       "the theory behind 'optimal' is not stated in the document; no quantity to measure"),
     _e("002-arbitrary-models", "information can be translated optimally between arbitrary models", None,
        "a general statement about all model pairs; the book tests one pair (chapter 6)"),
     # --- seed 003: framework (chapter 2), strategies and DANN (chapter 3)
-    _e("003-label-shift-keeps-px", "label shift: P(X) equal, P(Y|X) different (the seed's table)", CH2),
+    _e("003-label-shift-keeps-px", "label shift: P(X) equal, P(Y|X) different (the document's table)", CH2),
     _e("003-ben-david", "target error <= source error + H-divergence + lambda", CH2),
     _e("003-lora-r16-0.1pct", "LoRA (r = 16) trains about 0.1 % of the parameters", CH2),
     _e("003-adapters-1-5pct", "adapters train about 1-5 % of the parameters", CH2),
