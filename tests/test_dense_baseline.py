@@ -66,12 +66,14 @@ def test_builders_for_the_page():
     pc = baseline.digit_accuracy(rep, data)
     assert pc.shape == (2, 10)
     assert len(baseline.per_class_figure(pc).axes) == 1
-    speed = {"seed loop": 10.0, "fp32": 2.0, "bf16": 1.0}
+    speed = {"document 002's loop": 10.0, "xferutils fp32 (batch 50)": 2.0, "xferutils bf16 (batch 50)": 1.0}
     st = baseline.speed_table(speed)
-    assert "| fp32 | 2.00 | 5.0× |" in st and "| bf16 | 1.00 | 10.0× |" in st
+    assert "| xferutils fp32 (batch 50) | 2.00 | 5.0× |" in st and "| xferutils bf16 (batch 50) | 1.00 | 10.0× |" in st
     g = baseline.glue_values(acc, rep, pc, speed, 3.0, 200, 200)
     assert g["fp32_speedup"] == 5.0 and g["best_speedup"] == 10.0 and g["n_seeds"] == 2
     assert 1 <= g["kept_min"] <= g["kept_max"] <= g["epochs_max"] <= 4
+    assert g["epochs_run"] == f"{g['epochs_max']} epoch{'s' if g['epochs_max'] != 1 else ''} run"
+    assert g["speedup_words"] == baseline.speedup_words(speed)
     assert g["seeds_needed"] == baseline.seeds_needed(100 * acc.std, 0.1)
 
 
@@ -93,6 +95,22 @@ def test_measure_speed_scales_a_timed_slice_to_an_epoch(mnist, monkeypatch):
     assert timed == [baseline.SPEED_IMAGES["smoke"]] * 3
     assert list(speed.values()) == pytest.approx([2.0 * factor, 0.5 * factor, 0.5 * factor])
     assert baseline.SPEED_IMAGES["full"] is None  # full times whole epochs
+
+
+def test_speedup_words_name_fp32_once_when_it_is_fastest():
+    loop = "document 002's loop (DataLoader, batch 64)"
+    fp32_only = {loop: 8.2, "xferutils fp32 (batch 256)": 2.0}
+    assert baseline.speedup_words(fp32_only) == "4.1× faster (in fp32, its fastest setting on this machine)"
+    slower_bf16 = fp32_only | {"xferutils bf16 (batch 256)": 3.0}
+    assert baseline.speedup_words(slower_bf16) == baseline.speedup_words(fp32_only)
+    faster_bf16 = fp32_only | {"xferutils bf16 (batch 256)": 1.0}
+    assert baseline.speedup_words(faster_bf16) == ("4.1× faster in fp32 and 8.2× faster in bf16, its fastest "
+                                                   "setting on this machine")
+
+
+def test_accuracy_table_cites_no_missing_file():
+    rows = baseline.accuracy_table(xu.metrics.spread([0.97, 0.98])) + str(baseline.references_list([0.97]))
+    assert "LITERATURE" not in rows and "Keras notebook" in rows
 
 
 def test_convergence_words_follow_the_numbers():

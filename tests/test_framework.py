@@ -264,6 +264,14 @@ def test_efficiency_claims_are_exact_and_decided():
     assert pct["LoRA r=16"] > 5 and v["003-lora-r16-0.1pct"].verdict == "contradicted"
     assert v["003-adapters-1-5pct-b8"].verdict == ("supported" if 1 <= pct["adapters b=8"] <= 5 else "contradicted")
     assert v["003-adapters-1-5pct-b32"].verdict == "contradicted"  # about 10 %
+    assert v["003-adapters-1-5pct-b8"].text.endswith("train 1–5 % of the parameters (difference from the 3 % midpoint)")
+
+
+def test_lora_break_even_rank():
+    assert fw.lora_break_even(256, 128) == pytest.approx(256 * 128 / 384)
+    assert round(fw.lora_break_even(784, 512)) == 310  # 401,408 / 1,296 = 309.7
+    r = fw.lora_break_even(784, 512)
+    assert r * (784 + 512) == pytest.approx(784 * 512)  # r(d + k) trainable numbers: as many as the layer
 
 
 def test_identity_at_init_is_zero():
@@ -313,6 +321,9 @@ def test_verdict_glue_and_claims_table_follow_the_verdicts():
     assert g["w_tie"] == "is not shown to differ from" and g["v_tie"] == "not shown (4 seeds)"
     assert g["w_slow"] == "needs more epochs than"
     assert g["w_px"] == "fails"
+    assert fw.verdict_glue(v, plural=("a-*", "tie"))["w_a_wins"] == "beat"
+    assert fw.verdict_glue(v, plural=("tie",))["w_tie"] == "are not shown to differ from"
+    assert fw.plural_verb(v["a-wins"].flipped()) == "trail"
     t = fw.claims_table(v)
     assert t.count("\n") == 5 and "| contradicted |" in t and "`a-wins`" in t and "detectable" in t
 
@@ -343,3 +354,30 @@ def test_label_shift_distance_when_the_skewed_class_is_scarce():
     fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
     d.add_claims(fam)
     assert fam.claims[0].id == "003-label-shift-keeps-px"
+
+
+def test_verdict_glue_gives_the_frozen_features_plural_verbs():
+    fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
+    fam.direction("ch2-baseline-frozen-vs-pixels-new", "book", "frozen beats pixels", [60, 61, 62, 63],
+                  [70, 70, 71, 70], unit="points")
+    fam.direction("ch2-baseline-tuned-vs-pixels-new", "book", "tuned beats pixels", [80, 81, 82, 83],
+                  [70, 70, 71, 70], unit="points")
+    g = fw.verdict_glue(fam.verdicts())
+    assert g["w_ch2_baseline_frozen_vs_pixels_new"] == "trail"  # "the frozen source features trail"
+    assert g["w_ch2_baseline_tuned_vs_pixels_new"] == "beats"  # "fine-tuning beats"
+
+
+def test_label_shift_words_follow_both_verdicts():
+    def words(hard, easy):
+        fam = xu.claims.Family("t", questions=xu.chapters.framework.QUESTIONS)
+        for slug, d in (("hardest", hard), ("easiest", easy)):
+            fam.value(f"ch2-label-shift-predicted-{slug}", "book", "within 1 point", d, 0.0, tol=1.0, unit="points")
+        return fw.label_shift_words(fam.verdicts())
+
+    close, far = [0.1, -0.1, 0.05, 0.0, -0.05], [3.0, 3.2, 2.9, 3.1, 3.0]
+    assert words(close, close) == ("The prediction agrees within 1 point for the hardest digit (supported) "
+                                   "and for the easiest (supported)")
+    assert words(close, far) == ("The prediction agrees within 1 point for the hardest digit (supported) "
+                                 "but misses by more than 1 point for the easiest (contradicted)")
+    assert "is not shown to agree within 1 point for the hardest digit (not shown, 3 seeds) but agrees" \
+        in words([0.5, -2, 3], close)

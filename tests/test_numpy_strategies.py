@@ -90,6 +90,13 @@ def test_tables_and_glue_values():
     g = nps.glue_values(summ, "a", "b")
     assert g["np_asis_corr"] == pytest.approx(50.0) and g["np_oracle_corr"] == pytest.approx(90.0)
     assert g["np_best_corr"] == g["np_worst_corr"] == pytest.approx(70.0)
+    assert g["np_train_fit_004"] == nps.fit_words(g["np_train_min_004"])
+
+
+def test_fit_words_say_perfectly_only_at_100_percent():
+    assert nps.fit_words(100.0) == "perfectly (100 %)"
+    assert nps.fit_words(99.96) == "to at least 99.9 %"
+    assert nps.fit_words(97.25) == "to at least 97.2 %"
 
 
 def test_baselines_on_the_same_target_samples():

@@ -540,10 +540,19 @@ def add_efficiency_claims(family, rows: Sequence[dict], arch: str) -> dict[str, 
     pct = {r["method"]: r["percent"] for r in rows if r["architecture"] == arch}
     family.value("003-lora-r16-0.1pct", "document 003", "LoRA with r = 16 trains ~0.1 % of the parameters",
                  [pct["LoRA r=16"]], 0.1, tol=0.05, exact=True, unit="%")
+    mid, tol = 3.0, 2.0  # 003's "1–5 %" as a value claim: its midpoint ± half its width
     for b in (8, 32):
-        family.value(f"003-adapters-1-5pct-b{b}", "document 003", f"adapters (bottleneck {b}) train 1–5 % "
-                     "of the parameters", [pct[f"adapters b={b}"]], 3.0, tol=2.0, exact=True, unit="%")
+        family.value(f"003-adapters-1-5pct-b{b}", "document 003", f"adapters (bottleneck {b}) train "
+                     f"{mid - tol:g}–{mid + tol:g} % of the parameters (difference from the {mid:g} % "
+                     "midpoint)", [pct[f"adapters b={b}"]], mid, tol=tol, exact=True, unit="%")
     return pct
+
+
+def lora_break_even(d: int, k: int) -> float:
+    """The rank r at which LoRA on a d×k layer trains as many numbers as the layer:
+    r(d + k) = dk, so r = dk/(d + k) (chapter 2's exercise)."""
+    d, k = check_int("d", d, 1), check_int("k", k, 1)
+    return d * k / (d + k)
 
 
 def identity_at_init(layer: nn.Linear, x: torch.Tensor, rank: int = 4, bottleneck: int = 16) -> tuple[float, float]:
@@ -716,18 +725,35 @@ QUESTIONS = (  # chapter 2's research questions, declared before any data (xferu
 )
 
 
-def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_") -> dict[str, str]:
+PLURAL_SUBJECTS = ("ch2-baseline-frozen-vs-pixels-*",)  # claims whose subject in the prose is plural
+
+
+def plural_verb(v, more: str = "beat", less: str = "trail") -> str:
+    """:func:`xferutils.pages.claims.verb` for a plural subject ("the frozen features"): ``more``
+    / ``less`` for a shown difference, "are equivalent to", "are not shown to differ from"."""
+    return v.says(claim_verb(v, more, less), claim_verb(v, more, less), "are equivalent to",
+                  "are not shown to differ from")
+
+
+def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_",
+                 plural: Sequence[str] = PLURAL_SUBJECTS) -> dict[str, str]:
     """For every claim: its label (``v_<id>``) and the verb generated from the verdict
     (``w_<id>``, :func:`xferutils.pages.claims.verb`: on accuracy beats / trails / is equivalent to / is
     not shown to differ from; on epochs needs more / fewer epochs than; other claims holds /
-    fails / holds within its margin / is undecided). Ids become glue names with ``-`` and ``.``
-    replaced by ``_``; the claims table on the page gives each verdict's evidence."""
+    fails / holds within its margin / is undecided). Claims whose id matches a pattern of
+    ``plural`` (``fnmatch``) get the verbs of a plural subject (:func:`plural_verb`). Ids become
+    glue names with ``-`` and ``.`` replaced by ``_``; the claims table on the page gives each
+    verdict's evidence."""
+    from fnmatch import fnmatchcase
+
     out = {}
     for cid, v in verdicts.items():
         key = cid.replace("-", "_").replace(".", "_")
         out[f"{prefix}{key}"] = v.label
         if v.kind == "direction" and v.unit == "epochs":
             words = claim_verb(v, "needs more epochs than", "needs fewer epochs than")
+        elif v.kind == "direction" and any(fnmatchcase(cid, pat) for pat in plural):
+            words = plural_verb(v)
         elif v.kind == "direction":
             words = claim_verb(v)
         else:
@@ -735,6 +761,23 @@ def verdict_glue(verdicts: Mapping[str, object], prefix: str = "v_") -> dict[str
                            f"is undecided at {v.n} seed{'s' if v.n != 1 else ''}")
         out[f"w_{key}"] = words
     return out
+
+
+def label_shift_words(verdicts: Mapping[str, object]) -> str:
+    """Chapter 2's sentence on ``ch2-label-shift-predicted-<hardest|easiest>``: whether the
+    prediction Σ π_c·acc_c agrees with the measured accuracy within the claims' tolerance, for
+    the hardest and the easiest digit, each with its verdict; the verb said once when both read the same."""
+    parts = []
+    for slug in ("hardest", "easiest"):
+        v = verdicts[f"ch2-label-shift-predicted-{slug}"]
+        points = f"{v.tol:g} point{'s' if v.tol != 1 else ''}"
+        parts.append((v.says(f"agrees within {points}", f"misses by more than {points}",
+                             f"agrees within {points}", f"is not shown to agree within {points}"),
+                      v.label.replace(" (", ", ").removesuffix(")")))  # "not shown, 10 seeds"
+    (hard, hard_label), (easy, easy_label) = parts
+    if hard == easy:
+        return f"The prediction {hard} for the hardest digit ({hard_label}) and for the easiest ({easy_label})"
+    return f"The prediction {hard} for the hardest digit ({hard_label}) but {easy} for the easiest ({easy_label})"
 
 
 def claims_table(verdicts: Mapping[str, object], ids: Sequence[str] | None = None) -> str:
