@@ -190,3 +190,22 @@ def test_mean_or_one_does_not_invent_a_spread_for_one_seed():
     assert "±" in distill.mean_or_one([0.5, 0.7]) and distill.mean_or_one([0.5, 0.7]).startswith("60.0")
     with pytest.raises(ParameterError, match="values"):
         distill.mean_or_one([])
+
+
+def test_criteria_table_marks_only_what_a_verdict_decides():
+    from xferutils.pages.claims import Family, Question
+
+    fam = Family("t", questions=[Question("q", "criteria", 1.0)])
+    fam.threshold("t-transfer", "book", "transfer > 80", [77.0, 70.0, 86.0], 80.0, question="q", unit="%")
+    fam.threshold("t-retention", "book", "retention > 90", [60.0, 61.0, 59.5], 90.0, question="q", unit="%")
+    verdicts = fam.verdicts()
+    assert (verdicts["t-transfer"].verdict, verdicts["t-retention"].verdict) == ("not shown", "contradicted")
+    m = {"transfer": [0.77, 0.70, 0.86], "retention": [0.60, 0.61, 0.595], "isolation": [0.0, 0.0, 0.0]}
+    rows = [("zero labels", m, 2.0, {"transfer": "t-transfer", "retention": "t-retention"}),
+            ("no claims", m, 9.0, {})]
+    lines = distill.criteria_table(rows, 5.0, verdicts).splitlines()
+    # not shown reads "?", never "✗"; a cell without a claim carries no mark at all
+    assert lines[2] == "| zero labels | ? 77.7 | ✗ 60.2 | 0.0 | 2.0 s vs 5.0 s | no |"
+    assert lines[3] == "| no claims | 77.7 | 60.2 | 0.0 | 9.0 s vs 5.0 s | not decided |"
+    with pytest.raises(ParameterError, match="unknown criteria"):
+        distill.criteria_table([("x", m, 1.0, {"speed": "t-transfer"})], 5.0, verdicts)

@@ -1,4 +1,4 @@
-"""Chapter 7's package code: seed 001's broken and fixed data, early stopping, the chance test."""
+"""Chapter 7's package code: document 001's broken and fixed data, early stopping, the chance test."""
 import math
 
 import matplotlib.pyplot as plt
@@ -10,18 +10,18 @@ from xferutils.core.config import ParameterError
 
 
 def test_as_run_protocol_draws_new_centres_per_data_set():
-    broken = ng.seed001_data(0, "as_run", noise=0.5)
-    fixed = ng.seed001_data(0, "fixed", noise=0.5)
+    broken = ng.doc001_data(0, "as_run", noise=0.5)
+    fixed = ng.doc001_data(0, "fixed", noise=0.5)
     # the nearest class mean of the training data: perfect on the fixed task, chance-like as run
     assert ng.nearest_centre_accuracy(fixed) > 0.95
-    accs = [ng.nearest_centre_accuracy(ng.seed001_data(s, "as_run", noise=0.5)) for s in range(12)]
+    accs = [ng.nearest_centre_accuracy(ng.doc001_data(s, "as_run", noise=0.5)) for s in range(12)]
     assert abs(np.mean(accs) - 0.2) < 0.1
     assert broken.train[0].shape == (100, 10) and broken.test[0].shape == (1000, 10)
     assert sorted(np.unique(fixed.val[1])) == [0, 1, 2, 3, 4]
 
 
 def test_source_data_does_not_depend_on_the_shift():
-    a, b = ng.seed001_data(3, "fixed", shift=0.0), ng.seed001_data(3, "fixed", shift=2.0)
+    a, b = ng.doc001_data(3, "fixed", shift=0.0), ng.doc001_data(3, "fixed", shift=2.0)
     np.testing.assert_array_equal(a.source[0], b.source[0])
     assert not np.allclose(a.test[0], b.test[0])
 
@@ -29,11 +29,11 @@ def test_source_data_does_not_depend_on_the_shift():
 @pytest.mark.parametrize("kw", [{"protocol": "broken"}, {"shift": -1.0}, {"n_target": 2}])
 def test_bad_data_parameters(kw):
     with pytest.raises(ParameterError):
-        ng.seed001_data(0, **kw)
+        ng.doc001_data(0, **kw)
 
 
 def test_fit_keeps_the_best_validation_epoch():
-    task = ng.seed001_data(0, "fixed", noise=2.0)
+    task = ng.doc001_data(0, "fixed", noise=2.0)
     rng = np.random.default_rng(0)
     net = ng.NumpyNet([10, 8, 5], rng)
     best = ng.fit_to_accuracy(net, task.train, task.val, lr=0.1, rng=rng, max_epochs=40, patience=5)
@@ -50,7 +50,7 @@ def test_fit_keeps_the_best_validation_epoch():
 
 
 def test_strategy_run_freezes_features_at_mult_zero():
-    task = ng.seed001_data(1, "fixed", noise=1.0)
+    task = ng.doc001_data(1, "fixed", noise=1.0)
     src = ng.pretrain(task, 1, epochs=5)
     before = {k: v.copy() for k, v in src.params.items()}
     r = ng.strategy_run(src, task, 1, mult=0.0, epochs=3)
@@ -98,7 +98,7 @@ def test_figures():
     assert "draw centres B" in texts and texts.count("draw centres A") == 3
     plt.close(fig)
     runs = {"as run": {0.1: [0.2, 0.21], 1.0: [0.19, 0.2]}}
-    fig = ng.seed001_figure(runs, {"fixed": {0.0: [0.8, 0.9], 3.0: [0.7, 0.6]}}, 0.2)
+    fig = ng.doc001_figure(runs, {"fixed": {0.0: [0.8, 0.9], 3.0: [0.7, 0.6]}}, 0.2)
     assert len(fig.axes) == 2 and fig.axes[0].get_ylabel() == "test accuracy (%)"
     plt.close(fig)
 
@@ -121,15 +121,15 @@ def test_claims_table_refuses_unregistered_ids():
 
 def test_bayes_ceiling_bounds_what_the_class_means_reach():
     accs = [(ng.bayes_accuracy(t), ng.nearest_centre_accuracy(t))
-            for t in (ng.seed001_data(s, "fixed", noise=2.0, n_target=25) for s in range(6))]
+            for t in (ng.doc001_data(s, "fixed", noise=2.0, n_target=25) for s in range(6))]
     assert np.mean([b for b, _ in accs]) > np.mean([m for _, m in accs])  # estimated means lose to the true ones
-    assert ng.bayes_accuracy(ng.seed001_data(0, "fixed", noise=0.1, shift=1.0)) == 1.0  # transform undone
+    assert ng.bayes_accuracy(ng.doc001_data(0, "fixed", noise=0.1, shift=1.0)) == 1.0  # transform undone
     with pytest.raises(ParameterError, match="fixed"):
-        ng.bayes_accuracy(ng.seed001_data(0, "as_run"))
+        ng.bayes_accuracy(ng.doc001_data(0, "as_run"))
 
 
 def test_source_as_is_needs_the_same_classes():
-    fixed, broken = ng.seed001_data(0, "fixed", noise=0.5, shift=0.0), ng.seed001_data(0, "as_run", noise=0.5)
+    fixed, broken = ng.doc001_data(0, "fixed", noise=0.5, shift=0.0), ng.doc001_data(0, "as_run", noise=0.5)
     src = ng.pretrain(fixed, 0, epochs=30)
     assert ng.as_is(src, fixed)["test"] > 0.9 and ng.as_is(src, fixed)["epochs"] == 0.0
     assert ng.as_is(src, broken)["test"] < 0.7  # other centres: the source's classes mean nothing there
@@ -146,7 +146,7 @@ def test_experiment3_reports_the_source_as_is_and_the_ceiling():
     assert ng.lr_summary(out["transfer"][0.0], out["scratch"][0.0]) == "0.1 (2/2) / 0.1 (2/2)"
     ref = ng.references_list(out, [0, 1], noise=2.0, n_target=25)
     assert len(ref) == 1 and ref[0]["measured"] == [100 * r["test"] for r in out["source"][0.0]]
-    tasks = [ng.seed001_data(s, "fixed", shift=0.0, noise=2.0, n_target=25) for s in (0, 1)]
+    tasks = [ng.doc001_data(s, "fixed", shift=0.0, noise=2.0, n_target=25) for s in (0, 1)]
     assert abs(ref[0]["target"] - 50 * sum(ng.source_centre_accuracy(t) for t in tasks)) < 1e-9
     assert ng.references_list({"source": {3.0: out["source"][0.0]}}, [0, 1], noise=2.0) == []
     with pytest.raises(ParameterError, match="seeds"):
@@ -154,9 +154,9 @@ def test_experiment3_reports_the_source_as_is_and_the_ceiling():
 
 
 def test_source_centre_accuracy_is_near_perfect_on_separated_classes():
-    easy = ng.seed001_data(0, "fixed", noise=0.1, shift=0.0)
+    easy = ng.doc001_data(0, "fixed", noise=0.1, shift=0.0)
     assert ng.source_centre_accuracy(easy) > 0.99
-    hard = ng.seed001_data(0, "fixed", noise=20.0, shift=0.0)
+    hard = ng.doc001_data(0, "fixed", noise=20.0, shift=0.0)
     assert ng.source_centre_accuracy(hard) < 0.6
 
 
@@ -173,7 +173,7 @@ def test_source_curve_scores_the_network_and_the_class_mean_on_the_same_points()
     for v in curve.values():
         assert len(v["network"]) == len(v["class mean"]) == 2
         assert all(0.0 <= a <= 100.0 for a in v["network"] + v["class mean"])
-    task = ng.seed001_data(1, "fixed", shift=0.0, noise=2.0, n_source=100)
+    task = ng.doc001_data(1, "fixed", shift=0.0, noise=2.0, n_source=100)
     assert curve[100]["class mean"][1] == pytest.approx(100 * ng.source_centre_accuracy(task))
     fig = ng.source_curve_figure(curve)
     assert len(fig.axes[0].containers) == 1 and fig.axes[0].get_ylabel().startswith("gap")
@@ -206,7 +206,7 @@ def test_references_carry_the_source_curve_when_given():
     plain = ng.references_list(exp3, [0, 1], noise=2.0)
     assert len(plain) == 1 and "by_source_points" not in plain[0]
     assert plain[0]["target"] == pytest.approx(100 * np.mean(
-        [ng.source_centre_accuracy(ng.seed001_data(s, "fixed", shift=0.0, noise=2.0)) for s in (0, 1)]))
+        [ng.source_centre_accuracy(ng.doc001_data(s, "fixed", shift=0.0, noise=2.0)) for s in (0, 1)]))
     curve = {100: {"network": [80.0, 84.0], "class mean": [90.0, 92.0]}}
     (ref,) = ng.references_list(exp3, [0, 1], noise=2.0, curve=curve)
     assert ref["by_source_points"] == {"100": {"network": 82.0, "class mean": 91.0}}
@@ -218,3 +218,29 @@ def test_source_curve_reuses_networks_already_trained_on_the_default_source_set(
     again = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2)
     reused = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2, trained=fixed)
     assert reused == again  # the same networks: the source data do not depend on the shift
+
+
+def test_source_curve_at_the_chapters_n_target_is_the_reference_measurement():
+    """The page quotes the source network against the class mean twice (the shift table's
+    reference and the source curve at 1,000 points): with the chapter's n_target both are the same
+    networks on the same test points, and one reading (curve_point) gives the one gap."""
+    fixed = ng.pretrain_all([0, 1], "fixed", noise=2.0, epochs=2)
+    exp3 = ng.experiment3(fixed, "fixed", [0.0], lrs=[0.1], noise=2.0, max_epochs=2, n_target=25)
+    (ref,) = ng.references_list(exp3, [0, 1], noise=2.0, n_target=25)
+    curve = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2, trained=fixed, n_target=25)
+    assert curve[ng.SOURCE_POINTS]["network"] == pytest.approx(ref["measured"])
+    at = ng.curve_point(curve, ng.SOURCE_POINTS)
+    assert at["class mean"] == pytest.approx(ref["target"])
+    assert at["gap"] == pytest.approx(ref["target"] - np.mean(ref["measured"]))
+    other = ng.source_curve([0, 1], [ng.SOURCE_POINTS], noise=2.0, epochs=2, trained=fixed)  # n_target=100
+    assert other[ng.SOURCE_POINTS]["network"] != curve[ng.SOURCE_POINTS]["network"]  # other test points
+    with pytest.raises(ParameterError, match="not a point"):
+        ng.curve_point(curve, 4000)
+
+
+def test_range_words_give_the_spread_of_the_rows_not_their_mean():
+    assert ng.range_words([77.48, 79.48, 78.85]) == "77.5 to 79.5 points"
+    assert ng.range_words([78.04, 77.96]) == "78.0 points"
+    assert ng.range_words([1.0, 2.0], "%") == "1.0 to 2.0 %"
+    with pytest.raises(ParameterError):
+        ng.range_words([])

@@ -131,6 +131,14 @@ def test_prose_is_clean(path):
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+def test_no_word_said_twice(path):
+    """A glued phrase beside typed text can repeat a word ("exercise Exercise 7.1", "is is")."""
+    twice = [m.group(0) for para in parse(path).paragraphs
+             for m in re.finditer(r"\b(\w{2,})\s+\1\b", para, re.IGNORECASE)]
+    assert not twice, f"{path.name}: a word said twice: {twice[:3]}"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
 def test_images_have_meaningful_alt_text(path):
     for img in parse(path).images:
         alt = (img.get("alt") or "").strip()

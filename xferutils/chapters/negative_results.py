@@ -1,6 +1,6 @@
 """Negative results, reproduced and diagnosed (chapter 7).
 
-- :func:`seed001_data`: document 001's synthetic transfer task built the way the document ran it
+- :func:`doc001_data`: document 001's synthetic transfer task built the way the document ran it
   (``"as_run"``: every call of 004's generator draws *fresh* class centres, so the target test
   set has other classes than the target training set) or fixed (``"fixed"``: centres drawn once;
   source, target training, validation and test sets share them).
@@ -11,7 +11,7 @@
   tables); :func:`nearest_centre_accuracy`: what the class means of the training data alone
   reach; :func:`bayes_accuracy`: the best any method can do on a fixed blob task;
   :func:`as_is`: the source network applied without training (the lower reference).
-- :func:`pipeline_diagram`, :func:`seed001_figure`, :func:`claims_table`: the chapter's figures
+- :func:`pipeline_diagram`, :func:`doc001_figure`, :func:`claims_table`: the chapter's figures
   and tables.
 """
 from __future__ import annotations
@@ -44,10 +44,10 @@ class Task:
     transform: np.ndarray | None = None
 
 
-def seed001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_target: int = 100,
-                 n_val: int = 200, n_test: int = 1000, n_source: int = 1000, n_classes: int = 5,
-                 n_features: int = 10, noise: float = 0.5, spread: float = 2.0,
-                 test_draws: int = 1) -> Task:
+def doc001_data(seed: int, protocol: str = "fixed", *, shift: float = 0.1, n_target: int = 100,
+                n_val: int = 200, n_test: int = 1000, n_source: int = 1000, n_classes: int = 5,
+                n_features: int = 10, noise: float = 0.5, spread: float = 2.0,
+                test_draws: int = 1) -> Task:
     """Document 004's blobs (centres N(0, spread²), samples N(centre, noise²)), target seen through
     ``I + shift·N(0, 1)``.
 
@@ -117,7 +117,7 @@ def feature_mult(net: NumpyNet, m: float) -> dict[str, float]:
 def strategy_run(source: NumpyNet | None, task: Task, seed: int, *, mult: float = 1.0, lr: float = 0.1,
                  epochs: int | None = None, **fit_kw) -> dict[str, float]:
     """Fine-tune a copy of ``source`` (new head, φ at ``mult`` × ``lr``) or, with ``source=None``,
-    train from scratch; ``epochs`` fixes the budget (as the seeds did), else early stopping.
+    train from scratch; ``epochs`` fixes the budget (as the documents did), else early stopping.
 
     Returns train, validation and test accuracy and the epochs used."""
     check_float("mult", mult, 0.0)
@@ -142,7 +142,7 @@ def strategy_run(source: NumpyNet | None, task: Task, seed: int, *, mult: float 
 
 def pretrain_all(seeds: Sequence[int], protocol: str, noise: float, epochs: int = 100) -> dict[int, NumpyNet]:
     """One source network per seed (the source data of a seed does not depend on the shift)."""
-    return {s: pretrain(seed001_data(s, protocol, noise=noise), s, epochs=epochs) for s in seeds}
+    return {s: pretrain(doc001_data(s, protocol, noise=noise), s, epochs=epochs) for s in seeds}
 
 
 def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[float], *, noise: float,
@@ -154,7 +154,7 @@ def experiment2(sources: Mapping[int, NumpyNet], protocol: str, mults: Sequence[
     ``n_target`` labelled target points (document 001: 100)."""
     out: dict[float, list[dict[str, float]]] = {float(m): [] for m in mults}
     for s, src in sources.items():
-        task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
+        task = doc001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
         for m in mults:
             out[float(m)].append(strategy_run(src, task, s, mult=m, epochs=epochs, max_epochs=max_epochs))
     return out
@@ -174,7 +174,7 @@ def experiment3(sources: Mapping[int, NumpyNet], protocol: str, shifts: Sequence
     out: dict[str, dict[float, list[dict[str, float]]]] = {"transfer": {}, "scratch": {}, "source": {}}
     for shift in shifts:
         for s, src in sources.items():
-            task = seed001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
+            task = doc001_data(s, protocol, shift=shift, noise=noise, test_draws=test_draws, n_target=n_target)
             ref = as_is(src, task)
             if protocol == "fixed":
                 ref["bayes"] = bayes_accuracy(task)
@@ -290,8 +290,8 @@ def pipeline_diagram() -> plt.Figure:
     return fig
 
 
-def seed001_figure(exp2: Mapping[str, Mapping[float, Sequence[float]]],
-                   exp3: Mapping[str, Mapping[float, Sequence[float]]], chance: float) -> plt.Figure:
+def doc001_figure(exp2: Mapping[str, Mapping[float, Sequence[float]]],
+                  exp3: Mapping[str, Mapping[float, Sequence[float]]], chance: float) -> plt.Figure:
     """Two panels: test accuracy (%) against the multiplier (experiment 2) and against the shift
     (experiment 3), one line per protocol/method (mean ± std over seeds), with the chance level."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
@@ -358,29 +358,58 @@ def source_centre_accuracy(task: Task) -> float:
     return float(np.mean(((xt[:, None, :] - means[None]) ** 2).sum(-1).argmin(1) == yt))
 
 
-SOURCE_POINTS = 1000  # document 004's source set (seed001_data's n_source)
+SOURCE_POINTS = 1000  # document 004's source set (doc001_data's n_source)
 
 
 def source_curve(seeds: Sequence[int], sizes: Sequence[int], *, noise: float, epochs: int = 100,
-                 trained: Mapping[int, NumpyNet] | None = None) -> dict[int, dict[str, list[float]]]:
+                 trained: Mapping[int, NumpyNet] | None = None,
+                 n_target: int = 100) -> dict[int, dict[str, list[float]]]:
     """Document 004's source network (:func:`pretrain`) against the nearest class mean of the same
     source data (:func:`source_centre_accuracy`), both scored on the fixed task at shift 0, for
     each number of source points in ``sizes``: per-seed test accuracies (%) under ``"network"``
     and ``"class mean"``. ``trained`` (seed → network, from :func:`pretrain_all` on the fixed task
     with the same ``noise`` and ``epochs``) is reused at :data:`SOURCE_POINTS` instead of training
-    the same network again. Chapter 7 uses it to ask whether more data close the network's gap."""
+    the same network again. ``n_target`` is the task's number of labelled target points: it decides
+    which test points the task draws, so with the chapter's ``n_target`` the curve at
+    :data:`SOURCE_POINTS` scores the very networks and test points of :func:`references_list`.
+    Chapter 7 uses it to ask whether more data close the network's gap."""
     seeds = check_seeds("seeds", seeds)
     sizes = [check_int(f"sizes[{i}]", n, 5) for i, n in enumerate(sizes)]
     if not sizes:
         raise ParameterError("sizes is empty; give at least one number of source points")
     out: dict[int, dict[str, list[float]]] = {}
     for n in sizes:
-        tasks = [seed001_data(s, "fixed", shift=0.0, noise=noise, n_source=n) for s in seeds]
+        tasks = [doc001_data(s, "fixed", shift=0.0, noise=noise, n_source=n, n_target=n_target) for s in seeds]
         nets = [trained[s] if trained and n == SOURCE_POINTS and s in trained else pretrain(t, s, epochs=epochs)
                 for s, t in zip(seeds, tasks)]
         out[n] = {"network": [100 * net.accuracy(*t.test) for net, t in zip(nets, tasks)],
                   "class mean": [100 * source_centre_accuracy(t) for t in tasks]}
     return out
+
+
+def curve_point(curve: Mapping[int, Mapping[str, Sequence[float]]], n: int) -> dict[str, float]:
+    """One point of :func:`source_curve`: the mean test accuracy (%) of the network and of the class
+    mean at ``n`` source points, and their gap (class mean minus network, the mean of the per-seed
+    differences). Every sentence that quotes the curve reads these numbers, each a mean as
+    :func:`~xferutils.core.metrics.spread` takes it (the chapter's printed lines), so that one
+    quantity is never rounded two ways."""
+    from xferutils.core.metrics import spread
+
+    if n not in curve:
+        raise ParameterError(f"n={n} is not a point of the curve {sorted(curve)}")
+    net, mean = curve[n]["network"], curve[n]["class mean"]
+    return {"network": spread(net).mean, "class mean": spread(mean).mean,
+            "gap": spread(np.subtract(mean, net)).mean}
+
+
+def range_words(values: Sequence[float], unit: str = "points") -> str:
+    """``"77.5 to 79.5 points"``: the smallest and the largest of ``values`` at one decimal, or
+    ``"78.0 points"`` where the two read the same (for a sentence such as "the gap is … in every
+    row")."""
+    if not len(values):
+        raise ParameterError("values is empty; give at least one value")
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return f"{lo} {unit}" if lo == hi else f"{lo} to {hi} {unit}"
 
 
 def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]], level: float = 0.95) -> str:
@@ -396,8 +425,8 @@ def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]], level
     d = gap[lo] - gap[hi]  # > 0: the gap narrows with more points
     n, m = len(d), float(d.mean())
     low, high = interval(d, level)  # NaN below two seeds
-    text = (f"the gap is {gap[lo].mean():.1f} points with {lo:,} source points and {gap[hi].mean():.1f} with "
-            f"{hi:,} ({n} seeds, paired)")
+    text = (f"the gap is {curve_point(curve, lo)['gap']:.1f} points with {lo:,} source points and "
+            f"{curve_point(curve, hi)['gap']:.1f} with {hi:,} ({n} seeds, paired)")
     shown = f"{100 * level:g} % interval {low:.1f} to {high:.1f}"
     if low > 0:
         return (text + f": it narrows by {m:.1f} points ({shown}), so the network's shortfall is the variance "
@@ -443,7 +472,7 @@ def references_list(exp3: Mapping[str, Mapping[float, Sequence[Mapping[str, floa
         return []
     if len(runs) != len(seeds):
         raise ParameterError(f"seeds has {len(seeds)} entries but exp3 has {len(runs)} runs at shift 0")
-    target = [source_centre_accuracy(seed001_data(s, "fixed", shift=0.0, noise=noise, n_target=n_target))
+    target = [source_centre_accuracy(doc001_data(s, "fixed", shift=0.0, noise=noise, n_target=n_target))
               for s in seeds]
     out: dict[str, object] = {"name": "source network on its own task (shift 0, document 004's recipe)",
                               "measured": [100 * r["test"] for r in runs], "target": 100 * float(np.mean(target)),

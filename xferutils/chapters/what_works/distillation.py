@@ -369,6 +369,39 @@ def distill_into(nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Sp
     return reps, time.process_time() - t0
 
 
+CRITERIA = ("transfer", "retention", "isolation", "faster")  # document 000's success criteria, in order
+MARK = {"supported": "✓", "contradicted": "✗", "not shown": "?"}  # a mark is a verdict, nothing else
+
+
+def criteria_table(rows: Sequence[tuple[str, dict, float, dict[str, str]]], scratch_cpu: float,
+                   verdicts: dict) -> str:
+    """Markdown: document 000's success criteria for section 2's methods (chapter 5).
+
+    ``rows`` are ``(method, metrics, cpu_seconds, claims)``: the per-seed ``transfer``,
+    ``retention`` and ``isolation`` (fractions), the CPU seconds of training (all seeds), and the
+    claim id (in ``verdicts``) that decides each criterion, where one does. Each cell shows the seed
+    mean (%), or the CPU seconds against ``scratch_cpu``; a cell is marked only by the verdict of its
+    claim (✓ supported, ✗ contradicted, ? not shown), so a cell without a claim carries no mark.
+    "all four" reads "yes" when all four cells are supported, "no" when one is contradicted, and
+    "not decided" otherwise."""
+    from xferutils.pages.plotting import markdown_table
+
+    out = []
+    for name, m, cpu, claims in rows:
+        unknown = set(claims) - set(CRITERIA)
+        if unknown:
+            raise ParameterError(f"{name}: unknown criteria {sorted(unknown)}; use {CRITERIA}")
+        cells = [f"{100 * np.mean(m[k]):.1f}" for k in CRITERIA[:3]] + [f"{cpu:.1f} s vs {scratch_cpu:.1f} s"]
+        found = {k: verdicts[claims[k]].verdict for k in CRITERIA if k in claims}
+        cells = [f"{MARK.get(found[k], '?')} {c}" if k in found else c for k, c in zip(CRITERIA, cells)]
+        states = [found.get(k) for k in CRITERIA]
+        every = ("no" if "contradicted" in states else
+                 "yes" if all(s == "supported" for s in states) else "not decided")
+        out.append([name, *cells, every])
+    return markdown_table(["method", "transfer > 80", "retention > 90", "isolation < 10",
+                           "faster than scratch", "all four"], out, "lrrrrl")
+
+
 # --- the chapter's diagram --------------------------------------------------------------------
 
 def diagram() -> plt.Figure:
