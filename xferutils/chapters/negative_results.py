@@ -417,7 +417,7 @@ def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]], level
     at the smallest and the largest number of source points, and its change between them paired
     by seed, with a Student-t interval at ``level``: it narrows or widens only where the interval
     excludes 0; otherwise the change is not shown either way."""
-    from xferutils.pages.claims import interval
+    from xferutils.pages.claims import interval, signed
 
     sizes = sorted(curve)
     gap = {n: np.subtract(curve[n]["class mean"], curve[n]["network"]) for n in sizes}
@@ -427,7 +427,7 @@ def source_curve_words(curve: Mapping[int, Mapping[str, Sequence[float]]], level
     low, high = interval(d, level)  # NaN below two seeds
     text = (f"the gap is {curve_point(curve, lo)['gap']:.1f} points with {lo:,} source points and "
             f"{curve_point(curve, hi)['gap']:.1f} with {hi:,} ({n} seeds, paired)")
-    shown = f"{100 * level:g} % interval {low:.1f} to {high:.1f}"
+    shown = f"{100 * level:g} % interval {signed(low, 'points')} to {signed(high, 'points')}"  # 0.03 never reads 0.0
     if low > 0:
         return (text + f": it narrows by {m:.1f} points ({shown}), so the network's shortfall is the variance "
                 "of fitting a flexible model to few noisy points, which more data reduce, not a flaw of the "
