@@ -379,3 +379,21 @@ def test_the_adjusted_interval_agrees_with_holms_decision_at_every_step():
     assert claims.holm_level(v["c1"].p, v["c1"].p_adjusted) == pytest.approx(1 - claims.ALPHA / 3)
     assert claims.interval(with_p(0.015), 1 - claims.ALPHA / 4)[0] < 0 < v["c1"].interval_adjusted[0]
     assert v["c0"].interval_adjusted == pytest.approx(claims.interval(with_p(0.001), 1 - claims.ALPHA / 4))
+
+
+def test_criteria_table_marks_cells_by_verdicts_and_reads_all_of_them():
+    fam = claims.Family("t", questions=[claims.Question("q", "criteria", 1.0)])
+    fam.threshold("t-hi", "book", "above 80", [90.0, 91.0, 92.0, 90.5], 80.0, question="q", unit="%")
+    fam.threshold("t-lo", "book", "above 90", [60.0, 61.0, 59.5, 60.5], 90.0, question="q", unit="%")
+    v = fam.verdicts()
+    assert (v["t-hi"].verdict, v["t-lo"].verdict) == (claims.SUPPORTED, claims.CONTRADICTED)
+    rows = [(["a"], [("90.9", v["t-hi"]), ("", claims.TRIVIAL)]),
+            (["b"], [("90.9", v["t-hi"]), ("60.2", v["t-lo"])]),
+            (["c"], [("90.9", v["t-hi"]), ("1.0", None)])]
+    lines = claims.criteria_table(["method"], ["x > 80", "y > 90"], rows).splitlines()
+    assert lines[0] == "| method | x > 80 | y > 90 | all |"
+    assert lines[2:] == ["| a | ✓ 90.9 | – trivial | yes |", "| b | ✓ 90.9 | ✗ 60.2 | no |",
+                         "| c | ✓ 90.9 | 1.0 | not decided |"]
+    assert claims.all_of([claims.SUPPORTED, claims.NOT_SHOWN]) == "not decided"
+    with pytest.raises(ParameterError, match="criterion cells"):
+        claims.criteria_table(["method"], ["x > 80", "y > 90"], [(["a"], [("1", None)])])

@@ -193,19 +193,34 @@ def test_mean_or_one_does_not_invent_a_spread_for_one_seed():
 
 
 def test_criteria_table_marks_only_what_a_verdict_decides():
-    from xferutils.pages.claims import Family, Question
+    from xferutils.pages.claims import TRIVIAL, Family, Question
 
     fam = Family("t", questions=[Question("q", "criteria", 1.0)])
     fam.threshold("t-transfer", "book", "transfer > 80", [77.0, 70.0, 86.0], 80.0, question="q", unit="%")
     fam.threshold("t-retention", "book", "retention > 90", [60.0, 61.0, 59.5], 90.0, question="q", unit="%")
     verdicts = fam.verdicts()
     assert (verdicts["t-transfer"].verdict, verdicts["t-retention"].verdict) == ("not shown", "contradicted")
-    m = {"transfer": [0.77, 0.70, 0.86], "retention": [0.60, 0.61, 0.595], "isolation": [0.0, 0.0, 0.0]}
-    rows = [("zero labels", m, 2.0, {"transfer": "t-transfer", "retention": "t-retention"}),
-            ("no claims", m, 9.0, {})]
-    lines = distill.criteria_table(rows, 5.0, verdicts).splitlines()
+    m = {"transfer": [0.77, 0.70, 0.86], "retention": [0.60, 0.61, 0.595], "isolation": [0.0, 0.0, 0.0],
+         "images": [1000.0, 2000.0, 3000.0], "scratch_images": [4000.0, 4000.0, 4000.0]}
+    rows = [("zero labels", m, {"transfer": "t-transfer", "retention": "t-retention", "isolation": TRIVIAL}),
+            ("no claims", m, {})]
+    lines = distill.criteria_table(rows, verdicts).splitlines()
     # not shown reads "?", never "✗"; a cell without a claim carries no mark at all
-    assert lines[2] == "| zero labels | ? 77.7 | ✗ 60.2 | 0.0 | 2.0 s vs 5.0 s | no |"
-    assert lines[3] == "| no claims | 77.7 | 60.2 | 0.0 | 9.0 s vs 5.0 s | not decided |"
+    assert lines[2] == "| zero labels | ? 77.7 | ✗ 60.2 | – trivial | 2k vs 4k images | no |"
+    assert lines[3] == "| no claims | 77.7 | 60.2 | 0.0 | 2k vs 4k images | not decided |"
     with pytest.raises(ParameterError, match="unknown criteria"):
-        distill.criteria_table([("x", m, 1.0, {"speed": "t-transfer"})], 5.0, verdicts)
+        distill.criteria_table([("x", m, {"speed": "t-transfer"})], verdicts)
+
+
+def test_images_to_stop_counts_the_kept_epochs_rows_per_seed():
+    from xferutils.core.ensemble import Replicas
+    from xferutils.core.train import History
+
+    reps = Replicas(torch.nn.Identity(), {}, {}, [0, 1],
+                    [History(loss=[1.0] * 5, best_epoch=3), History(loss=[1.0] * 2, best_epoch=1)])
+    assert distill.images_to_stop(reps, 100) == [300.0, 100.0]
+    assert distill.images_to_stop(reps, [100, 50]) == [300.0, 50.0]
+    with pytest.raises(ParameterError, match="rows"):
+        distill.images_to_stop(reps, [100])
+
+

@@ -179,3 +179,10 @@ def test_curve_summary_reads_a_ragged_curve():
     m.curve = {}
     with pytest.raises(ParameterError, match="curve"):
         fewshot.curve_summary(m)
+
+
+def test_curves_count_images_to_the_kept_epoch_per_seed():
+    c = fewshot.Curves([10], {"scratch": {10: [0.5, 0.6]}}, {"scratch": {10: [0.9, 0.9]}},
+                       {"scratch": {10: 1.0}}, {"scratch": {10: [2, 5]}}, {10: [300, 310]})
+    assert c.images("scratch", 10) == [600.0, 1550.0]
+    assert c.as_dict()["rows"] == {10: [300, 310]}

@@ -12,7 +12,8 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xferutils.pages.claims import Family, Question, Verdict, table
+from xferutils.pages.claims import TRIVIAL, Family, Question, Verdict, table
+from xferutils.pages.claims import criteria_table as criteria_table_of
 from xferutils.pages.claims import verb as claim_verb
 from xferutils.core.config import (ParameterError, check_choice, check_digits, check_int, check_seeds,
                      parse_list)
@@ -20,8 +21,8 @@ from xferutils.core.metrics import spread
 from xferutils.pages.plotting import PALETTE, log_count_axes, markdown_table
 from xferutils.pages.timing import timed
 from xferutils.core.sharing import (
-    APPROACHES, BRIDGING_CLAIM, CRITERIA, PIXEL_BASELINES, SCALES, TEST_CASES, ZERO_SHOT, Bases, Case,
-    CaseFeatures, Outcome, Recipe, Scratch, Settings, bias_sweep, choose_bias, fit_shared, make_case,
+    APPROACHES, BRIDGING_CLAIM, CRITERIA, CRITERION_HEADER, CRITERION_TEXT, PIXEL_BASELINES, SCALES, TEST_CASES,
+    ZERO_SHOT, Bases, Case, CaseFeatures, Outcome, Recipe, Scratch, Settings, bias_sweep, choose_bias, fit_shared, make_case,
     outcome_metrics, outcome_of, prediction_shares, val_rows, visible_rows)
 
 
@@ -199,10 +200,6 @@ def best_zero_shot(result: CaseResult) -> list[float]:
     return [max(v) for v in zip(*(pct(result.metrics[a]["transfer"]) for a in ZERO_SHOT))]
 
 
-CRITERION_TEXT = {"transfer": "transfer > 80 %", "retention": "retention > 90 %",
-                  "isolation": "untransferred accuracy < 10 %", "faster": "faster than scratch"}
-
-
 def questions(case_names: Sequence[str]) -> tuple[Question, ...]:
     """Chapter 4's research questions, declared before any data (one Holm family each): the
     references, seed 000's four criteria for every case and approach, zero-shot transfer, the
@@ -346,9 +343,6 @@ def _fmt(values: Sequence[float]) -> str:
     return spread(values).fmt(scale=100.0)
 
 
-MARK = {"supported": "✓", "contradicted": "✗", "not shown": "?"}
-
-
 def cases_table(cases: Sequence[Case]) -> str:
     """The test cases: who knows which digits, what is transferred, aligned on, kept out."""
     return markdown_table(["case", "Network 1 knows", "donor knows", "transfer", "shared", "untransferred"],
@@ -366,9 +360,6 @@ def bases_table(results: dict[str, CaseResult]) -> str:
                            "seeds"],
                           [[n, f"{r.base_per_class:,}", _fmt(r.base_acc1), ep(r.base_epochs1), _fmt(r.base_acc2),
                             ep(r.base_epochs2), len(r.seeds)] for n, r in results.items()], align="lrrrrrr")
-
-
-TRIVIAL = "trivial"  # isolation where the transfer digit itself stays at chance
 
 
 def main_table(result: CaseResult, gate: dict[tuple[str, str], bool] | None = None) -> str:
@@ -421,25 +412,21 @@ def align_table(results: dict[str, CaseResult]) -> str:
 
 
 def criteria_table(results: dict[str, CaseResult], verdicts: dict[str, Verdict]) -> str:
-    """Document 000's success criteria per case and approach, decided by the claims: ✓ supported,
-    ✗ contradicted, ? not shown; the number is the seed mean. Isolation reads "– trivial" where
-    the transfer digit is not shown above chance (no claim was registered)."""
+    """Document 000's success criteria per case and approach, decided by the claims (marks by
+    :func:`xferutils.pages.claims.criteria_table`); the number is the seed mean. Isolation reads
+    "– trivial" where the transfer digit is not shown above chance (no claim was registered)."""
     rows = []
     for n, r in results.items():
         for a in APPROACHES:
-            cells, marks = [], []
-            for crit in ("transfer", "retention", "isolation", "faster"):
+            cells = []
+            for crit in CRITERION_HEADER:
                 v = verdicts.get(f"000-crit-{crit}-{n}-{a}")
                 if v is None:  # isolation where transfer is at chance: holds trivially
-                    marks.append("supported")
-                    cells.append(f"– {TRIVIAL}")
-                    continue
-                marks.append(v.verdict)
-                num = f"{v.measured:.0f} ep." if crit == "faster" else f"{v.measured:.1f}"
-                cells.append(f"{MARK[v.verdict]} {num}")
-            rows.append([n, a, *cells, "yes" if all(x == "supported" for x in marks) else "no"])
-    return markdown_table(["case", "approach", "transfer > 80", "retention > 90", "isolation < 10",
-                           "faster", "all four"], rows, align="llrrrrl")
+                    cells.append(("", TRIVIAL))
+                else:
+                    cells.append((f"{v.measured:.0f} ep." if crit == "faster" else f"{v.measured:.1f}", v))
+            rows.append(([n, a], cells))
+    return criteria_table_of(["case", "approach"], list(CRITERION_HEADER.values()), rows)
 
 
 def claims_table(verdicts: dict[str, Verdict], prefix: str = "") -> str:

@@ -625,12 +625,17 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                      best_step=best_at.view(M, n_s)[back].clone(), schedule_steps=steps)
 
 
-@torch.no_grad()
-@functools.lru_cache(maxsize=64)
+@functools.cache
+def _template() -> nn.Module:
+    """The chapter's dense network on the ``meta`` device (no weights): one module for the whole
+    run, so :func:`~xferutils.core.ensemble.activation_floats` measures its activations once."""
+    return _dense().to("meta")
+
+
 def _eval_rows(replicas: int, in_features: int, device: str) -> int:
     """Rows per evaluation chunk for ``replicas`` copies of the chapter's networks (the dense and
     the sparse net write as many activations): :func:`~xferutils.core.ensemble.eval_rows`."""
-    return eval_rows(_dense(), replicas, in_features, device)
+    return eval_rows(_template(), replicas, in_features, device)
 
 
 def _part_eval(params: dict, prefix: str, rows: slice, one: Callable, x: torch.Tensor) -> torch.Tensor:

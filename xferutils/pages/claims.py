@@ -614,6 +614,49 @@ def table(verdicts: Iterable[Verdict | Mapping[str, Any]], *, prefix: str = "",
     return markdown_table(head, rows, "llrrl")
 
 
+MARK = {SUPPORTED: "✓", CONTRADICTED: "✗", NOT_SHOWN: "?"}  # a criterion's mark is its claim's verdict
+TRIVIAL = "trivial"  # a criterion that holds trivially (chapter 4: isolation where nothing transfers)
+
+
+def all_of(states: Sequence[str | None]) -> str:
+    """Whether every criterion holds: "no" when one is contradicted, "yes" when all are supported
+    (or :data:`TRIVIAL`), "not decided" otherwise (one undecided, or one without a claim: None)."""
+    if CONTRADICTED in states:
+        return "no"
+    return "yes" if all(s in (SUPPORTED, TRIVIAL) for s in states) else "not decided"
+
+
+def criteria_table(head: Sequence[str], criteria: Sequence[str],
+                   rows: Sequence[tuple[Sequence[Any], Sequence[tuple[str, Verdict | str | None]]]]) -> str:
+    """Markdown: criteria that claims decide, one row per method (document 000's four success
+    criteria in chapters 4 and 5). ``rows`` are ``(leading cells, [(number, judged), ...])`` with
+    one ``judged`` per criterion: the :class:`Verdict` of the claim that tests the cell (its mark
+    ✓ / ✗ / ? before the number), :data:`TRIVIAL` (the cell reads "– trivial"), or None (a number
+    without a claim, unmarked). The last column is :func:`all_of`. A mark is a verdict, nothing else."""
+    from xferutils.pages.plotting import markdown_table
+
+    out = []
+    for lead, cells in rows:
+        if len(cells) != len(criteria):
+            raise ParameterError(f"a row has {len(cells)} criterion cells; give one per criterion {list(criteria)}")
+        shown, states = [], []
+        for number, judged in cells:
+            if judged == TRIVIAL:
+                shown.append(f"– {TRIVIAL}")
+                states.append(TRIVIAL)
+            elif judged is None:
+                shown.append(number)
+                states.append(None)
+            else:
+                if judged.verdict == EQUIVALENT:
+                    raise ParameterError(f"{judged.id}: a criterion is a threshold or a direction, never equivalent")
+                shown.append(f"{MARK[judged.verdict]} {number}")
+                states.append(judged.verdict)
+        out.append([*lead, *shown, all_of(states)])
+    return markdown_table([*head, *criteria, "all four" if len(criteria) == 4 else "all"], out,
+                          "l" * len(head) + "r" * len(criteria) + "l")
+
+
 def verdict_from_dict(d: Mapping[str, Any]) -> Verdict:
     """A :class:`Verdict` from its stored dict (results files, ``scale/``)."""
     names = set(Verdict.__dataclass_fields__)

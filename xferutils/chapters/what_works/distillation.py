@@ -369,37 +369,39 @@ def distill_into(nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Sp
     return reps, time.process_time() - t0
 
 
-CRITERIA = ("transfer", "retention", "isolation", "faster")  # document 000's success criteria, in order
-MARK = {"supported": "✓", "contradicted": "✗", "not shown": "?"}  # a mark is a verdict, nothing else
+def images_to_stop(reps: Replicas, rows: int | Sequence[int]) -> list[float]:
+    """Per seed, the training images processed up to the epoch each replica kept (its validation
+    stop): ``best_epoch × rows``. A unit that does not depend on the machine's load, for networks
+    of one size (chapter 5's "faster than scratch"); ``rows`` is each seed's training set size."""
+    rows = [rows] * len(reps.history) if isinstance(rows, int) else list(rows)
+    if len(rows) != len(reps.history):
+        raise ParameterError(f"rows has {len(rows)} sizes for {len(reps.history)} replicas; give one per seed")
+    return [float(h.best_epoch * r) for h, r in zip(reps.history, rows)]
 
 
-def criteria_table(rows: Sequence[tuple[str, dict, float, dict[str, str]]], scratch_cpu: float,
-                   verdicts: dict) -> str:
-    """Markdown: document 000's success criteria for section 2's methods (chapter 5).
+def criteria_table(rows: Sequence[tuple[str, dict, dict[str, str]]], verdicts: dict) -> str:
+    """Markdown: document 000's success criteria for section 2's methods (chapter 5), marked by
+    their claims (:func:`xferutils.pages.claims.criteria_table`).
 
-    ``rows`` are ``(method, metrics, cpu_seconds, claims)``: the per-seed ``transfer``,
-    ``retention`` and ``isolation`` (fractions), the CPU seconds of training (all seeds), and the
-    claim id (in ``verdicts``) that decides each criterion, where one does. Each cell shows the seed
-    mean (%), or the CPU seconds against ``scratch_cpu``; a cell is marked only by the verdict of its
-    claim (✓ supported, ✗ contradicted, ? not shown), so a cell without a claim carries no mark.
-    "all four" reads "yes" when all four cells are supported, "no" when one is contradicted, and
-    "not decided" otherwise."""
-    from xferutils.pages.plotting import markdown_table
+    ``rows`` are ``(method, metrics, claims)``: the per-seed ``transfer``, ``retention`` and
+    ``isolation`` (fractions) and ``images`` and ``scratch_images`` (training images processed up to
+    the kept epoch, :func:`images_to_stop`), and the claim id (in ``verdicts``) that decides each
+    criterion, where one does, or :data:`~xferutils.pages.claims.TRIVIAL` where it holds by
+    construction (isolation, for a student without outputs for the donor's other digits)."""
+    from xferutils.core.sharing import CRITERION_HEADER
+    from xferutils.pages.claims import TRIVIAL
+    from xferutils.pages.claims import criteria_table as criteria_table_of
 
     out = []
-    for name, m, cpu, claims in rows:
-        unknown = set(claims) - set(CRITERIA)
+    for name, m, claims in rows:
+        unknown = set(claims) - set(CRITERION_HEADER)
         if unknown:
-            raise ParameterError(f"{name}: unknown criteria {sorted(unknown)}; use {CRITERIA}")
-        cells = [f"{100 * np.mean(m[k]):.1f}" for k in CRITERIA[:3]] + [f"{cpu:.1f} s vs {scratch_cpu:.1f} s"]
-        found = {k: verdicts[claims[k]].verdict for k in CRITERIA if k in claims}
-        cells = [f"{MARK.get(found[k], '?')} {c}" if k in found else c for k, c in zip(CRITERIA, cells)]
-        states = [found.get(k) for k in CRITERIA]
-        every = ("no" if "contradicted" in states else
-                 "yes" if all(s == "supported" for s in states) else "not decided")
-        out.append([name, *cells, every])
-    return markdown_table(["method", "transfer > 80", "retention > 90", "isolation < 10",
-                           "faster than scratch", "all four"], out, "lrrrrl")
+            raise ParameterError(f"{name}: unknown criteria {sorted(unknown)}; use {list(CRITERION_HEADER)}")
+        numbers = [f"{100 * np.mean(m[k]):.1f}" for k in ("transfer", "retention", "isolation")]
+        numbers.append(f"{np.mean(m['images']) / 1e3:,.0f}k vs {np.mean(m['scratch_images']) / 1e3:,.0f}k images")
+        out.append(([name], [(num, TRIVIAL if claims.get(k) == TRIVIAL else verdicts[claims[k]] if k in claims
+                              else None) for k, num in zip(CRITERION_HEADER, numbers)]))
+    return criteria_table_of(["method"], list(CRITERION_HEADER.values()), out)
 
 
 # --- the chapter's diagram --------------------------------------------------------------------

@@ -449,20 +449,27 @@ def pixel_logistic_predict(train: Split, x: torch.Tensor, *, seed: int = 0) -> t
 
 @dataclass
 class Curves:
-    """Per method and number of labels n: transfer and retention per seed; CPU seconds per method."""
+    """Per method and number of labels n: transfer and retention per seed; CPU seconds per method;
+    the epoch each replica kept; ``rows``: per n, each seed's training set size (scratch and
+    fine-tuning train on these rows)."""
 
     ns: list[int]
     transfer: dict[str, dict[int, list[float]]]
     retention: dict[str, dict[int, list[float]]]
     cpu_seconds: dict[str, dict[int, float]]
     epochs: dict[str, dict[int, list[int]]]
+    rows: dict[int, list[int]] = field(default_factory=dict)
+
+    def images(self, method: str, n: int) -> list[float]:
+        """Per seed, the training images ``method`` processed up to its kept epoch with ``n`` labels."""
+        return [float(e * r) for e, r in zip(self.epochs[method][n], self.rows[n])]
 
     def mean(self, method: str) -> list[float]:
         return [float(np.mean(self.transfer[method][n])) for n in self.ns]
 
     def as_dict(self) -> dict:
         return {"ns": self.ns, "transfer": self.transfer, "retention": self.retention,
-                "cpu_seconds": self.cpu_seconds, "epochs": self.epochs}
+                "cpu_seconds": self.cpu_seconds, "epochs": self.epochs, "rows": self.rows}
 
 
 def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], own: Split, transfer_pool: Split,
@@ -494,6 +501,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
     ret = {m: {} for m in CURVE_METHODS}
     eps = {m: {} for m in CURVE_METHODS}
     cpu: dict[str, dict[int, float]] = {m: {} for m in CURVE_METHODS}
+    sizes: dict[int, list[int]] = {}
     own_pc = len(own) // len(case.digits1)
     vrel = relabelled(val, digits)
     for n in ns:
@@ -501,6 +509,7 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
         reps_own = max(1, -(-n // own_pc))
         own_n = Split(own.x.repeat(reps_own, 1), own.y.repeat(reps_own))
         rows = [balanced_rows(own_n, e, digits, own_pc * reps_own) for e in extras]
+        sizes[n] = [len(r) for r in rows]
         for method in CURVE_METHODS:
             t0 = time.process_time()
             if method == "logistic regression on pixels":
@@ -529,4 +538,4 @@ def label_curve(case, nets1: Sequence[nn.Module], nets2: Sequence[nn.Module], ow
                 e = [h.best_epoch for h in reps.history]
             cpu[method][n] = time.process_time() - t0
             res[method][n], ret[method][n], eps[method][n] = m["transfer"], m["retention"], e
-    return Curves(list(ns), res, ret, cpu, eps)
+    return Curves(list(ns), res, ret, cpu, eps, sizes)
