@@ -38,3 +38,17 @@ def test_epochs_to_fraction():
     assert xu.metrics.epochs_to_fraction([0.1, 0.5, 0.9, 1.0]) == 3
     assert xu.metrics.epochs_to_fraction([0.2, 0.2, 0.2]) == 1  # a flat curve "converges" at once
     assert xu.metrics.epochs_to_fraction([0.1, 0.6, 1.0], fraction=0.5) == 2
+
+
+def test_one_se_takes_the_simplest_option_within_one_standard_error_of_the_best():
+    from xferutils.core.config import ParameterError
+    from xferutils.core.metrics import one_se
+
+    scores = {0.0: [0.80, 0.82], 1.0: [0.83, 0.85], 2.0: [0.90, 0.92]}
+    assert one_se(scores, lambda v: v) == 2.0  # best by far: the only one within its SE (0.01)
+    scores[1.0] = [0.905, 0.905]
+    assert one_se(scores, lambda v: v) == 1.0  # within 0.01 of 0.91: simpler wins
+    assert one_se(scores, lambda v: -v) == 2.0  # "simplest" is the caller's order
+    assert one_se({"a": [0.5]}, len) == "a"  # one seed: no spread, the best
+    with pytest.raises(ParameterError, match="scores"):
+        one_se({}, len)

@@ -316,10 +316,11 @@ def test_grid_is_extended_beyond_a_choice_at_its_end_only():
               "dense": traversal.Method("dense 1", "dense", 1.0)}
     tuned = _Tuned(["trust 1", "trust 10", "anchor 1e-05"], [0.5, 0.6, 0.7])
     ext = traversal.extend_grid(tuned, chosen, grid)
-    assert ext == {"trust": (pytest.approx(10 * 10 / 3, rel=1e-2),), "anchor": (pytest.approx(1e-6),)}  # 3 digits
-    assert traversal.merged_grid(grid, ext)["anchor"][0] == pytest.approx(1e-6)
+    # above the largest only (3 digits); the smallest choice (anchor) needs none: λ → 0 is "none"
+    assert ext == {"trust": (pytest.approx(10 * 10 / 3, rel=1e-2),)}
+    assert traversal.merged_grid(grid, ext)["trust"][-1] == pytest.approx(33.3)
     # once the extension ran, it is not proposed again
-    tuned2 = _Tuned(["trust 33.3", "anchor 1e-06"], [0.5, 0.5])
+    tuned2 = _Tuned(["trust 33.3"], [0.5])
     assert traversal.extend_grid(tuned2, chosen, grid) == {}
 
 
@@ -386,10 +387,14 @@ def test_run_all_stops_scratch_separately_and_tune_extends_an_edge():
     tr = traversal.run_all(dense, ms, data, {"val": data}, **kw)
     assert [m.name for m in tr.methods] == ["none", "trust 1", "trust 3", "abrupt", "gmp", "scratch"]
     assert tr.final["val"].shape == (6, 2)
-    # a grid of two values: any choice is at an end, so one more λ runs beyond it
+    # one more λ runs above the grid only when the choice is its largest
+    first = traversal.choose_all(tr, "linear", grid)["trust"].lam
     tuned, chosen, grown = traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=1, **kw)
-    assert len(grown["trust"]) == 3 and set(grid["trust"]) < set(grown["trust"])
-    assert len(tuned.methods) == 7 and chosen["trust"].lam in grown["trust"]
+    if first == 3.0:
+        assert grown["trust"] == (1.0, 3.0, 9.0) and len(tuned.methods) == 7
+    else:
+        assert grown == grid and len(tuned.methods) == 6
+    assert chosen["trust"].lam in grown["trust"]
     assert traversal.tune(dense, tr, "linear", data, {"val": data}, grid, rounds=0, **kw)[2] == grid
     with pytest.raises(ParameterError, match="methods"):
         traversal.run_all(dense, [], data, {"val": data}, **kw)
@@ -466,3 +471,15 @@ def test_survival_table_reports_dead_softmax_layers():
     softmax_row, kwta_row = table.splitlines()[2:]
     assert "0.00 / 0.00 / 0.00" in softmax_row and softmax_row.endswith("| 0 |")  # nothing survives
     assert not kwta_row.endswith("| 0 |")
+
+
+def test_choose_prefers_the_smaller_lambda_within_one_standard_error():
+    tuned = _Tuned(["trust 0.3", "trust 1", "trust 3"], [0.0, 0.0, 0.0])
+    # seeds of λ = 1 spread by 0.02 (standard error 0.01): λ = 0.3 sits within it, λ = 3 below
+    tuned.final = {"val": torch.tensor([[0.955, 0.957, 0.956, 0.958],
+                                        [0.94, 0.96, 0.96, 0.98],
+                                        [0.90, 0.91, 0.90, 0.91]])}
+    assert traversal.choose(tuned, "trust", "linear").lam == 0.3
+    # a gain above the noise moves λ off the smallest value
+    tuned.final["val"][0] -= 0.03
+    assert traversal.choose(tuned, "trust", "linear").lam == 1.0

@@ -36,6 +36,7 @@ from xferutils.core.config import ParameterError, check_choice, check_digits, ch
 from xferutils.core.data import Split
 from xferutils.core.ensemble import fit_replicas
 from xferutils.core.metrics import Spread, spread
+from xferutils.core.metrics import one_se as metrics_one_se
 from xferutils.core.models import MLP, count_parameters
 from xferutils.core.peft import add_adapters, add_lora
 from xferutils.pages.plotting import PALETTE, markdown_table
@@ -432,18 +433,13 @@ def complexity(name: str, value: float) -> float:
 
 
 def one_se(m: Measurements, name: str, grid: Sequence[float], prefix: str = "tune") -> float:
-    """The one-standard-error rule: among the grid values whose mean validation accuracy (over
-    every seed) lies within one standard error of the best mean, the simplest
-    (:func:`complexity`). A knob is moved off its simplest value only when the gain is larger
-    than the noise of its own measurement."""
+    """The one-standard-error rule (:func:`xferutils.core.metrics.one_se`) over a knob's grid:
+    among the grid values whose mean validation accuracy (over every seed) lies within one
+    standard error of the best mean, the simplest (:func:`complexity`). A knob is moved off its
+    simplest value only when the gain is larger than the noise of its own measurement."""
     if not grid:
         raise ParameterError(f"grid of {name!r} is empty")
-    means = {v: float(np.mean(m.val[(prefix, name, v)])) for v in grid}
-    best = max(grid, key=means.get)
-    vals = m.val[(prefix, name, best)]
-    se = float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else 0.0
-    near = [v for v in grid if means[v] >= means[best] - se]
-    return min(near, key=lambda v: (complexity(name, v), -means[v]))
+    return metrics_one_se({v: m.val[(prefix, name, v)] for v in grid}, lambda v: complexity(name, v))
 
 
 AA = (("full_ft", 1.0), ("discriminative", 1.0), ("l2", 0.0), ("l2sp", 0.0))  # all plain fine-tuning

@@ -37,6 +37,7 @@ from xferutils.pages.claims import table as claims_table
 from xferutils.core.config import ParameterError, check_choice, check_float, check_int
 from xferutils.core.data import Split
 from xferutils.core.ensemble import Replicas, eval_rows, replicate
+from xferutils.core.metrics import one_se
 from xferutils.core.mixture import mixed_log_probs, sampled_logits
 from xferutils.core.optim import adam_
 from xferutils.core.train import EarlyStopping
@@ -200,7 +201,7 @@ def candidates(schedule: str, grid: dict[str, Sequence[float]] = GRID) -> list[M
 
 def choose_all(tuning: Traversal, schedule: str,
                grid: dict[str, Sequence[float]] = GRID) -> dict[str, Method]:
-    """The best λ of each grid on the validation split (:func:`choose`), keyed like ``grid``."""
+    """The λ of each grid chosen on the validation split (:func:`choose`), keyed like ``grid``."""
     return {r: choose(tuning, "dense", "abrupt") if r == "distill" else choose(tuning, r, schedule)
             for r in grid}
 
@@ -241,9 +242,10 @@ def run_all(dense: Replicas, methods: Sequence[Method], train: Split, evals: dic
 def tune(dense: Replicas, tr: Traversal, schedule: str, train: Split, evals: dict[str, Split],
          grid: dict[str, Sequence[float]] = GRID, rounds: int = 2,
          **knobs) -> tuple[Traversal, dict[str, Method], dict[str, tuple[float, ...]]]:
-    """λ of every grid chosen on validation accuracy averaged over the seeds (:func:`choose_all`);
-    where a choice sits at an end of its grid, one more λ beyond it runs (:func:`extend_grid`)
-    and the choice is made again, at most ``rounds`` times. Returns the run with the new
+    """λ of every grid chosen on validation accuracy averaged over the seeds, by the
+    one-standard-error rule (:func:`choose_all`); where a choice is the largest of its grid, one
+    more λ above it runs (:func:`extend_grid`) and the choice is made again, at most ``rounds``
+    times. Returns the run with the new
     candidates joined, the choices and the grid as it ended."""
     rounds = check_int("rounds", rounds, 0)
     grid = {r: tuple(v) for r, v in grid.items()}
@@ -278,20 +280,19 @@ def run_methods(schedule: str, prune: float, matched: float | None,
 
 def extend_grid(tuning, chosen: dict[str, Method], grid: dict[str, Sequence[float]] = GRID,
                 ) -> dict[str, tuple[float, ...]]:
-    """One more λ beyond each choice at an end of its grid, at the grid's own spacing (the
-    ratio of its two outer values): above the largest, below the smallest. Empty when every
-    choice lies inside its grid. A retention whose extension already ran (it is in ``tuning``)
-    is not extended again."""
+    """One more λ above each choice at the top of its grid, at the grid's own spacing (the ratio
+    of its two largest values). Empty when no choice is the largest of its grid. None is added
+    below the smallest: :func:`choose` already prefers the smaller λ within the noise, and λ → 0
+    is the method without the term (``none``, or ``abrupt`` for distillation), measured beside
+    it. A retention whose extension already ran (it is in ``tuning``) is not extended again."""
     done, out = {m.name for m in tuning.methods}, {}
     for r, lams in grid.items():
         lams = sorted(lams)
-        if len(lams) < 2 or r not in chosen:
+        if len(lams) < 2 or r not in chosen or chosen[r].lam != lams[-1]:
             continue
-        lam = chosen[r].lam
-        new = (lam * lams[-1] / lams[-2] if lam == lams[-1] else
-               lam * lams[0] / lams[1] if lam == lams[0] else None)
-        if new is not None and f"{r} {float(f'{new:.3g}'):g}" not in done:
-            out[r] = (float(f"{new:.3g}"),)
+        new = float(f"{lams[-1] * lams[-1] / lams[-2]:.3g}")
+        if f"{r} {new:g}" not in done:
+            out[r] = (new,)
     return out
 
 
@@ -396,6 +397,18 @@ def _span(rows: torch.Tensor) -> slice:
     """The smallest slice of replicas that holds every True entry of ``rows`` (empty if none)."""
     hit = torch.nonzero(rows).flatten()
     return slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 0)
+
+
+def _as_slice(idx: torch.Tensor) -> slice | None:
+    """``idx`` as a slice when it is a non-empty run of consecutive indices (indexing with it gives
+    a view, not a copy), else None."""
+    n = len(idx)
+    if n == 0:
+        return None
+    lo, hi = int(idx[0]), int(idx[-1])
+    if hi - lo + 1 != n or (n > 1 and not bool((idx[1:] - idx[:-1] == 1).all())):
+        return None
+    return slice(lo, hi + 1)
 
 
 def _part_order(q: torch.Tensor) -> list[int]:
@@ -546,11 +559,15 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
         _prune(masks, params, torch.where(stopped.to(dev), 0.0, prune), min(s + 1, ramp), ramp)
         q_s = q_a[:, s].view(-1, 1, 1)
         lam_kl_a, lam_l2_a = lam_kl[act], lam_l2[act]
-        # the active replicas' weights and Adam moments, gathered once per step (a copy)
+        # the active replicas' weights and Adam moments
         rows_of = {pre: act[rows] for pre, rows in spans.items()}
-        work = {pre: {k: v[rows_of[pre]].requires_grad_(True) for k, v in params.items() if k.startswith(pre)}
+        # a contiguous range of replicas (every one, while none has stopped) is read as a view and
+        # updated in place; otherwise gathered (a copy) and written back after the step
+        views = {pre: _as_slice(r) for pre, r in rows_of.items()}
+        at = {pre: views[pre] if views[pre] is not None else r for pre, r in rows_of.items()}
+        work = {pre: {k: v[at[pre]].requires_grad_(True) for k, v in params.items() if k.startswith(pre)}
                 for pre in spans}
-        moments = {k: (state[k][0][rows_of[k[:2]]], state[k][1][rows_of[k[:2]]]) for pre in work for k in work[pre]}
+        moments = {k: (state[k][0][at[k[:2]]], state[k][1][at[k[:2]]]) for pre in work for k in work[pre]}
         pruned = _span(prune[rows_of["d."]] > 0) if "d." in work else slice(0, 0)  # gmp: a prefix
         work_masks = {k: m[rows_of["d."][pruned]] for k, m in masks.items()} if pruned.stop > pruned.start else {}
         for b in range(batches):
@@ -572,7 +589,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 for k, mask in work_masks.items():
                     work["d."][k][pruned].mul_(mask)
         with torch.no_grad():  # back into the full set of replicas
-            for pre in work:
+            for pre in (p for p in work if views[p] is None):
                 for k, v in work[pre].items():
                     params[k][rows_of[pre]] = v.detach()
                     state[k][0][rows_of[pre]], state[k][1][rows_of[pre]] = moments[k]
@@ -685,7 +702,8 @@ def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data
     for prefix, at in (("s.", torch.nonzero(sparse_end).flatten()), ("d.", torch.nonzero(~sparse_end).flatten())):
         if len(at) == 0:
             continue
-        sub = {k: v[rows[at]] for k, v in params.items() if k.startswith(prefix)}
+        take = _as_slice(rows[at])
+        sub = {k: v[rows[at] if take is None else take] for k, v in params.items() if k.startswith(prefix)}
         chunk = _eval_rows(len(at), data.x.shape[-1], data.x.device.type)
         call = vmap(lambda p, x, pre=prefix: one(p, x, pre), in_dims=(0, None))
         hits = sum((call(sub, data.x[i:i + chunk]).argmax(-1) == data.y[i:i + chunk]).sum(-1)
@@ -757,11 +775,15 @@ def _prune_loop(masks: dict, params: dict, prune: torch.Tensor, step: int, steps
 # --- choices, claims, table and figures (chapter 6's builders) ----------------------------------
 
 def choose(tr: Traversal, retention: str, schedule: str) -> Method:
-    """The method of ``retention`` on ``schedule`` whose final validation accuracy is highest."""
+    """The λ of ``retention`` on ``schedule`` chosen on the validation split by the
+    one-standard-error rule (:func:`xferutils.core.metrics.one_se`, as chapter 3 chooses its
+    knobs): among the λ whose final validation accuracy, averaged over the seeds, lies within one
+    standard error of the best, the smallest. A larger λ must earn its place above the noise."""
     options = [i for i, m in enumerate(tr.methods) if m.retention == retention and m.schedule == schedule]
     if not options:
         raise ParameterError(f"no method with retention={retention!r} and schedule={schedule!r}")
-    return tr.methods[max(options, key=lambda i: float(tr.final["val"][i].mean()))]
+    pick = one_se({i: tr.final["val"][i].tolist() for i in options}, lambda i: tr.methods[i].lam)
+    return tr.methods[pick]
 
 
 def _val_accuracy(tuning: Traversal) -> dict[str, float]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from scipy import stats
 
-from xferutils.core.config import check_float
+from xferutils.core.config import ParameterError, check_float
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -65,3 +66,18 @@ def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.9) -> int:
     """First epoch (1-based) at which ``curve`` reaches ``fraction`` of its final value (document 004)."""
     target = check_float("fraction", fraction, 0.0, 1.0) * curve[-1]
     return next(i + 1 for i, v in enumerate(curve) if v >= target)
+
+
+def one_se(scores: Mapping[Any, Sequence[float]], simplicity: Callable[[Any], float]) -> Any:
+    """The one-standard-error rule (chapters 3 and 6): among the options whose mean score over
+    seeds lies within one standard error of the best mean (the standard error of that best
+    option's scores), the simplest, i.e. the smallest ``simplicity`` (ties: the higher mean). An
+    option is preferred to a simpler one only when its gain is larger than its own noise."""
+    if not scores:
+        raise ParameterError("scores is empty; give at least one option with its scores")
+    means = {k: float(sum(v) / len(v)) for k, v in scores.items()}
+    best = max(means, key=means.get)
+    vals = [float(v) for v in scores[best]]
+    se = spread(vals).std / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
+    near = [k for k in scores if means[k] >= means[best] - se]
+    return min(near, key=lambda k: (simplicity(k), -means[k]))
