@@ -17,7 +17,7 @@ def fake_run(acc: dict, as_is: float, oracle: float, curve_len: int = 10) -> dic
         hists[k] = npn.NumpyHistory(loss=[1.0] * curve_len, train_acc=[1.0] * curve_len, val_loss=[1.0] * curve_len,
                                test_acc=curve, best_epoch=curve_len)
     return {"histories": hists, "source_as_is": (as_is, as_is), "oracle": oracle,
-            "epochs": {"source": 5, "oracle": 5}}
+            "epochs": {"source": 5, "oracle": 5}, "sizes": {"source": 1000, "target": 100, "pool": 1000, "val": 200, "test": 1000}}
 
 
 def test_make_transfer_data_protocols():
@@ -91,6 +91,7 @@ def test_tables_and_glue_values():
     assert g["np_asis_corr"] == pytest.approx(50.0) and g["np_oracle_corr"] == pytest.approx(90.0)
     assert g["np_best_corr"] == g["np_worst_corr"] == pytest.approx(70.0)
     assert g["np_train_fit_004"] == nps.fit_words(g["np_train_min_004"])
+    assert (g["np_n_target"], g["np_n_pool"], g["np_n_source"]) == (100, 1000, 1000)
 
 
 def test_fit_words_say_perfectly_only_at_100_percent():
@@ -115,6 +116,11 @@ def test_baselines_on_the_same_target_samples():
         f"ch2-baseline-np-{s}-vs-inputs" for s in ("scratch", "fe", "ft", "dft")}
     assert nps.references_list(summ)[0]["target"] == pytest.approx(100 * b["inputs_pool"])
     assert len(nps.baselines_list(summ)) == 3
+    # the sizes quoted in claims and settings are those of the data that ran
+    assert summ["c"]["sizes"] == {"source": len(data.source[1]), "target": len(data.target[1]),
+                                  "pool": len(data.target_pool[1]), "val": len(data.target_val[1]),
+                                  "test": len(data.target_test[1])}
+    assert all(f"{len(data.target[1])} target samples" in b["setting"] for b in nps.baselines_list(summ))
 
 
 def test_figures_have_at_most_two_panels_per_row_and_percent_units():

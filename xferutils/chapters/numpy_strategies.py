@@ -90,7 +90,8 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     (at most ``max_epochs``) and keeps its best epoch: the source network on source validation
     data, the strategies and the oracle on target validation data. Returns ``{"histories":
     {strategy: NumpyHistory}, "source_as_is": (train acc, test acc), "oracle": test acc of a network
-    trained from scratch on the large target pool, "epochs": {"source": …, "oracle": …}}``.
+    trained from scratch on the large target pool, "epochs": {"source": …, "oracle": …}, "sizes":
+    {"source": …, "target": …, "pool": …, "val": …, "test": …}}`` (the numbers of samples).
     Hyperparameters are 004's: pre-training lr 0.1 and batch 64; target batch 16; decay γ = 0.5
     for discriminative fine-tuning; learning rates 0.1 / 0.1 / 0.01 / 0.05 (:data:`DOC004_RATES`)
     unless ``rates`` is given: then every strategy trains once per rate of that grid, from the
@@ -131,6 +132,8 @@ def compare_strategies(data: TransferData, seed: int, *, hidden: Sequence[int] =
     out["oracle"] = oracle.accuracy(*test)
     out["baselines"] = trivial_baselines(data, dims, seed)
     out["epochs"] = {"source": src_hist.best_epoch, "oracle": ora_hist.best_epoch}
+    out["sizes"] = {"source": len(data.source[1]), "target": len(data.target[1]), "pool": len(data.target_pool[1]),
+                    "val": len(data.target_val[1]), "test": len(data.target_test[1])}
     return out
 
 
@@ -230,6 +233,7 @@ def summarise(runs: Mapping[str, Sequence[dict]]) -> dict[str, dict]:
         refs = {"source_as_is": [r["source_as_is"][1] for r in per_seed],
                 "oracle": [r["oracle"] for r in per_seed]}
         row: dict = {k: spread(v) for k, v in refs.items()} | {"values": refs}
+        row["sizes"] = per_seed[0].get("sizes", {})
         for k in STRATEGIES:
             hs = [r["histories"][k] for r in per_seed]
             vals = {"train": [h.final_train for h in hs], "test": [h.final_test for h in hs],
@@ -296,14 +300,15 @@ def add_claims(family, row: dict) -> list[str]:
     for k in STRATEGIES:
         direction(f"ch2-np-{SHORT[k]}-beats-as-is", f"{k} beats the source model as is",
                   acc(k), as_is, source="book", unit="points")
-    direction("ch2-np-headroom", "a network trained on 1,000 target samples beats the source "
+    sizes = row["sizes"]
+    direction("ch2-np-headroom", f"a network trained on {sizes['pool']:,} target samples beats the source "
               "model as is", [100 * v for v in row["values"]["oracle"]], as_is, source="book",
               unit="points")
-    if "baselines" in row:  # every strategy against the linear model on the same 100 samples
+    if "baselines" in row:  # every strategy against the linear model on the same target samples
         lin = [100 * v for v in row["baselines"]["values"]["inputs"]]
         for k in STRATEGIES:
             direction(f"ch2-baseline-np-{SHORT[k]}-vs-inputs", f"{k} beats {BASELINE_NAMES['inputs']} "
-                      "(same 100 target samples)", acc(k), lin, source="book", unit="points")
+                      f"(same {sizes['target']} target samples)", acc(k), lin, source="book", unit="points")
     return ids
 
 
@@ -333,9 +338,9 @@ def baseline_table(summary: Mapping[str, dict]) -> str:
     return markdown_table(["method", *names], rows, "l" + "r" * len(names))
 
 
-def baselines_list(summary: Mapping[str, dict], n_target: int = 100) -> list[dict]:
+def baselines_list(summary: Mapping[str, dict]) -> list[dict]:
     """The results file's ``baselines`` of the NumPy experiment: ``{name, setting, measured}`` (%)."""
-    return [{"name": label, "setting": f"NumPy experiment, {n}, {n_target} target samples",
+    return [{"name": label, "setting": f"NumPy experiment, {n}, {row['sizes']['target']} target samples",
              "measured": [100 * v for v in row["baselines"]["values"][b]]}
             for n, row in summary.items() if "baselines" in row for b, label in BASELINE_NAMES.items()]
 
@@ -448,7 +453,8 @@ def fit_words(train_min: float) -> str:
 
 
 def glue_values(summary: Mapping[str, dict], seed004: str, corrected: str) -> dict:
-    """The numbers chapter 2's prose quotes about the two protocols (accuracies in %)."""
+    """The numbers chapter 2's prose quotes about the two protocols (accuracies in %, and the
+    numbers of source, target and target-pool training samples)."""
     s4, sc = summary[seed004], summary[corrected]
     tests = {k: 100 * sc[k]["test"].mean for k in STRATEGIES}
     train_min = 100 * min(s4[k]["train"].mean for k in STRATEGIES)
@@ -460,4 +466,5 @@ def glue_values(summary: Mapping[str, dict], seed004: str, corrected: str) -> di
             "np_scratch_train_corr": 100 * sc["From scratch"]["train"].mean,
             "np_scratch_test_corr": tests["From scratch"],
             "np_epochs_min_corr": min(sc[k]["epochs"].mean for k in STRATEGIES),
-            "np_epochs_max_corr": max(sc[k]["epochs"].mean for k in STRATEGIES)}
+            "np_epochs_max_corr": max(sc[k]["epochs"].mean for k in STRATEGIES),
+            **{f"np_n_{k}": v for k, v in sc["sizes"].items()}}
