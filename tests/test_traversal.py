@@ -365,16 +365,23 @@ def test_baselines_references_and_k_sweep_tables():
     assert "50 %" in refs[1]["name"] and "20 %" in refs[2]["name"]
     bl = traversal.baselines_list(base, 512, 2)
     assert [len(b["measured"]) for b in bl] == [2, 2] and bl[0]["setting"].startswith("all 512")
-    runs = traversal.k_sweep(dense, traversal.Method("trust", "trust", 1.0), [3, 6], data,
-                             {"val": data, "test": data}, kind="kwta", steps=2, batches=1, batch_size=64,
-                             n_eval=100, tail=2, patience=1)
-    assert set(runs) == {3, 6} and all(r.K == k for k, r in runs.items())
+    kw = dict(batches=1, batch_size=64, n_eval=100)
+    main = traversal.traverse(dense, [traversal.Method("none"), traversal.Method("trust", "trust", 1.0)], data,
+                              {"val": data, "test": data}, K=5, kind="kwta", steps=2, tail=3, patience=1, **kw)
+    runs = traversal.k_sweep(dense.select([0]), main, "trust", [3, 5, 6], data, {"val": data, "test": data},
+                             patience=1, **kw)
+    assert set(runs) == {3, 5, 6} and all(r.K == k for k, r in runs.items())
+    # the main K is the main run's own networks; the others train as many steps as the main run
+    assert torch.equal(runs[5].final["test"], main.final["test"][1:, :1])
+    assert all(len(r.images) == len(main.images) for r in runs.values())
     kt = traversal.k_table(runs, data.x[:64])
-    assert kt.count("\n") == 3 and "| 6 | 5 |" in kt
+    assert kt.count("\n") == 4 and "| 6 | 5 |" in kt
     with pytest.raises(ParameterError, match="Ks"):
-        traversal.k_sweep(dense, ms[0], [], data, {"val": data})
+        traversal.k_sweep(dense, main, "trust", [], data, {"val": data})
     with pytest.raises(ParameterError, match="K="):
-        traversal.k_sweep(dense, ms[0], [1], data, {"val": data})
+        traversal.k_sweep(dense.select([0]), main, "trust", [1], data, {"val": data})
+    with pytest.raises(ParameterError, match="seeds"):
+        traversal.k_sweep(dense.select([1]), main, "trust", [3], data, {"val": data})
 
 
 def test_run_all_stops_scratch_separately_and_tune_extends_an_edge():

@@ -381,6 +381,18 @@ class Traversal:
                          {k: m[rows.to(m.device)] for k, m in self.masks.items()},
                          self.best_step[idx] if self.best_step is not None else None, self.schedule_steps)
 
+    def first_seeds(self, n: int) -> Traversal:
+        """The run restricted to its first ``n`` seeds (every method)."""
+        n_s = len(self.seeds)
+        n = check_int("n", n, 1, n_s)
+        rows = torch.tensor([i * n_s + k for i in range(len(self.methods)) for k in range(n)])
+        return Traversal(self.methods, self.seeds[:n], self.q, self.images,
+                         {sp: {pt: a[:, :n] for pt, a in parts.items()} for sp, parts in self.acc.items()},
+                         {sp: f[:, :n] for sp, f in self.final.items()},
+                         {k: v[rows.to(v.device)] for k, v in self.params.items()}, self.K, self.kind,
+                         {k: m[rows.to(m.device)] for k, m in self.masks.items()},
+                         self.best_step[:, :n] if self.best_step is not None else None, self.schedule_steps)
+
     def as_dict(self) -> dict:
         return {"methods": [m.__dict__ for m in self.methods], "seeds": self.seeds, "q": self.q,
                 "images": self.images, "final": self.final, "best_step": self.best_step,
@@ -977,13 +989,23 @@ def baselines_list(base: dict[str, float], n_train: int, n_seeds: int) -> list[d
     return rows(f"all {n_train:,} training images, full test set", {k: [v] * n_seeds for k, v in base.items()})
 
 
-def k_sweep(dense: Replicas, method: Method, Ks: Sequence[int], train: Split, evals: dict[str, Split],
-            **knobs) -> dict[int, Traversal]:
-    """The traversal ``method`` at every K of ``Ks`` (each a separate run from the same dense
-    replicas, same images and batches, early stopping as in :func:`traverse`)."""
+def k_sweep(dense: Replicas, main: Traversal, name: str, Ks: Sequence[int], train: Split,
+            evals: dict[str, Split], **knobs) -> dict[int, Traversal]:
+    """The method ``name`` of the ``main`` run at every K of ``Ks``, from the first
+    ``len(dense.seeds)`` of its seeds: the same images, batches and λ, and as many steps as the
+    main run took, each network keeping its best step (no earlier stop: when networks stop
+    together, how long they train would otherwise depend on which others train beside them).
+    The main run's own K is the main run's networks (:meth:`Traversal.first_seeds`)."""
     if not Ks:
         raise ParameterError("Ks is empty; give at least one K")
-    return {int(K): traverse(dense, [method], train, evals, K=check_k(K), curves=True, **knobs) for K in Ks}
+    method, n = main.methods[main.index(name)], len(dense.seeds)
+    if list(main.seeds[:n]) != list(dense.seeds):
+        raise ParameterError(f"dense has seeds {list(dense.seeds)}; give the main run's first {n} ({main.seeds[:n]})")
+    tail = len(main.images) - main.schedule_steps  # the steps the main run trained after its schedule
+    knobs = {**{k: v for k, v in knobs.items() if k != "K"}, "kind": main.kind, "steps": main.schedule_steps,
+             "tail": tail, "patience": tail + 1, "curves": True}
+    return {int(K): main.subset([(name, name)]).first_seeds(n) if int(K) == main.K else
+            traverse(dense, [method], train, evals, K=check_k(K), **knobs) for K in Ks}
 
 
 def k_table(runs: dict[int, Traversal], x: torch.Tensor) -> str:
