@@ -206,8 +206,8 @@ def test_criteria_table_marks_only_what_a_verdict_decides():
             ("no claims", m, {})]
     lines = distill.criteria_table(rows, verdicts).splitlines()
     # not shown reads "?", never "✗"; a cell without a claim carries no mark at all
-    assert lines[2] == "| zero labels | ? 77.7 | ✗ 60.2 | – trivial | 2k vs 4k images | no |"
-    assert lines[3] == "| no claims | 77.7 | 60.2 | 0.0 | 2k vs 4k images | not decided |"
+    assert lines[2] == "| zero labels | ? 77.7 | ✗ 60.2 | – trivial | 2,000 vs 4,000 images | no |"
+    assert lines[3] == "| no claims | 77.7 | 60.2 | 0.0 | 2,000 vs 4,000 images | not decided |"
     with pytest.raises(ParameterError, match="unknown criteria"):
         distill.criteria_table([("x", m, {"speed": "t-transfer"})], verdicts)
 

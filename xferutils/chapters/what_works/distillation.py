@@ -398,7 +398,7 @@ def criteria_table(rows: Sequence[tuple[str, dict, dict[str, str]]], verdicts: d
         if unknown:
             raise ParameterError(f"{name}: unknown criteria {sorted(unknown)}; use {list(CRITERION_HEADER)}")
         numbers = [f"{100 * np.mean(m[k]):.1f}" for k in ("transfer", "retention", "isolation")]
-        numbers.append(f"{np.mean(m['images']) / 1e3:,.0f}k vs {np.mean(m['scratch_images']) / 1e3:,.0f}k images")
+        numbers.append(f"{np.mean(m['images']):,.0f} vs {np.mean(m['scratch_images']):,.0f} images")
         out.append(([name], [(num, TRIVIAL if claims.get(k) == TRIVIAL else verdicts[claims[k]] if k in claims
                               else None) for k, num in zip(CRITERION_HEADER, numbers)]))
     return criteria_table_of(["method"], list(CRITERION_HEADER.values()), out)

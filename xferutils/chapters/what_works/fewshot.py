@@ -29,7 +29,6 @@ from xferutils.core.data import Split
 from xferutils.pages.plotting import log_count_axes
 from xferutils.core.ensemble import Replicas, fit_replicas, replicate
 from xferutils.core.optim import ReplicaAdam
-from xferutils.pages.results import tidy
 from xferutils.chapters.what_works.freezing import Fit, train_classifier
 
 
@@ -255,11 +254,6 @@ class Meta:
         """Mean task accuracy per seed."""
         return self.acc[method][k].mean(-1).tolist()
 
-    def over_tasks(self, method: str, k: int) -> tuple[float, float, int]:
-        """Mean accuracy and 95 % half-width over all tasks (seeds pooled), and the task count."""
-        a = self.acc[method][k].flatten().double()
-        return a.mean().item(), 1.96 * a.std().item() / math.sqrt(len(a)), len(a)
-
     def as_dict(self) -> dict:
         return {"ks": self.ks, "n_way": self.n_way, "steps": self.steps, "epochs": self.epochs,
                 "cpu_seconds": self.cpu_seconds, "curve": self.curve,
@@ -374,16 +368,12 @@ def curve_summary(m: Meta) -> dict[str, float]:
 
 
 def meta_table(m: Meta) -> str:
-    """Markdown: each method's accuracy on N-way k-shot test tasks, mean ± 95 % interval over tasks."""
+    """Markdown: each method's accuracy on N-way k-shot test tasks, mean ± std over seeds (each
+    seed's accuracy the mean over its tasks), as every spread in the book and the claims."""
+    from xferutils.core.metrics import spread
     from xferutils.pages.plotting import markdown_table
 
-    rows = []
-    for method in m.acc:
-        cells = []
-        for k in m.ks:
-            mean, half, n = m.over_tasks(method, k)
-            cells.append(tidy(f"{100 * mean:.1f}\u00a0±\u00a0{100 * half:.1f}"))
-        rows.append([method, *cells])
+    rows = [[method, *(spread(m.per_seed(method, k)).fmt() for k in m.ks)] for method in m.acc]
     return markdown_table(["method", *[f"{m.n_way}-way {k}-shot, %" for k in m.ks]], rows, "l" + "r" * len(m.ks))
 
 
