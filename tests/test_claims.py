@@ -162,13 +162,15 @@ def test_kept_runs_at_another_preset_show_their_changed_verdicts(tmp_path):
         res = tmp_path / "results" / f"{preset}.json"
         res.parent.mkdir(exist_ok=True)
         res.write_text(json.dumps({"chapter": "99_x", "preset": preset, "environment": f"python 3 | {preset}",
-                                   "claims": [v.as_dict() for v in fam.evaluate()]}))
+                                   **fam.as_dict()}))
         kept = claims.keep(res, tmp_path / "scale")
         assert kept == tmp_path / "scale" / "99_x" / f"{preset}.json"
     note = claims.scale_note("99_x", "book", book.evaluate(), tmp_path / "scale")
     assert ("At `full` (10 seeds at most, on machine not recorded): 1 of the 2 claims of both runs changes "
-            "verdict; none reverses direction") in note
-    assert "| `x-gain` | supported (5) |" in note and "(10)" in note and "`book` (seeds)" in note
+            "verdict: 1 goes between a shown difference and a shown equivalence; none reverses direction") in note
+    assert "| `x-gain` | supported (5): +0.412 | equivalent (10): −0.001 ⚠ |" in note  # both cannot hold
+    assert "⚠ `x-gain` does not hold at both scales" in note
+    assert "(10)" in note and "`book` (seeds)" in note
     assert "At `book`" not in note  # the run itself is not compared with itself
     kept = json.loads((tmp_path / "scale" / "99_x" / "full.json").read_text())
     kept["environment"] = "xferutils | device cuda (NVIDIA H100) | amp auto: fp32 | preset full"
@@ -397,3 +399,24 @@ def test_criteria_table_marks_cells_by_verdicts_and_reads_all_of_them():
     assert claims.all_of([claims.SUPPORTED, claims.NOT_SHOWN]) == "not decided"
     with pytest.raises(ParameterError, match="criterion cells"):
         claims.criteria_table(["method"], ["x > 80", "y > 90"], [(["a"], [("1", None)])])
+
+
+def test_change_kind_says_what_a_change_of_verdict_means():
+    k = claims.change_kind
+    assert k(SUPPORTED, CONTRADICTED) == k(CONTRADICTED, SUPPORTED) == "reverses"
+    assert k(CONTRADICTED, EQUIVALENT) == k(EQUIVALENT, SUPPORTED) == "conflicts"
+    assert k(SUPPORTED, NOT_SHOWN) == k(EQUIVALENT, NOT_SHOWN) == "lost"
+    assert k(NOT_SHOWN, CONTRADICTED) == k(NOT_SHOWN, EQUIVALENT) == "gained"
+    assert k("absent", SUPPORTED) == "absent"
+    assert set(claims.CHANGES) == {"reverses", "conflicts", "lost", "gained", "absent"}
+
+
+def test_kept_verdicts_are_decided_again_by_todays_rules():
+    fam = Fam("kept")
+    fam.direction("x-gain", "book", "a beats b", [0.9, 0.91, 0.92, 0.9], [0.5] * 4)
+    data = {"chapter": "99_x", "preset": "full", **fam.as_dict()}
+    today = {c["id"]: c["verdict"] for c in data["claims"]}
+    data["claims"][0]["verdict"] = "contradicted"  # as an older rule might have stored it
+    assert claims.kept_verdicts(data)["x-gain"]["verdict"] == today["x-gain"] == SUPPORTED
+    old = {"claims": [{"id": "y", "verdict": "equivalent", "n": 3}]}  # no questions: kept as stored
+    assert claims.kept_verdicts(old)["y"]["verdict"] == "equivalent"

@@ -844,12 +844,12 @@ def reversal_note(preset: str, verdicts: Sequence[Verdict | dict], root=None) ->
     between this run's ``verdicts`` and a kept run at another preset (``scale/``), with the numbers
     it rests on at both presets; for an above-chance claim, the two frozen base networks of its
     case, which its transfer reads. Empty when no claim reverses."""
-    from xferutils.pages.claims import SCALE_DIR, by_id, differences, flips, kept_runs
+    from xferutils.pages.claims import SCALE_DIR, by_id, differences, flips, kept_runs, kept_verdicts
 
     ours = by_id(verdicts)
     notes = []
     for name, data in kept_runs("04_shared_layers", preset, root or SCALE_DIR):
-        theirs = {c["id"]: c for c in data["claims"]}
+        theirs = kept_verdicts(data)  # decided by today's rules, as scale_note
         both = sorted(set(ours) & set(theirs))
         for cid, va, vb in flips(differences({i: ours[i] for i in both}, {i: theirs[i] for i in both})):
             a, b = ours[cid], theirs[cid]

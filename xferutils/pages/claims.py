@@ -711,6 +711,29 @@ def flips(diff: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return [d for d in diff if {d[1], d[2]} == {SUPPORTED, CONTRADICTED}]
 
 
+CHANGES = {  # what a change of verdict between two runs means, in the order a page lists them
+    "reverses": "reverses direction (supported ↔ contradicted)",
+    "conflicts": "goes between a shown difference and a shown equivalence",
+    "lost": "is decided here but undecided there",
+    "gained": "is undecided here but decided there",
+    "absent": "is in one run only",
+}
+
+
+def change_kind(here: str, there: str) -> str:
+    """The key of :data:`CHANGES` for a verdict ``here`` that is ``there`` in another run. The
+    first two cannot both be true of one effect (⚠ on a page: the chapter explains them); a
+    decided verdict that becomes undecided means a smaller effect or more noise there."""
+    decided = {SUPPORTED, CONTRADICTED}
+    if "absent" in (here, there):
+        return "absent"
+    if {here, there} == decided:
+        return "reverses"
+    if EQUIVALENT in (here, there) and {here, there} & decided:
+        return "conflicts"
+    return "lost" if there == NOT_SHOWN else "gained"
+
+
 SEED_PARAMS = ("seed0", "n_seeds")
 
 
@@ -831,6 +854,15 @@ def kept_runs(chapter: str, preset: str, root: str | Path = SCALE_DIR) -> Iterab
             yield path.stem, json.loads(path.read_text())
 
 
+def kept_verdicts(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A kept run's verdicts by id, decided again from its stored per-seed values by the rules of
+    this module (a change of rule since the run was kept is not a change of its result); a file
+    without its declared questions (older than the questions) keeps its stored verdicts."""
+    if data.get("questions"):
+        return by_id(Family.from_results(data).evaluate())
+    return {c["id"]: c for c in data.get("claims", [])}
+
+
 def by_id(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Verdicts (objects or stored dicts) as stored dicts, keyed by claim id."""
     return {v["id"]: v for v in (dict(x) if isinstance(x, Mapping) else x.as_dict() for x in verdicts)}
@@ -839,34 +871,49 @@ def by_id(verdicts: Iterable[Verdict | Mapping[str, Any]]) -> dict[str, dict[str
 def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str, Any]],
                root: str | Path = SCALE_DIR) -> str:
     """Markdown for a chapter: for every kept run of ``chapter`` at another preset, the claims
-    whose verdict differs from this run's ``verdicts``, each with both verdicts and seed counts;
-    a flip between supported and contradicted is marked."""
+    whose verdict differs from this run's ``verdicts``, each with both verdicts and seed counts,
+    counted by what the change means (:func:`change_kind`); a change that cannot hold of one
+    effect (a reversal, or a shown difference against a shown equivalence) is marked ⚠. The kept
+    run's claims are decided again from their stored per-seed values with the rules of this
+    module, so that a change of rule since that run was kept is not read as a change of result."""
     from xferutils.pages.plotting import markdown_table
 
     ours = by_id(verdicts)
     parts = []
     for name, data in kept_runs(chapter, preset, root):
-        theirs = {c["id"]: c for c in data["claims"]}
+        theirs = kept_verdicts(data)
         both = sorted(set(ours) & set(theirs))
         diff = differences({i: ours[i] for i in both}, {i: theirs[i] for i in both})
         env = data.get("environment") or ""
         where = env.split("device ", 1)[1].split(" | ", 1)[0] if "device " in env else "machine not recorded"
         where = where.split(" (", 1)[0] if where.startswith("cpu") else where
         seeds = max((c.get("n", 0) for c in theirs.values()), default=0)
-        flipped = flips(diff)
+        kinds = {cid: change_kind(va, vb) for cid, va, vb in diff}
         if not diff:
             what = ("the one claim of both runs keeps its verdict" if len(both) == 1 else
                     f"all {len(both)} claims of both runs keep their verdicts")
         else:
+            counts_ = {k: sum(v == k for v in kinds.values()) for k in CHANGES}
+            said = [f"{n} {CHANGES[k]}" for k, n in counts_.items() if n]
             what = (f"{len(diff)} of the {len(both)} claims of both runs "
-                    f"{'changes' if len(diff) == 1 else 'change'} verdict; "
-                    + (f"{len(flipped)} reverse{'s' if len(flipped) == 1 else ''} direction"
-                       if flipped else "none reverses direction (supported ↔ contradicted)"))
+                    f"{'changes' if len(diff) == 1 else 'change'} verdict: " + "; ".join(said)
+                    + ("" if counts_["reverses"] else "; none reverses direction"))
         head = f"At `{name}` ({plural(seeds, 'seed')} at most, on {where}): {what}."
         if diff:
-            rows = [[f"`{cid}`", f"{va} ({ours[cid]['n']})", f"{vb} ({theirs[cid]['n']})"
-                     + (" ⚠" if (cid, va, vb) in flipped else "")] for cid, va, vb in diff]
-            head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds)", f"`{name}` (seeds)"], rows, "lll")
+            def cell(c: Mapping[str, Any], v: str) -> str:
+                d = c.get("difference")
+                return f"{v} ({c['n']}): {signed(d, c.get('unit', ''))}" if d is not None else f"{v} ({c['n']})"
+
+            rows = [[f"`{cid}`", cell(ours[cid], va), cell(theirs[cid], vb)
+                     + (" ⚠" if kinds[cid] in ("reverses", "conflicts") else "")] for cid, va, vb in diff]
+            head += "\n\n" + markdown_table(["claim", f"`{preset}` (seeds): difference",
+                                             f"`{name}` (seeds): difference"], rows, "lll")
+            warned = [f"`{cid}`" for cid in kinds if kinds[cid] in ("reverses", "conflicts")]
+            if warned:
+                head += ("\n\n⚠ " + ", ".join(warned) + (" does" if len(warned) == 1 else " do")
+                         + f" not hold at both scales: the verdict of one run is a finding about its budget "
+                         f"(seeds, training length), not about the method, and no conclusion of this "
+                         f"chapter should rest on it without the `{name}` run beside it.")
         parts.append(head)
     if not parts:
         return "This chapter has not been run at another preset yet."
