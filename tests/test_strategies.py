@@ -349,6 +349,15 @@ def test_prose_words_follow_the_verdicts():
     assert out["n_claims"] == len(v) == (out["n_supported"] + out["n_contradicted"] + out["n_not_shown"]
                                          + out["n_equivalent"])
     assert out["dann_wins"] == 0 and ("undecided" in out["dann_lines"].data or "equivalent" in out["dann_lines"].data)
+    # the forgetting ranking is called a finding only when its gap exceeds the seeds' spread
+    src = {k: m.source[("exp1", k, 100)] for k in st.STRATEGIES[1:] if ("exp1", k, 100) in m.source}
+    lo, nxt = sorted(src, key=lambda k: np.mean(src[k]))[:2]
+    gap, sd = np.mean(src[nxt]) - np.mean(src[lo]), max(np.std(src[k], ddof=1) for k in (lo, nxt))
+    assert ("is not a finding" in out["forget_note"]) == (gap < sd)
+    m.source[("exp1", "full_ft", 100)], m.source[("exp1", "l2sp", 100)] = [70.0, 71.0, 69.0], [90.0, 91.0, 89.0]
+    assert "more than the seeds' spread" in st.forget_note(m, {"full_ft": 70.0, "l2sp": 90.0}, 100)
+    m.source[("exp1", "l2sp", 100)] = [60.0, 81.0, 69.0]  # the same means apart, a wide spread
+    assert "is not a finding" in st.forget_note(m, {"full_ft": 70.0, "l2sp": 70.5}, 100)
 
 
 def test_claims_words_and_table():

@@ -712,6 +712,21 @@ def seed001_exp3_table(claimed: dict[float, tuple[float, float, float]]) -> str:
     return markdown_table(["shift (document 001's unit)", "transfer", "scratch", "gain"], rows, "rrrr")
 
 
+def forget_note(m: Measurements, src_after: dict[str, float], n: int) -> str:
+    """Whether the strategy that forgets most is told apart from the next one: their gap in
+    source accuracy (%) against the larger of their standard deviations over seeds."""
+    if len(src_after) < 2:
+        return "Only one strategy was measured"
+    worst, next_ = sorted(src_after, key=src_after.get)[:2]
+    sd = max(float(np.std(m.source[("exp1", k, n)], ddof=1)) for k in (worst, next_))
+    gap = src_after[next_] - src_after[worst]
+    if gap < sd:
+        return (f"The next, {_prose(LABELS[next_])} ({src_after[next_]:.1f} %), is within the seeds' spread of "
+                f"it (standard deviation up to {sd:.1f} points): which strategy forgets most is not a finding")
+    return (f"The next, {_prose(LABELS[next_])} ({src_after[next_]:.1f} %), is {gap:.1f} points above it, "
+            f"more than the seeds' spread (standard deviation up to {sd:.1f} points)")
+
+
 def forgetting_table(m: Measurements, sizes: Sequence[int], before: Spread) -> str:
     """Source-task test accuracy (%) with the source head on each strategy's features, after
     training on the target; ``before`` is the pretrained network's."""
@@ -1236,6 +1251,7 @@ def prose(m: Measurements, cc: ChapterClaims, verdicts: dict[str, Verdict], cell
     most, least = min(src_after, key=src_after.get), max(src_after, key=src_after.get)
     out["forget_most"], out["forget_least"] = md(LABELS[most]), md(LABELS[least])
     out["forget_most_acc"], out["forget_least_acc"] = src_after[most], src_after[least]
+    out["forget_note"] = forget_note(m, src_after, sizes[-1])
     out.update(baseline_prose(m, cmp, verdicts, sizes))
     counts = {k: 0 for k in ("supported", "contradicted", "equivalent", "not shown")}
     for v in verdicts.values():
@@ -1291,8 +1307,11 @@ def baseline_prose(m: Measurements, cmp: Comparisons, verdicts: dict[str, Verdic
         px = float(np.mean(m.test[e1("pixels", n)]))
         below = [k for k in STRATEGIES if e1(k, n) in m.test and np.mean(m.test[e1(k, n)]) < px]
         below_all &= set(below)
+        means = {k: float(np.mean(m.test[e1(k, n)])) for k in below}
+        d = 2 if any(f"{v:.1f}" == f"{px:.1f}" for v in means.values()) else 1  # never "90.9 below 90.9"
         lines.append(f"- {n} labels: " + "; ".join(parts) + ". Mean test accuracy below the pixel model's "
-                     f"{px:.1f} %: " + (", ".join(_prose(LABELS[k]) for k in below) if below else "none") + ".")
+                     f"{px:.{d}f} %: " + (", ".join(f"{_prose(LABELS[k])} ({means[k]:.{d}f} %)" for k in below)
+                                        if below else "none") + ".")
     out: dict[str, Any] = {"baseline_lines": Markdown("\n".join(lines)),
                            "below_pixels_everywhere": Markdown(", ".join(_prose(LABELS[k]) for k in STRATEGIES
                                                                          if k in below_all) or "none"),
