@@ -175,3 +175,5 @@ def test_measured_text_reads_accuracies_in_percent_and_gaps_in_points():
     assert ledger.measured_text(cmp) == "96.8 % vs 89.5 %"  # two accuracies, compared in points
     gap = {"kind": "threshold", "unit": "points", "measured": -0.95, "claimed": -1.0}
     assert ledger.measured_text(gap) == "−0.9 points (claimed −1.0 points)"  # the quantity is a gap
+    near = {"kind": "threshold", "unit": "points", "measured": -0.962, "claimed": -1.0}
+    assert ledger.measured_text(near) == "−0.96 points (claimed −1.00 points)"  # not "−1.0 (claimed −1.0)"

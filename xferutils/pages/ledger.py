@@ -244,7 +244,11 @@ def measured_text(v: Mapping[str, Any]) -> str:
         return f"{_num(v.get('measured'), level)} vs {_num(v.get('baseline'), level)}"
     m = _num(v.get("measured"), unit)
     if v.get("claimed") is not None:
-        return f"{m} (claimed {_num(v.get('claimed'), unit)})"
+        c = _num(v.get("claimed"), unit)
+        if m == c and isinstance(v.get("measured"), float) and v.get("measured") != v.get("claimed"):
+            # one decimal would print the same number for two different values: show two
+            m, c = (f"{x:.2f}".replace("-", "−") + unit for x in (v["measured"], float(v["claimed"])))
+        return f"{m} (claimed {c})"
     return m
 
 
