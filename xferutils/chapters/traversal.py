@@ -411,18 +411,6 @@ def _span(rows: torch.Tensor) -> slice:
     return slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 0)
 
 
-def _as_slice(idx: torch.Tensor) -> slice | None:
-    """``idx`` as a slice when it is a non-empty run of consecutive indices (indexing with it gives
-    a view, not a copy), else None."""
-    n = len(idx)
-    if n == 0:
-        return None
-    lo, hi = int(idx[0]), int(idx[-1])
-    if hi - lo + 1 != n or (n > 1 and not bool((idx[1:] - idx[:-1] == 1).all())):
-        return None
-    return slice(lo, hi + 1)
-
-
 def _part_order(q: torch.Tensor) -> list[int]:
     """Methods ordered so that the replicas whose dense net trains come first and those whose
     sparse net trains last: dense only (q = 0 throughout), both, sparse only (q = 1 throughout).
@@ -571,15 +559,11 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
         _prune(masks, params, torch.where(stopped.to(dev), 0.0, prune), min(s + 1, ramp), ramp)
         q_s = q_a[:, s].view(-1, 1, 1)
         lam_kl_a, lam_l2_a = lam_kl[act], lam_l2[act]
-        # the active replicas' weights and Adam moments
+        # the active replicas' weights and Adam moments, gathered once per step (a copy)
         rows_of = {pre: act[rows] for pre, rows in spans.items()}
-        # a contiguous range of replicas (every one, while none has stopped) is read as a view and
-        # updated in place; otherwise gathered (a copy) and written back after the step
-        views = {pre: _as_slice(r) for pre, r in rows_of.items()}
-        at = {pre: views[pre] if views[pre] is not None else r for pre, r in rows_of.items()}
-        work = {pre: {k: v[at[pre]].requires_grad_(True) for k, v in params.items() if k.startswith(pre)}
+        work = {pre: {k: v[rows_of[pre]].requires_grad_(True) for k, v in params.items() if k.startswith(pre)}
                 for pre in spans}
-        moments = {k: (state[k][0][at[k[:2]]], state[k][1][at[k[:2]]]) for pre in work for k in work[pre]}
+        moments = {k: (state[k][0][rows_of[k[:2]]], state[k][1][rows_of[k[:2]]]) for pre in work for k in work[pre]}
         pruned = _span(prune[rows_of["d."]] > 0) if "d." in work else slice(0, 0)  # gmp: a prefix
         work_masks = {k: m[rows_of["d."][pruned]] for k, m in masks.items()} if pruned.stop > pruned.start else {}
         for b in range(batches):
@@ -601,7 +585,7 @@ def traverse(dense: Replicas, methods: Sequence[Method], train: Split, evals: di
                 for k, mask in work_masks.items():
                     work["d."][k][pruned].mul_(mask)
         with torch.no_grad():  # back into the full set of replicas
-            for pre in (p for p in work if views[p] is None):
+            for pre in work:
                 for k, v in work[pre].items():
                     params[k][rows_of[pre]] = v.detach()
                     state[k][0][rows_of[pre]], state[k][1][rows_of[pre]] = moments[k]
@@ -714,8 +698,7 @@ def _final_accuracy(params: dict, ends_sparse: torch.Tensor, one: Callable, data
     for prefix, at in (("s.", torch.nonzero(sparse_end).flatten()), ("d.", torch.nonzero(~sparse_end).flatten())):
         if len(at) == 0:
             continue
-        take = _as_slice(rows[at])
-        sub = {k: v[rows[at] if take is None else take] for k, v in params.items() if k.startswith(prefix)}
+        sub = {k: v[rows[at]] for k, v in params.items() if k.startswith(prefix)}
         chunk = _eval_rows(len(at), data.x.shape[-1], data.x.device.type)
         call = vmap(lambda p, x, pre=prefix: one(p, x, pre), in_dims=(0, None))
         hits = sum((call(sub, data.x[i:i + chunk]).argmax(-1) == data.y[i:i + chunk]).sum(-1)
