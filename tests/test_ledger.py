@@ -173,6 +173,10 @@ def test_claims_split_into_parts_count_for_their_entry(tmp_path):
 def test_measured_text_reads_accuracies_in_percent_and_gaps_in_points():
     cmp = {"kind": "direction", "unit": "points", "measured": 96.75, "baseline": 89.46}
     assert ledger.measured_text(cmp) == "96.8 % vs 89.5 %"  # two accuracies, compared in points
+    gains = {"kind": "direction", "unit": "points of gain", "measured": 2.71, "baseline": 4.06}
+    assert ledger.measured_text(gains) == "2.7 vs 4.1 points of gain"  # two gains: never "%"
+    assert ledger.measured_text({"kind": "direction", "unit": "epochs", "measured": 12.0, "baseline": 15.0}) \
+        == "12.0 vs 15.0 epochs"
     gap = {"kind": "threshold", "unit": "points", "measured": -0.95, "claimed": -1.0}
     assert ledger.measured_text(gap) == "−0.9 points (claimed −1.0 points)"  # the quantity is a gap
     near = {"kind": "threshold", "unit": "points", "measured": -0.962, "claimed": -1.0}

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xferutils.pages.claims import Family, Question, Verdict, compare
+from xferutils.pages.claims import GAIN, Family, Question, Verdict, compare
 from xferutils.pages.claims import table as verdict_table
 from xferutils.core.config import ParameterError, check_choice, check_digits, check_float, check_int, check_seeds
 from xferutils.core.data import Split
@@ -1001,8 +1001,9 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
               "on MNIST, a much smaller rate for the pretrained layers (m = 0.1) beats m = 1", "document 001")
     a0, a1, mid = angles[0], angles[1], angles[len(angles) // 2]
     gain = lambda a: np.subtract(m.test[e3("full_ft", a, n3)], m.test[e3("scratch", a, n3)])  # noqa: E731
+    # two gains compared: points of gain, not accuracies (the ledger reads a comparison in "points" as two %)
     family.direction("001-exp3-small-shift", "document 001", f"on MNIST, transfer gains more at a small shift "
-                     f"({a1}°) than at none", gain(a1), gain(a0), unit="points")
+                     f"({a1}°) than at none", gain(a1), gain(a0), unit=GAIN)
     cmp.claim(e3("feature_extraction", a0, n3), e3("full_ft", a0, n3), "001-decision-fe-similar",
               "little data, similar domains: feature extraction beats fine-tuning", "document 001")
     if e3("dann", mid, 0) in m.test:
@@ -1019,7 +1020,7 @@ def chapter_claims(m: Measurements, family: Family, *, sizes: Sequence[int], ang
                  "over scratch disappears (within ±2 points)", gain(last), 0.0, tol=2.0, unit="points")
     if last != a0:
         family.direction(f"ch3-cnn-gain-rot{last}-vs-rot{a0}", "book", f"full fine-tuning's gain over scratch "
-                         f"at {last}° exceeds its gain at {a0}°", gain(last), gain(a0), unit="points")
+                         f"at {last}° exceeds its gain at {a0}°", gain(last), gain(a0), unit=GAIN)
     cmp.claim(e3("scratch", last, n3), e3("feature_extraction", last, n3), "001-negative-transfer",
               f"very different domains ({last}°): training from scratch beats feature extraction "
               "(negative transfer)", "document 001")

@@ -521,8 +521,11 @@ def _floats(values: Sequence[float]) -> tuple[float, ...]:
 
 # --- words and tables: the only place a verdict becomes prose -----------------------------------
 
+GAIN = "points of gain"  # the unit of a comparison between two gains (differences of accuracy)
+
+
 def _digits(unit: str) -> int | None:
-    return 1 if unit in ("points", "%", "pts", "epochs", "steps", "labels") else None
+    return 1 if unit in ("points", GAIN, "%", "pts", "epochs", "steps", "labels") else None
 
 
 def magnitude(x: float | None, unit: str = "") -> str:

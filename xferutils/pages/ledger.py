@@ -235,13 +235,15 @@ def _num(x: Any, unit: str = "") -> str:
 
 
 def measured_text(v: Mapping[str, Any]) -> str:
-    """``0.942 (claimed 0.94)`` or ``96.8 % vs 89.5 %``: the measured value beside what it is
-    compared with. A comparison in points compares two accuracies: they read in %."""
+    """``0.942 (claimed 0.94)``, ``96.8 % vs 89.5 %`` or ``2.7 vs 4.1 points of gain``: the
+    measured value beside what it is compared with. A comparison in points compares two
+    accuracies: they read in %; any other unit is said once, after both."""
     unit = v.get("unit") or ""
     unit = "" if unit in ("", "fraction") else f" {unit}" if unit != "%" else " %"
     if v.get("kind") == "direction" and v.get("baseline") is not None:
-        level = " %" if unit == " points" else unit
-        return f"{_num(v.get('measured'), level)} vs {_num(v.get('baseline'), level)}"
+        if unit == " points":
+            return f"{_num(v.get('measured'), ' %')} vs {_num(v.get('baseline'), ' %')}"
+        return f"{_num(v.get('measured'), unit).removesuffix(unit)} vs {_num(v.get('baseline'), unit)}"
     m = _num(v.get("measured"), unit)
     if v.get("claimed") is not None:
         c = _num(v.get("claimed"), unit)
