@@ -409,6 +409,7 @@ def test_change_kind_says_what_a_change_of_verdict_means():
     assert k(NOT_SHOWN, CONTRADICTED) == k(NOT_SHOWN, EQUIVALENT) == "gained"
     assert k("absent", SUPPORTED) == "absent"
     assert set(claims.CHANGES) == {"reverses", "conflicts", "lost", "gained", "absent"}
+    assert all(one != many for one, many in claims.CHANGES.values())  # "1 is decided", "4 are decided"
 
 
 def test_kept_verdicts_are_decided_again_by_todays_rules():

@@ -714,12 +714,13 @@ def flips(diff: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return [d for d in diff if {d[1], d[2]} == {SUPPORTED, CONTRADICTED}]
 
 
-CHANGES = {  # what a change of verdict between two runs means, in the order a page lists them
-    "reverses": "reverses direction (supported ↔ contradicted)",
-    "conflicts": "goes between a shown difference and a shown equivalence",
-    "lost": "is decided here but undecided there",
-    "gained": "is undecided here but decided there",
-    "absent": "is in one run only",
+CHANGES = {  # what a change of verdict between two runs means (one claim, several), in a page's order
+    "reverses": ("reverses direction (supported ↔ contradicted)", "reverse direction (supported ↔ contradicted)"),
+    "conflicts": ("goes between a shown difference and a shown equivalence",
+                  "go between a shown difference and a shown equivalence"),
+    "lost": ("is decided here but undecided there", "are decided here but undecided there"),
+    "gained": ("is undecided here but decided there", "are undecided here but decided there"),
+    "absent": ("is in one run only", "are in one run only"),
 }
 
 
@@ -897,7 +898,7 @@ def scale_note(chapter: str, preset: str, verdicts: Sequence[Verdict | dict[str,
                     f"all {len(both)} claims of both runs keep their verdicts")
         else:
             counts_ = {k: sum(v == k for v in kinds.values()) for k in CHANGES}
-            said = [f"{n} {CHANGES[k]}" for k, n in counts_.items() if n]
+            said = [f"{n} {CHANGES[k][n > 1]}" for k, n in counts_.items() if n]
             what = (f"{len(diff)} of the {len(both)} claims of both runs "
                     f"{'changes' if len(diff) == 1 else 'change'} verdict: " + "; ".join(said)
                     + ("" if counts_["reverses"] else "; none reverses direction"))
